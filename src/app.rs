@@ -1,0 +1,172 @@
+//! Wires the services together and owns start-up and shutdown.
+//!
+//! Start-up does everything that can fail on configuration *before* binding
+//! a port: intercept list, CA, upstream trust. Then both listeners bind and
+//! announce themselves (`proxy listening on ADDR`, `admin listening on ADDR`;
+//! tests and scripts parse these lines when they configure port 0).
+//!
+//! Shutdown (SIGTERM, Ctrl-C): stop accepting, tell every connection to
+//! finish its in-flight requests and close, wait up to `shutdown_grace`,
+//! then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::located::Located;
+use crate::policy::intercept::InterceptList;
+use crate::proxy::{listener, ProxyState};
+use crate::tls::ca::{CaError, LocalCa};
+use crate::tls::cache::LeafCache;
+use crate::upstream::{Connector, TrustError, Upstream};
+
+/// Why the agent could not start. All are configuration problems (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The policy's intercept list is invalid.
+    #[error("{0}")]
+    Policy(#[from] Located),
+    /// The CA could not be loaded or created.
+    #[error("CA: {0}")]
+    Ca(#[from] CaError),
+    /// Upstream trust roots are unusable.
+    #[error("{0}")]
+    Trust(#[from] TrustError),
+    /// A listen address could not be bound.
+    #[error("`{key}` = {addr}: cannot listen: {source}")]
+    Bind {
+        /// Config key.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started agent: its bound addresses and a handle to stop it.
+pub struct Running {
+    /// Where the proxy listens.
+    pub proxy_addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    grace: std::time::Duration,
+}
+
+impl Running {
+    /// Begin shutdown and wait (bounded by `shutdown_grace`) for in-flight work.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace of {}s over; dropping the connections still open",
+                self.grace.as_secs()
+            );
+        }
+    }
+}
+
+/// Load everything, bind, and start serving.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let intercept = InterceptList::embedded_default()?;
+    let ca = LocalCa::load_or_create(&config.state_dir, intercept.hosts(), config.ca_key_store)?;
+    for host in ca.uncovered(intercept.hosts()) {
+        tracing::warn!(
+            %host,
+            "the CA's name constraints do not cover this intercepted host; it will be tunnelled. \
+             Run `outpost ca rotate` and reinstall the CA to intercept it"
+        );
+    }
+    let connector = Connector::from_config(&config.upstream)?;
+    let upstream = Upstream::new(connector, &config.upstream);
+
+    let bind = |key, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { key, addr, source })
+    };
+    let proxy_listener = bind("listen", config.listen).await?;
+    let admin_listener = bind("admin_listen", config.admin_listen).await?;
+    let proxy_addr = local_addr(&proxy_listener, "listen", config.listen)?;
+    let admin_addr = local_addr(&admin_listener, "admin_listen", config.admin_listen)?;
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let state = ProxyState::new(
+        intercept,
+        LeafCache::new(Arc::new(ca)),
+        upstream,
+        shutdown.clone(),
+        tasks.clone(),
+    );
+    tasks.spawn(listener::serve(proxy_listener, state.clone()));
+    tasks.spawn(admin::serve(
+        admin_listener,
+        Arc::new(AdminState {
+            proxy_addr,
+            proxy: state,
+        }),
+    ));
+    tracing::info!("proxy listening on {proxy_addr}");
+    tracing::info!("admin listening on {admin_addr}");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        shutdown,
+        tasks,
+        grace: config.shutdown_grace,
+    })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// Run until SIGTERM or Ctrl-C, then shut down gracefully.
+pub async fn run(config: &Config) -> Result<(), StartError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!("cannot watch SIGTERM ({err}); only Ctrl-C stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,234 @@
+//! The `outpost` command line. Nothing depends on this module.
+//!
+//! Every subcommand takes `--config`. Exit codes: 0 ok, 1 a check failed,
+//! 2 usage or configuration error (the message names the file and key).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{self, Config, ConfigError};
+use crate::policy::intercept::InterceptList;
+use crate::tls::ca::{self, LocalCa};
+
+/// Exit code: a check failed.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "outpost",
+    version,
+    about = "Endpoint edge agent for LLM traffic: a local HTTPS proxy that intercepts known LLM provider hosts"
+)]
+struct Cli {
+    /// Config file (else $OUTPOST_CONFIG, else the platform config dir; none = embedded defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent in the foreground (a service manager runs this).
+    Run,
+    /// The local certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCommand {
+    /// Print the CA certificate (PEM), creating the CA if there is none yet.
+    Export,
+    /// Print the CA's fingerprint, name constraints, expiry and key location.
+    Show,
+    /// Make a new CA for the current intercept list (clients must trust it anew).
+    Rotate,
+}
+
+/// An error that maps to a specific exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// Exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+/// Parse arguments and run. Returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { EXIT_CONFIG } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("outpost: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(exit) = err.downcast_ref::<Exit>() {
+        return exit.code;
+    }
+    let config_like = err.chain().any(|e| {
+        e.is::<ConfigError>() || e.is::<crate::app::StartError>() || e.is::<crate::located::Located>()
+    });
+    if config_like {
+        EXIT_CONFIG
+    } else {
+        EXIT_CHECK_FAILED
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run => run_agent(&config),
+        Command::Ca(command) => {
+            init_stderr_logging("warn");
+            run_ca(&config, command)
+        }
+    }
+}
+
+fn run_agent(config: &Config) -> anyhow::Result<()> {
+    let _guard = init_daemon_logging(config);
+    match &config.source {
+        Some(path) => tracing::info!("config {}", path.display()),
+        None => tracing::info!("no config file; running on embedded defaults"),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(crate::app::run(config))?;
+    Ok(())
+}
+
+fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
+    let intercept = InterceptList::embedded_default()?;
+    let hosts = intercept.hosts();
+    match command {
+        CaCommand::Export => {
+            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            print!("{}", ca.cert_pem());
+        }
+        CaCommand::Show => {
+            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            print_ca(config, &ca, &intercept);
+        }
+        CaCommand::Rotate => {
+            let old = LocalCa::load(&config.state_dir).ok().map(|ca| ca.fingerprint());
+            let ca = LocalCa::create(&config.state_dir, hosts, config.ca_key_store)?;
+            if let Some(old) = old {
+                println!("replaced CA {old}");
+            }
+            print_ca(config, &ca, &intercept);
+            println!();
+            println!("Clients must trust the new CA (`outpost ca export`, or `outpost install` again)");
+            println!("and a running agent must be restarted to use it.");
+        }
+    }
+    Ok(())
+}
+
+fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
+    let expiry = ca.not_after();
+    println!("certificate:  {}", ca::cert_file(&config.state_dir).display());
+    println!("fingerprint:  SHA-256 {}", ca.fingerprint());
+    println!(
+        "expires:      {:04}-{:02}-{:02} {:02}:{:02} UTC",
+        expiry.year(),
+        u8::from(expiry.month()),
+        expiry.day(),
+        expiry.hour(),
+        expiry.minute()
+    );
+    println!("permits:      {}", ca.permitted().join(", "));
+    println!(
+        "excludes:     {}",
+        if ca.excludes_all_ips() {
+            "every IPv4 and IPv6 address"
+        } else {
+            "no IP ranges (this CA predates Outpost's constraints: rotate it)"
+        }
+    );
+    println!("key:          {}", ca.key_location());
+    let uncovered = ca.uncovered(intercept.hosts());
+    if !uncovered.is_empty() {
+        let names: Vec<String> = uncovered.iter().map(|h| h.to_string()).collect();
+        println!(
+            "NOT COVERED:  {} (policy intercepts these but the CA cannot sign for them; \
+             they are tunnelled until `outpost ca rotate`)",
+            names.join(", ")
+        );
+    }
+}
+
+fn filter(default: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn init_stderr_logging(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter(default))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// stderr plus a daily-rolling file under `state_dir/logs`. The guard flushes
+/// the file writer when dropped.
+fn init_daemon_logging(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter(&config.log_level));
+    let dir = config.state_dir.join("logs");
+    let appender = crate::tls::store::create_private_dir(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("outpost")
+                .filename_suffix("log")
+                .max_log_files(config.log_retention_days.max(1))
+                .build(&dir)
+                .map_err(|e| e.to_string())
+        });
+    match appender {
+        Ok(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let file = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter(&config.log_level));
+            let _ = tracing_subscriber::registry()
+                .with(stderr)
+                .with(file)
+                .try_init();
+            Some(guard)
+        }
+        Err(err) => {
+            let _ = tracing_subscriber::registry().with(stderr).try_init();
+            tracing::warn!("no log file in {}: {err}; logging to stderr only", dir.display());
+            None
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Outpost: an endpoint edge agent for LLM traffic.
+//!
+//! A per-device daemon runs a local HTTPS forward proxy. For known LLM
+//! provider hosts it terminates TLS with leaves from a local, name-constrained
+//! CA and forwards each API call; every other host is tunnelled untouched.
+//! See `README.md` for use and `../shared/design.md` for the layout.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod located;
+pub mod policy;
+pub mod provider;
+pub mod proxy;
+pub mod tls;
+pub mod upstream;

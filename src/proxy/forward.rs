@@ -1,0 +1,249 @@
+//! One request to its upstream, with bodies streaming both ways.
+//!
+//! The request keeps its method, path, query, headers and body; hop-by-hop
+//! headers are dropped in both directions (RFC 9110 §7.6.1) and the URI is
+//! rebuilt from the *route* (the CONNECT target or absolute URI), never from
+//! a `Host` header. On intercepted routes upstream compression is refused
+//! (`Accept-Encoding: identity`) so later stages see plain text. Response
+//! bodies are passed frame by frame: nothing here buffers, so server-sent
+//! events reach the client as the provider sends them.
+//!
+//! Failures before the response headers become a 502 (504 on timeout) in
+//! the provider's JSON error shape, naming the host and the cause.
+
+use std::error::Error as _;
+use std::time::Instant;
+
+use http::header::{HeaderName, ACCEPT_ENCODING, CONNECTION, HOST};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{provider_error, websocket, ProxyBody, ProxyState, Target};
+use crate::provider::ErrorKind;
+use crate::upstream::{BoxError, ConnectError, UpstreamBody};
+
+/// Where one request goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `https` for intercepted CONNECTs, `http` for plain forward proxying.
+    pub scheme: Scheme,
+    /// The host and port the client asked for.
+    pub target: Target,
+    /// Whether this host is on the intercept list (inspection applies).
+    pub intercepted: bool,
+}
+
+impl Route {
+    /// The upstream URI for `path_and_query` on this route.
+    pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let default_port = if self.scheme == Scheme::HTTPS { 443 } else { 80 };
+        let authority = if self.target.port == default_port {
+            if self.target.host.contains(':') {
+                format!("[{}]", self.target.host)
+            } else {
+                self.target.host.clone()
+            }
+        } else {
+            self.target.authority()
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(path_and_query.map_or("/", |p| p.as_str()))
+            .build()
+    }
+}
+
+/// Headers that describe one hop, never forwarded.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Drop hop-by-hop headers, including any that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Forward `req` along `route` and return the upstream's streaming response.
+pub async fn forward(
+    state: &ProxyState,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if websocket::is_upgrade(&req) {
+        return websocket::bridge(state, route, req).await;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Never log the query: Gemini puts the API key in `?key=`.
+    let path = req.uri().path().to_string();
+    let upstream_req = match upstream_request(route, req) {
+        Ok(r) => r,
+        Err(err) => {
+            return provider_error(
+                &route.target.host,
+                ErrorKind::BadRequest,
+                &format!("Outpost could not forward this request: {err}"),
+            )
+        }
+    };
+    let limit = state.upstream.response_timeout();
+    let outcome = tokio::time::timeout(limit, state.upstream.send(upstream_req)).await;
+    let response = match outcome {
+        Ok(Ok(response)) => client_response(response),
+        Ok(Err(err)) => {
+            let (kind, cause) = describe(&err);
+            tracing::info!(host = %route.target.host, %method, path, "upstream failed: {cause}");
+            let message = format!("Outpost could not reach {}: {cause}", route.target.host);
+            provider_error(&route.target.host, kind, &message)
+        }
+        Err(_) => {
+            tracing::info!(host = %route.target.host, %method, path, "upstream timed out");
+            let message = format!(
+                "Outpost gave up waiting for {} after {}s (upstream.response_timeout_secs)",
+                route.target.host,
+                limit.as_secs()
+            );
+            provider_error(&route.target.host, ErrorKind::UpstreamTimeout, &message)
+        }
+    };
+    tracing::debug!(
+        host = %route.target.host,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        headers_ms = started.elapsed().as_millis() as u64,
+        "forwarded"
+    );
+    response
+}
+
+fn upstream_request(
+    route: &Route,
+    req: Request<Incoming>,
+) -> Result<Request<UpstreamBody>, http::Error> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = route.uri(parts.uri.path_and_query())?;
+    // The pooled client picks h1 or h2 per connection; it refuses an h2
+    // request on an h1 connection, and ignores the version on h2.
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(HOST);
+    if route.intercepted {
+        parts
+            .headers
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
+    Ok(Request::from_parts(
+        parts,
+        body.map_err(BoxError::from).boxed(),
+    ))
+}
+
+fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+}
+
+/// The error kind and a one-line cause for a failed upstream request.
+fn describe(err: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
+    let mut chain = Vec::new();
+    while let Some(e) = source {
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            let kind = if connect.is_timeout() {
+                ErrorKind::UpstreamTimeout
+            } else {
+                ErrorKind::UpstreamUnavailable
+            };
+            return (kind, connect.kind.to_string());
+        }
+        if let Some(hyper_err) = e.downcast_ref::<hyper::Error>() {
+            if hyper_err.is_incomplete_message() {
+                return (
+                    ErrorKind::UpstreamUnavailable,
+                    "the connection closed before a response arrived".into(),
+                );
+            }
+        }
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    if chain.is_empty() {
+        chain.push(err.to_string());
+    }
+    chain.dedup();
+    (ErrorKind::UpstreamUnavailable, chain.join(": "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(scheme: Scheme, host: &str, port: u16) -> Route {
+        Route {
+            scheme,
+            target: Target {
+                host: host.into(),
+                port,
+            },
+            intercepted: true,
+        }
+    }
+
+    #[test]
+    fn uri_omits_default_port_and_keeps_query() {
+        let pq = PathAndQuery::from_static("/v1beta/models/x:generateContent?key=k");
+        let uri = route(Scheme::HTTPS, "api.openai.com", 443)
+            .uri(Some(&pq))
+            .unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "https://api.openai.com/v1beta/models/x:generateContent?key=k"
+        );
+        let uri = route(Scheme::HTTP, "plain.test", 8080).uri(None).unwrap();
+        assert_eq!(uri.to_string(), "http://plain.test:8080/");
+        let uri = route(Scheme::HTTPS, "::1", 443).uri(None).unwrap();
+        assert_eq!(uri.to_string(), "https://[::1]/");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("authorization", HeaderValue::from_static("Bearer sk"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["authorization", "content-type"]);
+    }
+}

@@ -1,0 +1,78 @@
+//! An intercepted CONNECT: TLS with a minted leaf, then HTTP/1.1 or HTTP/2.
+//!
+//! The leaf is for the CONNECT host, not the SNI: the CONNECT authority is
+//! where bytes will go, so it is the only name the client may be promised.
+//! ALPN offers `h2` and `http/1.1`; hyper-util's auto server serves whichever
+//! the client speaks, with upgrades (WebSockets) enabled.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio_rustls::TlsAcceptor;
+
+use super::forward::{self, Route};
+use super::{ProxyState, Target};
+
+/// Bound on the client's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serve one intercepted connection until it closes or shutdown completes.
+pub async fn serve(state: Arc<ProxyState>, upgraded: Upgraded, target: Target) {
+    let config = match state.leaves.get_or_mint(&target.host).await {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(host = %target.host, "cannot mint a leaf: {err}");
+            return;
+        }
+    };
+    let accept = TlsAcceptor::from(config).accept(TokioIo::new(upgraded));
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            // Usually the client does not trust Outpost's CA yet.
+            tracing::info!(host = %target.host, "client TLS handshake failed: {err}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(host = %target.host, "client TLS handshake timed out");
+            return;
+        }
+    };
+    if let Some(sni) = tls.get_ref().1.server_name() {
+        if !sni.eq_ignore_ascii_case(&target.host) {
+            tracing::debug!(host = %target.host, sni, "SNI differs from the CONNECT host");
+        }
+    }
+
+    let route = Arc::new(Route {
+        scheme: http::uri::Scheme::HTTPS,
+        target,
+        intercepted: true,
+    });
+    let svc_state = state.clone();
+    let service = service_fn(move |req| {
+        let state = svc_state.clone();
+        let route = route.clone();
+        async move { Ok::<_, Infallible>(forward::forward(&state, &route, req).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!("intercepted connection ended: {err}");
+    }
+}

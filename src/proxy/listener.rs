@@ -1,0 +1,101 @@
+//! Accepts proxy clients and routes their requests.
+//!
+//! Each accepted socket gets `TCP_NODELAY` and an HTTP/1.1 server with
+//! upgrades (CONNECT needs them). A request is one of:
+//! - `CONNECT host:port` → [`super::connect`];
+//! - absolute-form `http://host/...` → [`super::forward`] (plain forward proxy);
+//! - anything else (a browser pointed at the proxy port) → 400 with a hint.
+//!
+//! On shutdown the loop stops accepting and each connection is told to
+//! finish its in-flight request and close.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{connect, forward, text_response, ProxyBody, ProxyState, Target};
+
+/// How long a client may take to send request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accept until shutdown.
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = state.shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tracing::trace!(%peer, "accepted");
+                state.tasks.spawn(serve_client(stream, state.clone()));
+            }
+            Err(err) => {
+                // Out of file descriptors and similar: back off, keep serving.
+                tracing::warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!("proxy listener closed");
+}
+
+async fn serve_client(stream: TcpStream, state: Arc<ProxyState>) {
+    let svc_state = state.clone();
+    let service = service_fn(move |req| {
+        let state = svc_state.clone();
+        async move { Ok::<_, Infallible>(route(state, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!("client connection ended: {err}");
+    }
+}
+
+async fn route(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() == Method::CONNECT {
+        return connect::handle(state, req).await;
+    }
+    let uri = req.uri();
+    if uri.scheme_str() == Some("http") {
+        if let Some(target) = uri.authority().and_then(|a| Target::parse(a, Some(80))) {
+            let intercepted = state.intercept.intercepts(&target.host);
+            let route = forward::Route {
+                scheme: http::uri::Scheme::HTTP,
+                target,
+                intercepted,
+            };
+            return forward::forward(&state, &route, req).await;
+        }
+    }
+    if uri.scheme_str() == Some("https") {
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "Outpost: send https:// requests through CONNECT (set HTTPS_PROXY=http://127.0.0.1:8877)",
+        );
+    }
+    text_response(
+        StatusCode::BAD_REQUEST,
+        "Outpost is a forward proxy, not a web server: set HTTPS_PROXY=http://127.0.0.1:8877 \
+         (status and the CA are on the admin port)",
+    )
+}

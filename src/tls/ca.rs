@@ -1,0 +1,410 @@
+//! The local certificate authority that signs interception leaves.
+//!
+//! One ECDSA P-256 CA per device, generated on first start into
+//! `state_dir/ca/ca.pem` (certificate) with its key in the keyring or a 0600
+//! file (see [`super::store`]). Its X.509 NameConstraints *permit* only the
+//! DNS names of the intercepted hosts and *exclude* every IPv4 and IPv6
+//! range, so that a stolen CA key cannot impersonate anything else to a
+//! client that enforces constraints (rustls-webpki, OpenSSL, Go, NSS, Chrome,
+//! macOS).
+//!
+//! "Permitted" below always means what the certificate on disk says, parsed
+//! back from it, not what the current policy wishes: when the intercept list
+//! grows past the CA, those hosts are tunnelled until `outpost ca rotate`.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, PKCS_ECDSA_P256_SHA256,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use super::store::{self, KeyLocation, StoreError};
+use crate::config::KeyStoreChoice;
+use crate::policy::intercept::HostPattern;
+
+/// How long a new CA is valid.
+const CA_VALIDITY: Duration = Duration::days(5 * 365);
+/// How long a leaf is valid. Short: leaves are cheap and only live in memory.
+pub const LEAF_VALIDITY: Duration = Duration::days(7);
+/// Leaves start this far in the past, for clients whose clock is behind.
+const BACKDATE: Duration = Duration::hours(1);
+
+/// Errors creating, loading or using the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// Key storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The certificate or key on disk could not be parsed.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file (or key location).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// rcgen refused to build a certificate.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Asked to mint a leaf the CA's name constraints do not permit.
+    #[error("the Outpost CA's name constraints do not permit {0}; run `outpost ca rotate`")]
+    NotPermitted(String),
+}
+
+/// A freshly minted leaf: its own key, never the CA's.
+pub struct Leaf {
+    /// DER certificate.
+    pub cert: CertificateDer<'static>,
+    /// PKCS#8 private key of the leaf.
+    pub key: PrivateKeyDer<'static>,
+    /// When it stops being valid.
+    pub not_after: OffsetDateTime,
+}
+
+/// The loaded CA: certificate, signing key, and its parsed constraints.
+pub struct LocalCa {
+    cert_der: CertificateDer<'static>,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    permitted: Vec<String>,
+    excludes_all_ips: bool,
+    not_after: OffsetDateTime,
+    key_location: KeyLocation,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa")
+            .field("fingerprint", &self.fingerprint())
+            .field("permitted", &self.permitted)
+            .field("key_location", &self.key_location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The certificate file path under `state_dir`.
+pub fn cert_file(state_dir: &Path) -> PathBuf {
+    store::ca_dir(state_dir).join("ca.pem")
+}
+
+impl LocalCa {
+    /// Load the CA from `state_dir`, creating it (for `hosts`) if there is none.
+    pub fn load_or_create(
+        state_dir: &Path,
+        hosts: &[HostPattern],
+        choice: KeyStoreChoice,
+    ) -> Result<LocalCa, CaError> {
+        if cert_file(state_dir).exists() {
+            LocalCa::load(state_dir)
+        } else {
+            LocalCa::create(state_dir, hosts, choice)
+        }
+    }
+
+    /// Load an existing CA.
+    pub fn load(state_dir: &Path) -> Result<LocalCa, CaError> {
+        let path = cert_file(state_dir);
+        let cert_pem = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let corrupt = |message: String| CaError::Corrupt {
+            path: path.display().to_string(),
+            message,
+        };
+        let cert_der = pem_certificate(&cert_pem).map_err(corrupt)?;
+        let (key_pem, key_location) = store::load_key(state_dir)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Corrupt {
+            path: key_location.to_string(),
+            message: format!("not a usable private key: {e}"),
+        })?;
+        if key.public_key_raw() != public_key_of(&cert_der).map_err(corrupt)? {
+            return Err(corrupt(format!(
+                "the certificate does not belong to the key in {key_location}; run `outpost ca rotate`"
+            )));
+        }
+        LocalCa::from_parts(cert_der, cert_pem, key, key_location)
+    }
+
+    /// Generate a new CA for `hosts`, replacing any previous one on disk.
+    pub fn create(
+        state_dir: &Path,
+        hosts: &[HostPattern],
+        choice: KeyStoreChoice,
+    ) -> Result<LocalCa, CaError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let now = OffsetDateTime::now_utc();
+        let params = ca_params(hosts, now);
+        let cert = params.self_signed(&key)?;
+        let cert_pem = cert.pem();
+        store::create_private_dir(&store::ca_dir(state_dir))?;
+        // Key first: a certificate without its key is useless, a key without
+        // its certificate is simply replaced on the next start.
+        let key_location = store::store_key(state_dir, &key.serialize_pem(), choice)?;
+        store::write_atomic(&cert_file(state_dir), cert_pem.as_bytes(), 0o644)?;
+        LocalCa::from_parts(cert.der().clone(), cert_pem, key, key_location)
+    }
+
+    fn from_parts(
+        cert_der: CertificateDer<'static>,
+        cert_pem: String,
+        key: KeyPair,
+        key_location: KeyLocation,
+    ) -> Result<LocalCa, CaError> {
+        let corrupt = |message: String| CaError::Corrupt {
+            path: "CA certificate".to_string(),
+            message,
+        };
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| corrupt(format!("cannot parse: {e}")))?;
+        let mut permitted = Vec::new();
+        let mut excludes_v4 = false;
+        let mut excludes_v6 = false;
+        if let Ok(Some(nc)) = x509.name_constraints() {
+            use x509_parser::extensions::GeneralName;
+            for sub in nc.value.permitted_subtrees.iter().flatten() {
+                if let GeneralName::DNSName(name) = sub.base {
+                    permitted.push(name.to_ascii_lowercase());
+                }
+            }
+            for sub in nc.value.excluded_subtrees.iter().flatten() {
+                if let GeneralName::IPAddress(bytes) = sub.base {
+                    excludes_v4 |= *bytes == [0u8; 8];
+                    excludes_v6 |= *bytes == [0u8; 32];
+                }
+            }
+        }
+        let not_after = x509.validity().not_after.to_datetime();
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
+        Ok(LocalCa {
+            cert_der,
+            cert_pem,
+            issuer,
+            permitted,
+            excludes_all_ips: excludes_v4 && excludes_v6,
+            not_after,
+            key_location,
+        })
+    }
+
+    /// Does the CA's certificate permit leaves for `host`?
+    pub fn permits(&self, host: &str) -> bool {
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return false;
+        }
+        self.permitted
+            .iter()
+            .any(|c| host == c || host.strip_suffix(c.as_str()).is_some_and(|h| h.ends_with('.')))
+    }
+
+    /// Does the CA permit every name `pattern` can match?
+    pub fn covers(&self, pattern: &HostPattern) -> bool {
+        self.permits(pattern.constraint())
+    }
+
+    /// The patterns of `hosts` this CA cannot serve (needs a rotate).
+    pub fn uncovered<'a>(&self, hosts: &'a [HostPattern]) -> Vec<&'a HostPattern> {
+        hosts.iter().filter(|p| !self.covers(p)).collect()
+    }
+
+    /// Mint a leaf for `host` valid from `now`, with its own fresh key.
+    pub fn mint_leaf(&self, host: &str, now: OffsetDateTime) -> Result<Leaf, CaError> {
+        if !self.permits(host) {
+            return Err(CaError::NotPermitted(host.to_string()));
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(vec![host.to_string()])?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, host);
+        params.distinguished_name = dn;
+        params.not_before = now - BACKDATE;
+        params.not_after = now + LEAF_VALIDITY;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Leaf {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            not_after: params.not_after,
+        })
+    }
+
+    /// The certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// The certificate, PEM (what `outpost ca export` prints).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the DER certificate, colon-separated upper-case hex (the
+    /// form browsers and `openssl x509 -fingerprint -sha256` show).
+    pub fn fingerprint(&self) -> String {
+        Sha256::digest(&self.cert_der)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// DNS names the CA permits.
+    pub fn permitted(&self) -> &[String] {
+        &self.permitted
+    }
+
+    /// Whether every IPv4 and IPv6 range is excluded.
+    pub fn excludes_all_ips(&self) -> bool {
+        self.excludes_all_ips
+    }
+
+    /// Expiry.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// Where the key lives.
+    pub fn key_location(&self) -> &KeyLocation {
+        &self.key_location
+    }
+}
+
+fn ca_params(hosts: &[HostPattern], now: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Outpost");
+    dn.push(
+        DnType::CommonName,
+        format!(
+            "Outpost Local CA {:04}-{:02}-{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        ),
+    );
+    params.distinguished_name = dn;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + CA_VALIDITY;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let mut names: Vec<String> = hosts.iter().map(|h| h.constraint().to_string()).collect();
+    names.sort();
+    names.dedup();
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: names.into_iter().map(GeneralSubtree::DnsName).collect(),
+        excluded_subtrees: vec![
+            GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+            GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+        ],
+    });
+    params
+}
+
+fn pem_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))
+}
+
+fn public_key_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
+    let (_, x509) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("cannot parse: {e}"))?;
+    Ok(x509.public_key().subject_public_key.data.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<HostPattern> {
+        ["api.openai.com", "*.openai.azure.com"]
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn new_ca_is_constrained_and_reloads_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        assert_eq!(ca.permitted(), ["api.openai.com", "openai.azure.com"]);
+        assert!(ca.excludes_all_ips());
+        assert!(ca.permits("api.openai.com"));
+        assert!(ca.permits("x.openai.azure.com"));
+        assert!(!ca.permits("api.anthropic.com"));
+        assert!(!ca.permits("evilapi.openai.com"));
+        assert!(!ca.permits("127.0.0.1"));
+        let again = LocalCa::load(dir.path()).unwrap();
+        assert_eq!(again.fingerprint(), ca.fingerprint());
+        assert_eq!(again.permitted(), ca.permitted());
+        assert!(ca.not_after() > OffsetDateTime::now_utc() + Duration::days(4 * 365));
+    }
+
+    #[test]
+    fn uncovered_hosts_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let more = vec![
+            HostPattern::parse("api.openai.com").unwrap(),
+            HostPattern::parse("api.mistral.ai").unwrap(),
+        ];
+        let missing: Vec<String> = ca.uncovered(&more).iter().map(|p| p.to_string()).collect();
+        assert_eq!(missing, ["api.mistral.ai"]);
+    }
+
+    #[test]
+    fn leaf_has_own_key_and_names_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let leaf = ca.mint_leaf("api.openai.com", now).unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(&leaf.cert).unwrap();
+        let ca_key = public_key_of(ca.cert_der()).unwrap();
+        assert_ne!(x509.public_key().subject_public_key.data.to_vec(), ca_key);
+        let san = x509.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(
+            format!("{:?}", san.value.general_names),
+            "[DNSName(\"api.openai.com\")]"
+        );
+        let (_, ca_x509) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        assert_eq!(x509.issuer(), ca_x509.subject());
+        assert!(leaf.not_after <= now + LEAF_VALIDITY);
+        assert!(x509.validity().time_to_expiration().unwrap() <= Duration::days(7));
+    }
+
+    #[test]
+    fn leaf_outside_constraints_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let err = ca
+            .mint_leaf("www.examplebank.com", OffsetDateTime::now_utc())
+            .err()
+            .unwrap();
+        assert!(matches!(err, CaError::NotPermitted(_)));
+    }
+
+    #[test]
+    fn mismatched_key_is_detected() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        LocalCa::create(a.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        LocalCa::create(b.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        std::fs::copy(cert_file(a.path()), cert_file(b.path())).unwrap();
+        let err = LocalCa::load(b.path()).unwrap_err().to_string();
+        assert!(err.contains("does not belong"), "{err}");
+    }
+}
