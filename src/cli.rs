@@ -3,6 +3,7 @@
 //! Every subcommand takes `--config`. Exit codes: 0 ok, 1 a check failed,
 //! 2 usage or configuration error (the message names the file and key).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -190,6 +191,7 @@ fn filter(default: &str) -> EnvFilter {
 fn init_stderr_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter(default))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -198,6 +200,7 @@ fn init_stderr_logging(default: &str) {
 /// the file writer when dropped.
 fn init_daemon_logging(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter(&config.log_level));
     let dir = config.state_dir.join("logs");

@@ -165,7 +165,10 @@ pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let file = path.unwrap_or(Path::new("<embedded defaults>"));
-    let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+    let base = path
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let allow_public = raw.danger_allow_non_loopback;
     let listen = socket_addr(
         file,
@@ -265,12 +268,14 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "outpost")
 }
 
+/// Relative paths in a config file are relative to the file's directory.
 fn absolutize(base: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path
     } else {
         base.join(path)
-    }
+    };
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 fn socket_addr(
