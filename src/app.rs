@@ -25,6 +25,9 @@ use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::cache::LeafCache;
 use crate::upstream::{Connector, TrustError, Upstream};
 
+/// Log target for start-up announcements that every log level shows.
+pub const ANNOUNCE: &str = "outpost::announce";
+
 /// Why the agent could not start. All are configuration problems (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -118,8 +121,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             proxy: state,
         }),
     ));
-    tracing::info!("proxy listening on {proxy_addr}");
-    tracing::info!("admin listening on {admin_addr}");
+    // Always shown, whatever the log level: scripts using port 0 read these.
+    tracing::info!(target: ANNOUNCE, "proxy listening on {proxy_addr}");
+    tracing::info!(target: ANNOUNCE, "admin listening on {admin_addr}");
     Ok(Running {
         proxy_addr,
         admin_addr,

@@ -183,9 +183,13 @@ fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
 }
 
 fn filter(default: &str) -> EnvFilter {
-    EnvFilter::try_from_default_env()
+    let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(default))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    match format!("{}=info", crate::app::ANNOUNCE).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 fn init_stderr_logging(default: &str) {

@@ -1,0 +1,295 @@
+//! Proxy overhead, measured side by side: the same requests direct to a fake
+//! provider and through the `outpost` binary, in one run on one machine.
+//!
+//! For each of {non-stream, stream} × {concurrency 1, 8}: keep-alive HTTP/1.1
+//! over TLS, a 1 KB prompt, each worker on its own connection sending one
+//! request after another for a fixed time. Reports p50/p99 latency of both
+//! paths, the added latency, and the throughput ratio. Also: the agent's idle
+//! and peak RSS (`/proc/PID/status` VmRSS / VmHWM), and the time to mint one
+//! leaf certificate for a new host.
+//!
+//! Run: `cargo bench --bench proxy` (release build). `OUTPOST_BENCH_SECS`
+//! sets seconds per cell (default 4).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use outpost::config::KeyStoreChoice;
+use outpost::policy::intercept::InterceptList;
+use outpost::tls::ca::LocalCa;
+use rustls::pki_types::ServerName;
+use support::{certs_from_pem_file, Agent, FakeProvider, TestCa};
+use tokio::net::TcpStream;
+
+const HOST: &str = "api.openai.com";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Direct,
+    Proxy,
+}
+
+struct Endpoints {
+    fake: std::net::SocketAddr,
+    proxy: std::net::SocketAddr,
+    direct_tls: Arc<rustls::ClientConfig>,
+    proxy_tls: Arc<rustls::ClientConfig>,
+}
+
+fn main() {
+    let secs: u64 = std::env::var("OUTPOST_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let cell = Duration::from_secs(secs);
+
+    let ca = TestCa::new();
+    let fake = FakeProvider::tls(&ca)
+        .stream_events(8)
+        .stream_delay(Duration::ZERO)
+        .start();
+    let agent = Agent::builder()
+        .fake_upstream(&fake)
+        .log_level("warn")
+        .start();
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss = rss_kb(agent.pid(), "VmRSS:");
+
+    let endpoints = Arc::new(Endpoints {
+        fake: fake.addr(),
+        proxy: agent.proxy_addr(),
+        direct_tls: tls_config(&certs_from_pem_file(&ca.pem_path())),
+        proxy_tls: tls_config(&certs_from_pem_file(&agent.ca_pem_path())),
+    });
+
+    println!("outpost proxy bench: {secs}s per cell, keep-alive HTTP/1.1 over TLS, 1 KB prompt");
+    println!("machine: {}", machine());
+    println!();
+    println!(
+        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7}",
+        "mode",
+        "conc",
+        "direct p50",
+        "p99",
+        "req/s",
+        "proxy p50",
+        "p99",
+        "req/s",
+        "added p50",
+        "added p99",
+        "ratio"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for stream in [false, true] {
+        for concurrency in [1usize, 8] {
+            let direct = runtime.block_on(run_cell(&endpoints, Path::Direct, stream, concurrency, cell));
+            let proxied = runtime.block_on(run_cell(&endpoints, Path::Proxy, stream, concurrency, cell));
+            println!(
+                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2}",
+                if stream { "stream" } else { "non-stream" },
+                concurrency,
+                us(direct.p50),
+                us(direct.p99),
+                direct.rps,
+                us(proxied.p50),
+                us(proxied.p99),
+                proxied.rps,
+                signed_us(proxied.p50, direct.p50),
+                signed_us(proxied.p99, direct.p99),
+                proxied.rps / direct.rps,
+            );
+        }
+    }
+    let peak_rss = rss_kb(agent.pid(), "VmHWM:");
+    println!();
+    println!(
+        "agent RSS: idle {:.1} MB, peak {:.1} MB",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0
+    );
+    let (mint_p50, mint_p99) = leaf_mint_times();
+    println!(
+        "leaf mint for a new host (ECDSA P-256 key + signature): p50 {} µs, p99 {} µs",
+        mint_p50.as_micros(),
+        mint_p99.as_micros()
+    );
+}
+
+struct CellResult {
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+}
+
+async fn run_cell(
+    endpoints: &Arc<Endpoints>,
+    path: Path,
+    stream: bool,
+    concurrency: usize,
+    duration: Duration,
+) -> CellResult {
+    let body = Bytes::from(request_body(stream));
+    let warmup = Duration::from_millis(300);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let endpoints = endpoints.clone();
+        let body = body.clone();
+        workers.push(tokio::spawn(async move {
+            worker(&endpoints, path, body, measure_from, end).await
+        }));
+    }
+    let mut samples = Vec::new();
+    for w in workers {
+        samples.extend(w.await.expect("worker"));
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    CellResult {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        rps: samples.len() as f64 / duration.as_secs_f64(),
+    }
+}
+
+async fn worker(
+    endpoints: &Endpoints,
+    path: Path,
+    body: Bytes,
+    measure_from: Instant,
+    end: Instant,
+) -> Vec<Duration> {
+    let tls = connect(endpoints, path).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("http1 handshake");
+    tokio::spawn(conn);
+    let mut samples = Vec::new();
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            break;
+        }
+        let request = Request::post("/v1/chat/completions")
+            .header("host", HOST)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-bench")
+            .body(Full::new(body.clone()))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("send");
+        assert!(response.status().is_success(), "status {}", response.status());
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        assert!(!bytes.is_empty());
+        if t0 >= measure_from {
+            samples.push(t0.elapsed());
+        }
+    }
+    samples
+}
+
+async fn connect(
+    endpoints: &Endpoints,
+    path: Path,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (tcp, config) = match path {
+        Path::Direct => {
+            let tcp = TcpStream::connect(endpoints.fake).await.expect("connect fake");
+            tcp.set_nodelay(true).expect("nodelay");
+            (tcp, endpoints.direct_tls.clone())
+        }
+        Path::Proxy => {
+            let reply = support::tunnel::send_connect(endpoints.proxy, &format!("{HOST}:443"))
+                .await
+                .expect("CONNECT");
+            assert_eq!(reply.status, 200, "{}", reply.head);
+            (reply.stream, endpoints.proxy_tls.clone())
+        }
+    };
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(HOST).expect("name"), tcp)
+        .await
+        .expect("TLS")
+}
+
+fn tls_config(roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    support::tunnel::client_config(roots, &["http/1.1"])
+}
+
+fn request_body(stream: bool) -> Vec<u8> {
+    let prompt: String = "The quick brown fox jumps over the lazy dog. "
+        .chars()
+        .cycle()
+        .take(1024)
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": stream,
+    }))
+    .expect("json")
+}
+
+fn leaf_mint_times() -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hosts = InterceptList::embedded_default().expect("default policy");
+    let ca = LocalCa::create(dir.path(), hosts.hosts(), KeyStoreChoice::File).expect("CA");
+    let mut samples: Vec<Duration> = (0..300)
+        .map(|_| {
+            let t0 = Instant::now();
+            let leaf = ca
+                .mint_leaf(HOST, time::OffsetDateTime::now_utc())
+                .expect("mint");
+            std::hint::black_box(leaf);
+            t0.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (samples[150], samples[296])
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+fn us(d: Duration) -> String {
+    format!("{} µs", d.as_micros())
+}
+
+fn signed_us(a: Duration, b: Duration) -> String {
+    let diff = a.as_micros() as i128 - b.as_micros() as i128;
+    format!("{diff:+} µs")
+}
