@@ -12,7 +12,6 @@
 //! sets seconds per cell (default 4).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::sync::Arc;
@@ -55,6 +54,7 @@ fn main() {
     let fake = FakeProvider::tls(&ca)
         .stream_events(8)
         .stream_delay(Duration::ZERO)
+        .record(false)
         .start();
     let agent = Agent::builder()
         .fake_upstream(&fake)
@@ -93,8 +93,15 @@ fn main() {
         .expect("runtime");
     for stream in [false, true] {
         for concurrency in [1usize, 8] {
-            let direct = runtime.block_on(run_cell(&endpoints, Path::Direct, stream, concurrency, cell));
-            let proxied = runtime.block_on(run_cell(&endpoints, Path::Proxy, stream, concurrency, cell));
+            let direct = runtime.block_on(run_cell(
+                &endpoints,
+                Path::Direct,
+                stream,
+                concurrency,
+                cell,
+            ));
+            let proxied =
+                runtime.block_on(run_cell(&endpoints, Path::Proxy, stream, concurrency, cell));
             println!(
                 "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2}",
                 if stream { "stream" } else { "non-stream" },
@@ -190,8 +197,17 @@ async fn worker(
             .body(Full::new(body.clone()))
             .expect("request");
         let response = sender.send_request(request).await.expect("send");
-        assert!(response.status().is_success(), "status {}", response.status());
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        assert!(
+            response.status().is_success(),
+            "status {}",
+            response.status()
+        );
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         assert!(!bytes.is_empty());
         if t0 >= measure_from {
             samples.push(t0.elapsed());
@@ -200,13 +216,12 @@ async fn worker(
     samples
 }
 
-async fn connect(
-    endpoints: &Endpoints,
-    path: Path,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::TlsStream<TcpStream> {
     let (tcp, config) = match path {
         Path::Direct => {
-            let tcp = TcpStream::connect(endpoints.fake).await.expect("connect fake");
+            let tcp = TcpStream::connect(endpoints.fake)
+                .await
+                .expect("connect fake");
             tcp.set_nodelay(true).expect("nodelay");
             (tcp, endpoints.direct_tls.clone())
         }

@@ -77,10 +77,24 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("outpost: {err:#}");
+            eprintln!("outpost: {}", error_chain(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes whose text the
+/// message already includes (most of ours embed their source).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
@@ -88,7 +102,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         return exit.code;
     }
     let config_like = err.chain().any(|e| {
-        e.is::<ConfigError>() || e.is::<crate::app::StartError>() || e.is::<crate::located::Located>()
+        e.is::<ConfigError>()
+            || e.is::<crate::app::StartError>()
+            || e.is::<crate::located::Located>()
     });
     if config_like {
         EXIT_CONFIG
@@ -135,14 +151,18 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
             print_ca(config, &ca, &intercept);
         }
         CaCommand::Rotate => {
-            let old = LocalCa::load(&config.state_dir).ok().map(|ca| ca.fingerprint());
+            let old = LocalCa::load(&config.state_dir)
+                .ok()
+                .map(|ca| ca.fingerprint());
             let ca = LocalCa::create(&config.state_dir, hosts, config.ca_key_store)?;
             if let Some(old) = old {
                 println!("replaced CA {old}");
             }
             print_ca(config, &ca, &intercept);
             println!();
-            println!("Clients must trust the new CA (`outpost ca export`, or `outpost install` again)");
+            println!(
+                "Clients must trust the new CA (`outpost ca export`, or `outpost install` again)"
+            );
             println!("and a running agent must be restarted to use it.");
         }
     }
@@ -151,7 +171,10 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
 
 fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
     let expiry = ca.not_after();
-    println!("certificate:  {}", ca::cert_file(&config.state_dir).display());
+    println!(
+        "certificate:  {}",
+        ca::cert_file(&config.state_dir).display()
+    );
     println!("fingerprint:  SHA-256 {}", ca.fingerprint());
     println!(
         "expires:      {:04}-{:02}-{:02} {:02}:{:02} UTC",
@@ -234,7 +257,10 @@ fn init_daemon_logging(config: &Config) -> Option<tracing_appender::non_blocking
         }
         Err(err) => {
             let _ = tracing_subscriber::registry().with(stderr).try_init();
-            tracing::warn!("no log file in {}: {err}; logging to stderr only", dir.display());
+            tracing::warn!(
+                "no log file in {}: {err}; logging to stderr only",
+                dir.display()
+            );
             None
         }
     }

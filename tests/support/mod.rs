@@ -1,0 +1,102 @@
+//! Shared harness for Outpost's black-box tests; each file under `tests/` does `mod support;`.
+//!
+//! Words used throughout:
+//! - **agent**: the `outpost` binary under test ([`Agent`]);
+//! - **fake**: the stand-in provider upstream the agent forwards to ([`FakeProvider`]);
+//! - **test CA**: the CA that signs the fake's certificate ([`TestCa`]);
+//! - **Outpost CA**: the CA the agent generated in its state dir, which signs the leaves
+//!   clients see on intercepted hosts.
+//!
+//! Tests are plain `#[test]` functions: the fake runs its own runtime, clients are child
+//! processes (curl, Python) or async code run with [`block_on`].
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod agent;
+pub mod ca;
+pub mod curl;
+pub mod fake;
+pub mod process;
+pub mod python;
+pub mod tunnel;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use agent::{outpost_cli, Agent, AgentBuilder};
+pub use ca::{certs_from_pem_file, summarize_cert, CertSummary, TestCa};
+pub use curl::{Curl, CurlOutput};
+pub use fake::{FakeProvider, FakeResponse, RecordedRequest, FAKE_MARKER_HEADER, FAKE_REPLY_TEXT};
+pub use python::PythonScript;
+
+/// The rustls crypto provider for every client and server in the tests (never the process
+/// default: the dependency graph must not decide it).
+pub fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Runs async client code from a sync test on a fresh current-thread runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime")
+        .block_on(future)
+}
+
+/// A loopback port that was free a moment ago (nothing listens on it after this returns).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Generous per-request limit for clients; tests never assert an upper bound on time.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A minimal OpenAI chat request.
+pub fn openai_chat_body(stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say hello to the outpost test."}],
+        "stream": stream,
+    })
+}
+
+/// A minimal Anthropic Messages request.
+pub fn anthropic_messages_body(stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Say hello to the outpost test."}],
+        "stream": stream,
+    })
+}
+
+/// The usual trio: a test CA, a TLS fake for all provider names, and an agent that
+/// resolves those names to the fake and trusts the test CA.
+///
+/// Fields drop in declaration order, so the agent stops before the fake.
+pub struct Stack {
+    pub agent: Agent,
+    pub fake: FakeProvider,
+    pub ca: TestCa,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Stack::start_with(|fake| fake, |agent| agent)
+    }
+
+    /// Lets a test adjust the fake and the agent builders before they start.
+    pub fn start_with(
+        fake: impl FnOnce(fake::FakeProviderBuilder<'_>) -> fake::FakeProviderBuilder<'_>,
+        agent: impl FnOnce(AgentBuilder) -> AgentBuilder,
+    ) -> Stack {
+        let ca = TestCa::new();
+        let fake = fake(FakeProvider::tls(&ca)).start();
+        let agent = agent(Agent::builder().fake_upstream(&fake)).start();
+        Stack { agent, fake, ca }
+    }
+}
