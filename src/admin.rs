@@ -65,7 +65,8 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/healthz" => text_response(StatusCode::OK, "ok"),
         "/ca.pem" => {
-            let mut response = Response::new(full_body(state.proxy.leaves.ca().cert_pem().to_string()));
+            let mut response =
+                Response::new(full_body(state.proxy.leaves.ca().cert_pem().to_string()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-pem-file"),
@@ -94,6 +95,9 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
             );
             response
         }
-        _ => text_response(StatusCode::NOT_FOUND, "not found: try /healthz, /status, /ca.pem"),
+        _ => text_response(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /status, /ca.pem",
+        ),
     }
 }

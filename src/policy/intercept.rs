@@ -116,7 +116,8 @@ impl InterceptList {
         if host.parse::<IpAddr>().is_ok() {
             return false;
         }
-        self.hosts.iter().any(|p| p.matches(&host)) && !self.exclude.iter().any(|p| p.matches(&host))
+        self.hosts.iter().any(|p| p.matches(&host))
+            && !self.exclude.iter().any(|p| p.matches(&host))
     }
 
     /// The patterns to intercept.
@@ -151,7 +152,12 @@ pub fn from_policy_toml(file: &Path, text: &str) -> Result<InterceptList, Locate
             .into_iter()
             .map(|item| {
                 HostPattern::parse(item.get_ref()).map_err(|msg| {
-                    Located::span(file, text, Some(item.span()), format!("`intercept.{key}`: {msg}"))
+                    Located::span(
+                        file,
+                        text,
+                        Some(item.span()),
+                        format!("`intercept.{key}`: {msg}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -189,7 +195,10 @@ mod tests {
         assert!(HostPattern::parse("10.0.0.1").is_err());
         assert!(HostPattern::parse("api.*.com").is_err());
         assert!(HostPattern::parse("a b.com").is_err());
-        assert_eq!(pat("API.OpenAI.com."), HostPattern::Exact("api.openai.com".into()));
+        assert_eq!(
+            pat("API.OpenAI.com."),
+            HostPattern::Exact("api.openai.com".into())
+        );
     }
 
     #[test]

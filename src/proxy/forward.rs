@@ -38,7 +38,11 @@ pub struct Route {
 impl Route {
     /// The upstream URI for `path_and_query` on this route.
     pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let default_port = if self.scheme == Scheme::HTTPS { 443 } else { 80 };
+        let default_port = if self.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
         let authority = if self.target.port == default_port {
             if self.target.host.contains(':') {
                 format!("[{}]", self.target.host)

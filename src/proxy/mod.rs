@@ -56,7 +56,10 @@ impl Target {
 
     /// Parse an authority (`host:port`, `[v6]:port`); `default_port` when absent.
     pub fn parse(authority: &http::uri::Authority, default_port: Option<u16>) -> Option<Target> {
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return None;
         }
@@ -111,7 +114,10 @@ impl ProxyState {
         if self.leaves.ca().permits(host) {
             return true;
         }
-        let mut warned = self.warned_uncovered.lock().unwrap_or_else(|p| p.into_inner());
+        let mut warned = self
+            .warned_uncovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if warned.insert(host.to_string()) {
             tracing::warn!(
                 host,
@@ -125,7 +131,9 @@ impl ProxyState {
 
 /// A complete body.
 pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A plain-text response (for clients talking to the proxy itself).
@@ -143,8 +151,7 @@ pub fn text_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
 pub fn provider_error(host: &str, kind: ErrorKind, message: &str) -> Response<ProxyBody> {
     let body = provider::error_body(Provider::for_host(host), kind, message);
     let mut response = Response::new(full_body(body));
-    *response.status_mut() =
-        StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,

@@ -58,7 +58,9 @@ pub async fn bridge(
         .await
     {
         Ok(io) => io,
-        Err(err) if err.is_timeout() => return fail(ErrorKind::UpstreamTimeout, err.kind.to_string()),
+        Err(err) if err.is_timeout() => {
+            return fail(ErrorKind::UpstreamTimeout, err.kind.to_string())
+        }
         Err(err) => return fail(ErrorKind::UpstreamUnavailable, err.kind.to_string()),
     };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
@@ -74,7 +76,9 @@ pub async fn bridge(
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.headers.get(UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     if let Some(upgrade) = upgrade {
         parts.headers.insert(UPGRADE, upgrade);
     }
@@ -132,8 +136,16 @@ mod tests {
                 .body(())
                 .unwrap()
         };
-        assert!(is_upgrade(&req("keep-alive, Upgrade", "websocket", Version::HTTP_11)));
-        assert!(!is_upgrade(&req("keep-alive", "websocket", Version::HTTP_11)));
+        assert!(is_upgrade(&req(
+            "keep-alive, Upgrade",
+            "websocket",
+            Version::HTTP_11
+        )));
+        assert!(!is_upgrade(&req(
+            "keep-alive",
+            "websocket",
+            Version::HTTP_11
+        )));
         assert!(!is_upgrade(&req("upgrade", "h2c", Version::HTTP_11)));
         assert!(!is_upgrade(&req("upgrade", "websocket", Version::HTTP_2)));
     }

@@ -197,9 +197,12 @@ impl LocalCa {
         if host.parse::<std::net::IpAddr>().is_ok() {
             return false;
         }
-        self.permitted
-            .iter()
-            .any(|c| host == c || host.strip_suffix(c.as_str()).is_some_and(|h| h.ends_with('.')))
+        self.permitted.iter().any(|c| {
+            host == c
+                || host
+                    .strip_suffix(c.as_str())
+                    .is_some_and(|h| h.ends_with('.'))
+        })
     }
 
     /// Does the CA permit every name `pattern` can match?
@@ -317,7 +320,8 @@ fn ca_params(hosts: &[HostPattern], now: OffsetDateTime) -> CertificateParams {
 
 fn pem_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
     use rustls_pki_types::pem::PemObject;
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| format!("not a PEM certificate: {e}"))
 }
 
 fn public_key_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {

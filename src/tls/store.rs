@@ -286,7 +286,11 @@ mod tests {
         assert_eq!(loc, KeyLocation::File(path.clone()));
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = fs::metadata(ca_dir(dir.path())).unwrap().permissions().mode() & 0o777;
+        let dir_mode = fs::metadata(ca_dir(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         assert_eq!(load_key(dir.path()).unwrap().0, "KEY");
     }
