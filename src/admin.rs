@@ -75,7 +75,9 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
         }
         "/status" => {
             let ca = state.proxy.leaves.ca();
-            let hosts = state.proxy.intercept.hosts();
+            let policy = state.proxy.policy.current();
+            let policy_status = state.proxy.policy.status();
+            let hosts = policy.intercept.hosts();
             let body = json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "proxy": state.proxy_addr.to_string(),
@@ -87,6 +89,11 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
                     "uncovered": ca.uncovered(hosts).iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 },
                 "leaves_minted": state.proxy.leaves.mint_count(),
+                "policy": {
+                    "version": policy_status.version,
+                    "sources": policy_status.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                    "errors": policy_status.errors,
+                },
             });
             let mut response = Response::new(full_body(body.to_string()));
             response.headers_mut().insert(

@@ -19,7 +19,9 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::located::Located;
-use crate::policy::intercept::InterceptList;
+use crate::policy::load;
+use crate::policy::watch::{self, PolicyHandle};
+use crate::provider::{ProviderTable, ProviderTableError};
 use crate::proxy::{listener, ProxyState};
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::cache::LeafCache;
@@ -31,9 +33,12 @@ pub const ANNOUNCE: &str = "outpost::announce";
 /// Why the agent could not start. All are configuration problems (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The policy's intercept list is invalid.
-    #[error("{0}")]
+    /// The embedded default policy is invalid (a build defect).
+    #[error("embedded default policy: {0}")]
     Policy(#[from] Located),
+    /// The embedded provider table is invalid (a build defect).
+    #[error("{0}")]
+    Providers(#[from] ProviderTableError),
     /// The CA could not be loaded or created.
     #[error("CA: {0}")]
     Ca(#[from] CaError),
@@ -82,9 +87,11 @@ impl Running {
 
 /// Load everything, bind, and start serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let intercept = InterceptList::embedded_default()?;
-    let ca = LocalCa::load_or_create(&config.state_dir, intercept.hosts(), config.ca_key_store)?;
-    for host in ca.uncovered(intercept.hosts()) {
+    let policy = Arc::new(PolicyHandle::new(initial_policy(config)?));
+    let providers = ProviderTable::embedded()?;
+    let hosts = policy.current().intercept.hosts().to_vec();
+    let ca = LocalCa::load_or_create(&config.state_dir, &hosts, config.ca_key_store)?;
+    for host in ca.uncovered(&hosts) {
         tracing::warn!(
             %host,
             "the CA's name constraints do not cover this intercepted host; it will be tunnelled. \
@@ -106,8 +113,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    watch_policy(config, &policy, &shutdown);
     let state = ProxyState::new(
-        intercept,
+        policy,
+        providers,
         LeafCache::new(Arc::new(ca)),
         upstream,
         shutdown.clone(),
@@ -131,6 +140,52 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks,
         grace: config.shutdown_grace,
     })
+}
+
+/// The policy of `policy_dir`. If it is invalid at start-up there is no
+/// last good policy to keep: the embedded default applies (it blocks secrets
+/// and redacts card numbers), the errors are logged and shown by `status`,
+/// and the first valid save replaces it. Refusing to start instead would
+/// break every HTTPS client pointed at the proxy over a typo.
+fn initial_policy(config: &Config) -> Result<crate::policy::Policy, StartError> {
+    match load::load_dir(&config.policy_dir) {
+        Ok(policy) => {
+            tracing::info!(
+                version = %policy.version,
+                files = ?policy.sources,
+                "policy loaded"
+            );
+            Ok(policy)
+        }
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!("policy: {e}");
+            }
+            tracing::error!("policy_dir is invalid; running on the embedded default policy until it is fixed");
+            load::embedded_default().map_err(|errors| {
+                StartError::Policy(errors.into_iter().next().unwrap_or_else(|| Located {
+                    file: load::EMBEDDED_LABEL.into(),
+                    line: 1,
+                    col: 1,
+                    message: "invalid".into(),
+                }))
+            })
+        }
+    }
+}
+
+fn watch_policy(config: &Config, policy: &Arc<PolicyHandle>, shutdown: &CancellationToken) {
+    let dir = config.policy_dir.clone();
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        tracing::warn!("cannot create policy_dir {}: {err}; policy will not hot-reload", dir.display());
+        return;
+    }
+    // A start-up failure is still pending in the status: re-run the load so
+    // the errors show there.
+    watch::reload(&dir, policy);
+    if let Err(err) = watch::spawn_watcher(dir.clone(), policy.clone(), shutdown.clone()) {
+        tracing::warn!("cannot watch policy_dir {}: {err}; policy will not hot-reload", dir.display());
+    }
 }
 
 fn local_addr(

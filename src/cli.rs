@@ -15,6 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{self, Config, ConfigError};
 use crate::policy::intercept::InterceptList;
+use crate::policy::load;
 use crate::tls::ca::{self, LocalCa};
 
 /// Exit code: a check failed.
@@ -43,6 +44,19 @@ enum Command {
     /// The local certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Check a policy file or directory (default: policy_dir); exit 1 with
+    /// `file:line:col: message` for each problem.
+    Check {
+        /// A `.toml` file or a directory of them.
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +135,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_stderr_logging("warn");
             run_ca(&config, command)
         }
+        Command::Policy(PolicyCommand::Check { path }) => {
+            init_stderr_logging("warn");
+            check_policy(&config, path.as_deref())
+        }
     }
 }
 
@@ -138,8 +156,64 @@ fn run_agent(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let path = path.unwrap_or(&config.policy_dir);
+    let result = if path.is_dir() || !path.exists() {
+        load::load_dir(path)
+    } else {
+        load::read_layer(path)
+            .map_err(|e| vec![e])
+            .and_then(|layer| load::load_layers(&[layer]))
+    };
+    match result {
+        Ok(policy) => {
+            let files: Vec<String> = policy
+                .sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!(
+                "ok: {} (version {}, {} guardrails, {} budgets, {} rate limits)",
+                files.join(", "),
+                policy.version,
+                policy.guardrails.len(),
+                policy.budgets.len(),
+                policy.rate_limits.len()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            Err(Exit {
+                code: EXIT_CHECK_FAILED,
+                message: format!(
+                    "{} problem{} in policy",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+            }
+            .into())
+        }
+    }
+}
+
+/// The intercept list in force: `policy_dir`'s, else the embedded default's.
+fn intercept_list(config: &Config) -> anyhow::Result<InterceptList> {
+    match load::load_dir(&config.policy_dir) {
+        Ok(policy) => Ok(policy.intercept),
+        Err(errors) => {
+            for e in &errors {
+                tracing::warn!("policy: {e}");
+            }
+            Ok(InterceptList::embedded_default()?)
+        }
+    }
+}
+
 fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
-    let intercept = InterceptList::embedded_default()?;
+    let intercept = intercept_list(config)?;
     let hosts = intercept.hosts();
     match command {
         CaCommand::Export => {

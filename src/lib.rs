@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod guard;
 pub mod located;
 pub mod policy;
 pub mod provider;

@@ -1,10 +1,55 @@
-//! LLM providers as the proxy sees them: which one a host is, and how that
-//! provider shapes an error so the caller's SDK shows Outpost's message as it
-//! would the provider's own.
+//! LLM providers as the proxy sees them: which one a host is, what an API
+//! call says (model, streaming, output cap, every piece of user text and
+//! where it lives), what a response or stream carries back (text, usage),
+//! how to rewrite a string in either, and how each provider shapes an error
+//! so the caller's SDK shows Outpost's message as it would the provider's own.
 //!
-//! Pure code: no I/O, no tokio, no hyper.
+//! Pure code: bytes in, structs out. No I/O, no tokio, no hyper.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`call`] | [`Api`], [`ApiCall`], [`TextSpan`]; [`parse_request`] |
+//! | [`route`] | method + path → API (and the model a path names) |
+//! | [`openai`], [`anthropic`], [`gemini`], [`azure`] | one wire format each |
+//! | [`json_path`], [`shape`], [`rewrite`] | locations in JSON, typed access with located errors, [`rewrite_texts`] |
+//! | [`response`], [`usage`] | [`response_texts`], [`Usage`], [`response_usage`] |
+//! | [`sse`], [`stream`] | [`SseParser`]; [`StreamState`], [`rewrite_event`], stream errors and usage |
+//! | [`table`] | [`ProviderTable`]: hosts → providers, from `policy/providers.toml` |
 
-use serde_json::json;
+use serde_json::{json, Value};
+
+pub mod anthropic;
+pub mod azure;
+pub mod call;
+pub mod gemini;
+pub mod json_path;
+pub mod openai;
+pub mod response;
+pub mod rewrite;
+pub mod route;
+pub mod shape;
+pub mod sse;
+pub mod stream;
+pub mod table;
+pub mod usage;
+
+#[cfg(test)]
+mod test_support;
+
+pub use call::{parse_request, Api, ApiCall, TextRole, TextSpan};
+pub use json_path::{JsonPath, PathSegment};
+pub use response::response_texts;
+pub use rewrite::rewrite_texts;
+pub use shape::ParseError;
+pub use sse::{SseError, SseEvent, SseParser};
+pub use stream::{
+    ensure_stream_usage, is_usage_only_chunk, rewrite_event, stream_error_event, OutputKind,
+    OutputSlot, StreamItem, StreamState, TextDelta,
+};
+pub use table::{ProviderEntry, ProviderTable, ProviderTableError};
+pub use usage::{response_usage, Usage};
+
+use call::WireFormat;
 
 /// A provider API family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +99,12 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The request itself is malformed (400).
     BadRequest,
+    /// Policy refuses the call or its output (403).
+    PolicyBlocked,
+    /// A spending budget is used up (429).
+    BudgetExhausted,
+    /// A rate limit is reached (429).
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -63,6 +114,8 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => 502,
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::BadRequest => 400,
+            ErrorKind::PolicyBlocked => 403,
+            ErrorKind::BudgetExhausted | ErrorKind::RateLimited => 429,
         }
     }
 
@@ -72,50 +125,70 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::PolicyBlocked => "policy_blocked",
+            ErrorKind::BudgetExhausted => "budget_exhausted",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }
 
 /// JSON error body in `provider`'s native shape.
 pub fn error_body(provider: Provider, kind: ErrorKind, message: &str) -> Vec<u8> {
-    let status = kind.status();
-    let value = match provider {
-        Provider::Anthropic => json!({
+    let format = Api::Unknown.wire_format(provider);
+    rewrite::to_json(&error_json(format, kind, message))
+}
+
+/// JSON error body in the shape of the API `call` used (Gemini's and
+/// Anthropic's hosts also serve OpenAI-shaped endpoints, whose SDKs expect
+/// OpenAI errors).
+pub fn error_body_for(call: &ApiCall, kind: ErrorKind, message: &str) -> Vec<u8> {
+    let format = call.api.wire_format(call.provider);
+    rewrite::to_json(&error_json(format, kind, message))
+}
+
+/// The error object of one wire format.
+pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> Value {
+    match format {
+        WireFormat::Anthropic => json!({
             "type": "error",
             "error": {
                 "type": match kind {
                     ErrorKind::BadRequest => "invalid_request_error",
                     ErrorKind::UpstreamTimeout => "timeout_error",
                     ErrorKind::UpstreamUnavailable => "api_error",
+                    ErrorKind::PolicyBlocked => "permission_error",
+                    ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "rate_limit_error",
                 },
                 "message": message,
             }
         }),
-        Provider::Gemini => json!({
+        WireFormat::Gemini => json!({
             "error": {
-                "code": status,
+                "code": kind.status(),
                 "message": message,
                 "status": match kind {
                     ErrorKind::BadRequest => "INVALID_ARGUMENT",
                     ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
                     ErrorKind::UpstreamUnavailable => "UNAVAILABLE",
+                    ErrorKind::PolicyBlocked => "PERMISSION_DENIED",
+                    ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
                 },
             }
         }),
-        Provider::OpenAi | Provider::Azure | Provider::OpenAiCompatible => json!({
+        WireFormat::OpenAi => json!({
             "error": {
                 "message": message,
                 "type": match kind {
-                    ErrorKind::BadRequest => "invalid_request_error",
+                    ErrorKind::BadRequest | ErrorKind::PolicyBlocked => "invalid_request_error",
                     ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnavailable => "server_error",
+                    ErrorKind::BudgetExhausted => "insufficient_quota",
+                    ErrorKind::RateLimited => "rate_limit_error",
                 },
                 "param": null,
                 "code": kind.code(),
             }
         }),
-    };
-    // Serializing a `Value` cannot fail.
-    serde_json::to_vec(&value).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -132,15 +205,21 @@ mod tests {
             Provider::Gemini
         );
         assert_eq!(Provider::for_host("x.openai.azure.com"), Provider::Azure);
-        assert_eq!(Provider::for_host("api.groq.com"), Provider::OpenAiCompatible);
+        assert_eq!(
+            Provider::for_host("api.groq.com"),
+            Provider::OpenAiCompatible
+        );
     }
 
     #[test]
     fn error_shapes_match_each_provider() {
         let msg = "Outpost could not reach api.x: refused";
-        let openai: Value =
-            serde_json::from_slice(&error_body(Provider::OpenAi, ErrorKind::UpstreamUnavailable, msg))
-                .unwrap();
+        let openai: Value = serde_json::from_slice(&error_body(
+            Provider::OpenAi,
+            ErrorKind::UpstreamUnavailable,
+            msg,
+        ))
+        .unwrap();
         assert_eq!(openai["error"]["message"], msg);
         assert_eq!(openai["error"]["code"], "upstream_unavailable");
         assert!(openai["error"]["param"].is_null());
@@ -155,10 +234,68 @@ mod tests {
         assert_eq!(anthropic["error"]["type"], "api_error");
         assert_eq!(anthropic["error"]["message"], msg);
 
-        let gemini: Value =
-            serde_json::from_slice(&error_body(Provider::Gemini, ErrorKind::UpstreamTimeout, msg))
-                .unwrap();
+        let gemini: Value = serde_json::from_slice(&error_body(
+            Provider::Gemini,
+            ErrorKind::UpstreamTimeout,
+            msg,
+        ))
+        .unwrap();
         assert_eq!(gemini["error"]["code"], 504);
         assert_eq!(gemini["error"]["status"], "DEADLINE_EXCEEDED");
+    }
+
+    #[test]
+    fn refusal_kinds_have_statuses_and_native_types() {
+        assert_eq!(
+            [
+                ErrorKind::PolicyBlocked.status(),
+                ErrorKind::BudgetExhausted.status(),
+                ErrorKind::RateLimited.status()
+            ],
+            [403, 429, 429]
+        );
+        let anthropic: Value = serde_json::from_slice(&error_body(
+            Provider::Anthropic,
+            ErrorKind::PolicyBlocked,
+            "no",
+        ))
+        .unwrap();
+        assert_eq!(anthropic["error"]["type"], "permission_error");
+        let gemini: Value = serde_json::from_slice(&error_body(
+            Provider::Gemini,
+            ErrorKind::RateLimited,
+            "slow down",
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                gemini["error"]["code"].as_u64(),
+                gemini["error"]["status"].as_str()
+            ),
+            (Some(429), Some("RESOURCE_EXHAUSTED"))
+        );
+    }
+
+    #[test]
+    fn errors_follow_the_api_a_call_used() {
+        let call = parse_request(
+            Provider::Gemini,
+            "POST",
+            "/v1beta/openai/chat/completions",
+            br#"{"model":"gemini-2.0-flash","messages":[]}"#,
+        )
+        .unwrap();
+        let body: Value =
+            serde_json::from_slice(&error_body_for(&call, ErrorKind::BudgetExhausted, "spent"))
+                .unwrap();
+        assert_eq!(body["error"]["code"], "budget_exhausted");
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        let native: Value = serde_json::from_slice(&error_body(
+            Provider::Gemini,
+            ErrorKind::BudgetExhausted,
+            "spent",
+        ))
+        .unwrap();
+        assert_eq!(native["error"]["status"], "RESOURCE_EXHAUSTED");
     }
 }

@@ -90,7 +90,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Forward `req` along `route` and return the upstream's streaming response.
+/// Forward `req` along `route`: WebSocket upgrades are bridged, intercepted
+/// API calls go through policy, everything else is passed on as is.
 pub async fn forward(
     state: &ProxyState,
     route: &Route,
@@ -99,6 +100,19 @@ pub async fn forward(
     if websocket::is_upgrade(&req) {
         return websocket::bridge(state, route, req).await;
     }
+    if route.intercepted {
+        return super::pipeline::handle(state, route, req).await;
+    }
+    send(state, route, req.map(|b| b.map_err(BoxError::from).boxed())).await
+}
+
+/// Send `req` to the route's upstream; the response body streams back.
+/// Failures before the response headers become provider-shaped 502/504s.
+pub async fn send(
+    state: &ProxyState,
+    route: &Route,
+    req: Request<ProxyBody>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().clone();
     // Never log the query: Gemini puts the API key in `?key=`.
@@ -146,7 +160,7 @@ pub async fn forward(
 
 fn upstream_request(
     route: &Route,
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
 ) -> Result<Request<UpstreamBody>, http::Error> {
     let (mut parts, body) = req.into_parts();
     parts.uri = route.uri(parts.uri.path_and_query())?;
@@ -160,10 +174,7 @@ fn upstream_request(
             .headers
             .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
-    Ok(Request::from_parts(
-        parts,
-        body.map_err(BoxError::from).boxed(),
-    ))
+    Ok(Request::from_parts(parts, body))
 }
 
 fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {

@@ -78,7 +78,7 @@ async fn route(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<Proxy
     let uri = req.uri();
     if uri.scheme_str() == Some("http") {
         if let Some(target) = uri.authority().and_then(|a| Target::parse(a, Some(80))) {
-            let intercepted = state.intercept.intercepts(&target.host);
+            let intercepted = state.policy.current().intercept.intercepts(&target.host);
             let route = forward::Route {
                 scheme: http::uri::Scheme::HTTP,
                 target,

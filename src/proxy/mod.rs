@@ -15,6 +15,7 @@ pub mod connect;
 pub mod forward;
 pub mod intercept;
 pub mod listener;
+pub mod pipeline;
 pub mod websocket;
 
 use std::collections::HashSet;
@@ -27,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::normalize_host;
-use crate::policy::intercept::InterceptList;
-use crate::provider::{self, ErrorKind, Provider};
+use crate::policy::watch::PolicyHandle;
+use crate::provider::{self, ErrorKind, Provider, ProviderTable};
 use crate::tls::cache::LeafCache;
 use crate::upstream::{BoxError, Upstream};
 
@@ -73,8 +74,10 @@ impl Target {
 
 /// Everything the request path shares. Built once by `app`.
 pub struct ProxyState {
-    /// Which hosts to intercept.
-    pub intercept: InterceptList,
+    /// The policy in force (hot-reloaded).
+    pub policy: Arc<PolicyHandle>,
+    /// Which host is which provider.
+    pub providers: ProviderTable,
     /// Leaf certificates.
     pub leaves: LeafCache,
     /// Pooled upstream client and connector.
@@ -89,14 +92,16 @@ pub struct ProxyState {
 impl ProxyState {
     /// Assemble the shared state.
     pub fn new(
-        intercept: InterceptList,
+        policy: Arc<PolicyHandle>,
+        providers: ProviderTable,
         leaves: LeafCache,
         upstream: Upstream,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Arc<ProxyState> {
         Arc::new(ProxyState {
-            intercept,
+            policy,
+            providers,
             leaves,
             upstream,
             shutdown,
@@ -108,7 +113,7 @@ impl ProxyState {
     /// Intercept `host`? Only when the policy lists it *and* the CA may sign
     /// for it; otherwise it is tunnelled (and the gap is logged once).
     pub fn should_intercept(&self, host: &str) -> bool {
-        if !self.intercept.intercepts(host) {
+        if !self.policy.current().intercept.intercepts(host) {
             return false;
         }
         if self.leaves.ca().permits(host) {

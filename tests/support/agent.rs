@@ -41,9 +41,16 @@ pub struct AgentBuilder {
     log_level: String,
     shutdown_grace_secs: Option<u64>,
     state_dir: Option<PathBuf>,
+    policy_files: Vec<(String, String)>,
 }
 
 impl AgentBuilder {
+    /// A file in the agent's `policy_dir`, written before it starts.
+    pub fn policy_file(mut self, name: &str, toml: &str) -> Self {
+        self.policy_files.push((name.to_string(), toml.to_string()));
+        self
+    }
+
     /// `[upstream.resolve] host = addr`: dial `addr` for `host`, verify as `host`.
     pub fn resolve(mut self, host: &str, addr: impl Display) -> Self {
         self.resolve.push((host.to_string(), addr.to_string()));
@@ -142,6 +149,13 @@ impl AgentBuilder {
         std::fs::create_dir_all(dir.path().join("policy")).expect("create policy dir");
         let config_path = dir.path().join("outpost.toml");
         std::fs::write(&config_path, self.config_toml(dir.path())).expect("write config");
+        if !self.policy_files.is_empty() {
+            let policy_dir = dir.path().join("policy");
+            std::fs::create_dir_all(&policy_dir).expect("create policy dir");
+            for (name, text) in &self.policy_files {
+                std::fs::write(policy_dir.join(name), text).expect("write policy file");
+            }
+        }
         (dir, config_path)
     }
 
@@ -277,6 +291,7 @@ impl Agent {
                 .unwrap_or_else(|_| "debug".to_string()),
             shutdown_grace_secs: None,
             state_dir: None,
+            policy_files: Vec::new(),
         }
     }
 

@@ -1,0 +1,374 @@
+//! Fuzz target bodies for `outpost::provider`, shared by the libFuzzer entry
+//! points (`fuzz_targets/`, nightly) and the deterministic smoke driver
+//! (`src/bin/smoke.rs`, stable).
+//!
+//! Each target does more than "must not panic": it checks the properties the
+//! proxy relies on, and panics (a finding) when one fails.
+//!
+//! - [`parse_request`]: every reported span's path names, in the body, a
+//!   string equal to the span's text; replacing every span through
+//!   `rewrite_texts` succeeds and re-parses to the same paths carrying the new
+//!   text; `ensure_stream_usage` output still parses.
+//! - [`sse_parser`]: any chunking of a stream gives the same events as the
+//!   whole stream, and the events' raw bytes concatenate back to the input;
+//!   `rewrite_event` without edits is byte-identical and with edits yields one
+//!   event with the same type and id.
+//! - [`stream_state`]: every delta and snapshot path names its text inside
+//!   the event's data, and rewriting them reads back the same paths.
+//!
+//! Input layout: leading selector bytes choose the provider, method, path or
+//! API from small tables ([`PATHS`], [`STREAM_CALLS`]); the rest is the body
+//! or stream. [`seeds`] builds well-formed inputs in that layout.
+#![forbid(unsafe_code)]
+
+use outpost::provider::{
+    ensure_stream_usage, error_body_for, is_usage_only_chunk, parse_request as parse,
+    rewrite_event, rewrite_texts, stream_error_event, Api, ApiCall, ErrorKind, JsonPath, Provider,
+    SseEvent, SseParser, StreamState, TextSpan,
+};
+use serde_json::Value;
+
+pub mod seeds;
+
+/// Providers a selector byte picks from.
+pub const PROVIDERS: [Provider; 5] = [
+    Provider::OpenAi,
+    Provider::Anthropic,
+    Provider::Gemini,
+    Provider::Azure,
+    Provider::OpenAiCompatible,
+];
+
+/// Methods a selector byte picks from (lower-case `post` on purpose).
+pub const METHODS: [&str; 4] = ["POST", "GET", "post", "DELETE"];
+
+/// Paths a selector byte picks from; a selector past the end takes the path
+/// from the input, up to its first newline.
+pub const PATHS: [&str; 14] = [
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1beta/models/gemini-2.0-flash:generateContent",
+    "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+    "/v1beta/models/gemini-2.0-flash:countTokens",
+    "/v1beta/models/text-embedding-004:batchEmbedContents",
+    "/openai/deployments/gpt-4o/chat/completions",
+    "/openai/v1/chat/completions",
+    "/api/v1/chat/completions",
+    "/v1/models",
+];
+
+/// `(provider, method, path, body)` from a fuzz input.
+pub fn split_request(data: &[u8]) -> Option<(Provider, &'static str, String, &[u8])> {
+    let (&[provider, method, path], rest) = data.split_first_chunk::<3>()?;
+    let provider = PROVIDERS[usize::from(provider) % PROVIDERS.len()];
+    let method = METHODS[usize::from(method) % METHODS.len()];
+    match PATHS.get(usize::from(path)) {
+        Some(known) => Some((provider, method, (*known).to_owned(), rest)),
+        None => {
+            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let path = String::from_utf8_lossy(&rest[..end]).into_owned();
+            Some((
+                provider,
+                method,
+                path,
+                rest.get(end + 1..).unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+/// Request adapters, rewriting, and stream-usage injection.
+pub fn parse_request(data: &[u8]) {
+    let Some((provider, method, path, body)) = split_request(data) else {
+        return;
+    };
+    let Ok(call) = parse(provider, method, &path, body) else {
+        return;
+    };
+    let _ = error_body_for(&call, ErrorKind::PolicyBlocked, "fuzz");
+    if matches!(call.api, Api::NoPrompt | Api::Unknown) {
+        assert!(call.texts.is_empty(), "unread bodies report no text");
+        return;
+    }
+    let root: Value = serde_json::from_slice(body).expect("a parsed call's body is JSON");
+    assert_spans_locate(&root, &call.texts);
+
+    let edits: Vec<(JsonPath, String)> = call
+        .texts
+        .iter()
+        .map(|span| (span.path.clone(), format!("X{}", span.text.len() % 7)))
+        .collect();
+    let rewritten = rewrite_texts(body, &edits).expect("every span path names a string");
+    let again = parse(provider, method, &path, &rewritten).expect("a rewritten body still parses");
+    assert_eq!(again.api, call.api);
+    assert_eq!(again.model, call.model);
+    assert_eq!(again.stream, call.stream);
+    assert_eq!(again.max_tokens, call.max_tokens);
+    let paths = |texts: &[TextSpan]| texts.iter().map(|s| s.path.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        paths(&again.texts),
+        paths(&call.texts),
+        "rewriting moved a span"
+    );
+    for (span, (_, text)) in again.texts.iter().zip(&edits) {
+        assert_eq!(&span.text, text);
+    }
+
+    if let Ok(Some(with_usage)) = ensure_stream_usage(&call, body) {
+        let added = parse(provider, method, &path, &with_usage)
+            .expect("usage injection keeps the body valid");
+        assert_eq!(paths(&added.texts), paths(&call.texts));
+        assert_eq!(
+            ensure_stream_usage(&added, &with_usage),
+            Ok(None),
+            "injection is idempotent"
+        );
+    }
+}
+
+fn assert_spans_locate(root: &Value, spans: &[TextSpan]) {
+    for span in spans {
+        let found = span.path.lookup(root).and_then(Value::as_str);
+        assert_eq!(
+            found,
+            Some(span.text.as_str()),
+            "span at {} does not locate its text",
+            span.path
+        );
+    }
+}
+
+/// Chunk sizes from a seed byte: a small deterministic sequence in 1..=max.
+fn chunk_sizes(seed: u8, max: u8) -> impl Iterator<Item = usize> {
+    let max = usize::from(max.max(1));
+    let mut state = u32::from(seed) | 0x100;
+    std::iter::repeat_with(move || {
+        // xorshift32: cheap and reproducible.
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state as usize % max) + 1
+    })
+}
+
+fn parse_in_chunks(stream: &[u8], seed: u8, max: u8) -> Vec<SseEvent> {
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut rest = stream;
+    let mut sizes = chunk_sizes(seed, max);
+    while !rest.is_empty() {
+        let size = sizes.next().unwrap_or(1).min(rest.len());
+        let (chunk, tail) = rest.split_at(size);
+        events.extend(parser.push(chunk));
+        rest = tail;
+    }
+    events.extend(parser.finish());
+    events
+}
+
+type Fields<'e> = (
+    Option<&'e str>,
+    Option<&'e str>,
+    Option<&'e str>,
+    Option<u64>,
+);
+
+fn dispatched(events: &[SseEvent]) -> Vec<Fields<'_>> {
+    events
+        .iter()
+        .filter(|e| e.is_dispatched())
+        .map(|e| {
+            (
+                e.event.as_deref(),
+                e.data.as_deref(),
+                e.id.as_deref(),
+                e.retry,
+            )
+        })
+        .collect()
+}
+
+/// The SSE parser under arbitrary chunking, and event rewriting.
+pub fn sse_parser(data: &[u8]) {
+    let Some((&[seed, max], stream)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let whole = {
+        let mut parser = SseParser::new();
+        let mut events = parser.push(stream);
+        events.extend(parser.finish());
+        events
+    };
+    let chunked = parse_in_chunks(stream, seed, max);
+    assert_eq!(
+        dispatched(&chunked),
+        dispatched(&whole),
+        "chunking changed the events"
+    );
+    for events in [&whole, &chunked] {
+        let raw: Vec<u8> = events.iter().flat_map(|e| e.raw.iter().copied()).collect();
+        assert_eq!(raw, stream, "raw bytes do not add up to the stream");
+    }
+
+    // A tight bound fails cleanly and stays failed.
+    let mut small = SseParser::with_max_event_bytes(usize::from(max));
+    let mut failed = false;
+    for chunk in stream.chunks(usize::from(seed.max(1))) {
+        let events = small.push(chunk);
+        assert!(!failed || events.is_empty(), "a failed parser recovered");
+        for event in &events {
+            assert!(
+                event.raw.len() <= usize::from(max),
+                "an event over the bound got through"
+            );
+        }
+        failed = small.error().is_some();
+    }
+    let last = small.finish();
+    assert!(!failed || last.is_none(), "a failed parser finished");
+
+    for event in whole.iter().filter(|e| e.is_dispatched()) {
+        assert_eq!(rewrite_event(event, &[]).ok(), Some(event.raw.clone()));
+        let _ = is_usage_only_chunk(event);
+        check_rewrite_event(event, &first_string_leaf(event));
+    }
+}
+
+/// The path of the first string in an event's data, if its data is JSON with one.
+fn first_string_leaf(event: &SseEvent) -> Vec<(JsonPath, String)> {
+    fn find(value: &Value, at: JsonPath) -> Option<JsonPath> {
+        match value {
+            Value::String(_) => Some(at),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| find(v, at.index(i))),
+            Value::Object(members) => members.iter().find_map(|(k, v)| find(v, at.key(k))),
+            _ => None,
+        }
+    }
+    let Some(Ok(value)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
+        return Vec::new();
+    };
+    find(&value, JsonPath::root())
+        .map(|path| vec![(path, "EDITED\n\"".to_owned())])
+        .unwrap_or_default()
+}
+
+/// The blocks of `bytes` read as a piece of a stream already under way (a
+/// byte-order mark means nothing there), as the client reads a rewritten event.
+fn reparse_mid_stream(bytes: &[u8]) -> Vec<SseEvent> {
+    let mut parser = SseParser::new();
+    let mut events = parser.push(b"\n");
+    events.extend(parser.push(bytes));
+    events.extend(parser.finish());
+    events
+}
+
+/// `rewrite_event(event, edits)` reads back as one event with the same type
+/// and id whose data has the edits.
+fn check_rewrite_event(event: &SseEvent, edits: &[(JsonPath, String)]) {
+    if edits.is_empty() {
+        return;
+    }
+    let bytes = rewrite_event(event, edits).expect("edits at string paths apply");
+    let events = reparse_mid_stream(&bytes);
+    let events: Vec<&SseEvent> = events.iter().filter(|e| e.is_dispatched()).collect();
+    assert_eq!(events.len(), 1, "a rewritten event must stay one event");
+    assert_eq!(events[0].event, event.event);
+    assert_eq!(events[0].id, event.id);
+    let data: Value =
+        serde_json::from_str(events[0].data.as_deref().unwrap_or_default()).expect("JSON data");
+    for (path, text) in edits {
+        assert_eq!(
+            path.lookup(&data).and_then(Value::as_str),
+            Some(text.as_str())
+        );
+    }
+}
+
+/// The calls a stream-state selector byte picks from.
+pub const STREAM_CALLS: [(Provider, Api); 7] = [
+    (Provider::OpenAi, Api::ChatCompletions),
+    (Provider::OpenAi, Api::Completions),
+    (Provider::OpenAi, Api::Responses),
+    (Provider::Anthropic, Api::AnthropicMessages),
+    (Provider::Gemini, Api::GeminiStreamGenerateContent),
+    (Provider::Gemini, Api::ChatCompletions),
+    (Provider::OpenAiCompatible, Api::Unknown),
+];
+
+/// Reading a stream event by event, and rewriting what it reports.
+pub fn stream_state(data: &[u8]) {
+    let Some((&selector, stream)) = data.split_first() else {
+        return;
+    };
+    let (provider, api) = STREAM_CALLS[usize::from(selector) % STREAM_CALLS.len()];
+    let call = ApiCall {
+        provider,
+        api,
+        model: None,
+        stream: true,
+        max_tokens: None,
+        texts: Vec::new(),
+    };
+    let _ = stream_error_event(
+        provider,
+        api,
+        ErrorKind::UpstreamUnavailable,
+        "fuzz \"quote\"\n",
+    );
+    let mut parser = SseParser::new();
+    let mut events = parser.push(stream);
+    events.extend(parser.finish());
+    let mut state = StreamState::new(&call);
+    for event in &events {
+        let item = state.on_event(event);
+        let edits: Vec<(JsonPath, String)> = item
+            .deltas
+            .iter()
+            .map(|d| (d.path.clone(), d.text.clone()))
+            .chain(
+                item.snapshots
+                    .iter()
+                    .map(|s| (s.path.clone(), s.text.clone())),
+            )
+            .collect();
+        if edits.is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(event.data.as_deref().unwrap_or_default())
+            .expect("texts come from JSON data");
+        for (path, text) in &edits {
+            assert_eq!(
+                path.lookup(&value).and_then(Value::as_str),
+                Some(text.as_str()),
+                "{path}"
+            );
+        }
+        let renamed: Vec<(JsonPath, String)> = edits
+            .iter()
+            .map(|(p, _)| (p.clone(), "Y".to_owned()))
+            .collect();
+        check_rewrite_event(event, &renamed);
+        let bytes = rewrite_event(event, &renamed).expect("checked above");
+        let again = reparse_mid_stream(&bytes);
+        let Some(again) = again.iter().find(|e| e.is_dispatched()) else {
+            panic!("rewritten event lost its data");
+        };
+        let reread = StreamState::new(&call).on_event(again);
+        let paths = |item: &outpost::provider::StreamItem| {
+            item.deltas
+                .iter()
+                .map(|d| d.path.clone())
+                .chain(item.snapshots.iter().map(|s| s.path.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(paths(&reread), paths(&item), "rewriting moved a delta");
+    }
+    let _ = state.usage();
+}

@@ -1,0 +1,229 @@
+//! International Bank Account Numbers (ISO 13616).
+//!
+//! An IBAN is a country code (two letters), two check digits and a BBAN of
+//! letters and digits; the total length is fixed per country
+//! ([`COUNTRY_LENGTHS`]: every SEPA country and the other common IBAN
+//! countries of the SWIFT registry). Written compact
+//! (`DE89370400440532013000`) or printed in groups of four
+//! (`DE89 3704 0044 0532 0130 00`): a single space may follow any fourth
+//! character, nowhere else. Letters in either case.
+//!
+//! The candidate comes from the digit-run pass: a run of digits right after
+//! two letters that start a word. It is an IBAN if the country is known,
+//! exactly the country's length of characters follows (not more: the next
+//! byte must not continue the word), and the mod-97 check (ISO 7064) gives
+//! 1, which a typo or a random string passes one time in 97.
+
+use std::ops::Range;
+
+use super::boundary::{number_ends_at, number_starts_at};
+
+/// Longest IBAN match in bytes: 34 characters and a space after every four.
+pub(crate) const MAX_LEN: usize = 34 + 8;
+
+/// Total IBAN length per country, sorted by country code.
+const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
+    (*b"AD", 24),
+    (*b"AE", 23),
+    (*b"AL", 28),
+    (*b"AT", 20),
+    (*b"AZ", 28),
+    (*b"BA", 20),
+    (*b"BE", 16),
+    (*b"BG", 22),
+    (*b"BH", 22),
+    (*b"BR", 29),
+    (*b"BY", 28),
+    (*b"CH", 21),
+    (*b"CR", 22),
+    (*b"CY", 28),
+    (*b"CZ", 24),
+    (*b"DE", 22),
+    (*b"DK", 18),
+    (*b"DO", 28),
+    (*b"EE", 20),
+    (*b"EG", 29),
+    (*b"ES", 24),
+    (*b"FI", 18),
+    (*b"FO", 18),
+    (*b"FR", 27),
+    (*b"GB", 22),
+    (*b"GE", 22),
+    (*b"GI", 23),
+    (*b"GL", 18),
+    (*b"GR", 27),
+    (*b"GT", 28),
+    (*b"HR", 21),
+    (*b"HU", 28),
+    (*b"IE", 22),
+    (*b"IL", 23),
+    (*b"IQ", 23),
+    (*b"IS", 26),
+    (*b"IT", 27),
+    (*b"JO", 30),
+    (*b"KW", 30),
+    (*b"KZ", 20),
+    (*b"LB", 28),
+    (*b"LC", 32),
+    (*b"LI", 21),
+    (*b"LT", 20),
+    (*b"LU", 20),
+    (*b"LV", 21),
+    (*b"MC", 27),
+    (*b"MD", 24),
+    (*b"ME", 22),
+    (*b"MK", 19),
+    (*b"MR", 27),
+    (*b"MT", 31),
+    (*b"MU", 30),
+    (*b"NL", 18),
+    (*b"NO", 15),
+    (*b"PK", 24),
+    (*b"PL", 28),
+    (*b"PS", 29),
+    (*b"PT", 25),
+    (*b"QA", 29),
+    (*b"RO", 24),
+    (*b"RS", 22),
+    (*b"SA", 24),
+    (*b"SC", 31),
+    (*b"SE", 24),
+    (*b"SI", 19),
+    (*b"SK", 24),
+    (*b"SM", 27),
+    (*b"ST", 25),
+    (*b"SV", 28),
+    (*b"TL", 23),
+    (*b"TN", 24),
+    (*b"TR", 26),
+    (*b"UA", 29),
+    (*b"VA", 22),
+    (*b"VG", 24),
+    (*b"XK", 20),
+];
+
+const MAX_CHARS: usize = 34;
+
+/// The IBAN whose check digits start the digit run `run`, if any.
+pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
+    let start = run.start.checked_sub(2)?;
+    let (c0, c1) = (bytes[start], bytes[start + 1]);
+    if !c0.is_ascii_alphabetic() || !c1.is_ascii_alphabetic() || run.len() < 2 {
+        return None;
+    }
+    if !number_starts_at(bytes, start, b"") {
+        return None;
+    }
+    let country = [c0.to_ascii_uppercase(), c1.to_ascii_uppercase()];
+    let length = country_length(country)?;
+
+    let mut chars = [0u8; MAX_CHARS];
+    chars[..2].copy_from_slice(&country);
+    let mut count = 2;
+    let mut pos = run.start;
+    while count < length {
+        match bytes.get(pos) {
+            Some(&b) if b.is_ascii_alphanumeric() => {
+                chars[count] = b.to_ascii_uppercase();
+                count += 1;
+                pos += 1;
+            }
+            // The printed form: a single space after every fourth character.
+            Some(b' ')
+                if count % 4 == 0 && bytes.get(pos + 1).is_some_and(u8::is_ascii_alphanumeric) =>
+            {
+                pos += 1;
+            }
+            _ => return None,
+        }
+    }
+    if !number_ends_at(bytes, pos, b"") {
+        return None;
+    }
+    mod97_is_one(&chars[..length]).then_some(start..pos)
+}
+
+fn country_length(country: [u8; 2]) -> Option<usize> {
+    COUNTRY_LENGTHS
+        .binary_search_by_key(&country, |&(code, _)| code)
+        .ok()
+        .map(|i| COUNTRY_LENGTHS[i].1)
+}
+
+/// ISO 7064 mod 97-10 over the IBAN moved four characters left, letters
+/// as 10–35. `iban` is uppercase alphanumeric.
+fn mod97_is_one(iban: &[u8]) -> bool {
+    let (head, tail) = iban.split_at(4);
+    let remainder = tail.iter().chain(head).fold(0u32, |acc, &c| {
+        if c.is_ascii_digit() {
+            (acc * 10 + u32::from(c - b'0')) % 97
+        } else {
+            (acc * 100 + u32::from(c - b'A' + 10)) % 97
+        }
+    });
+    // Check digits are digits; `GBAB…` would otherwise pass by accident.
+    head[2].is_ascii_digit() && head[3].is_ascii_digit() && remainder == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::digits::digit_runs;
+    use super::*;
+
+    fn ibans(text: &str) -> Vec<&str> {
+        let bytes = text.as_bytes();
+        digit_runs(bytes)
+            .filter_map(|run| find_at(bytes, run))
+            .map(|m| &text[m])
+            .collect()
+    }
+
+    #[test]
+    fn country_table_is_sorted_for_binary_search() {
+        assert!(COUNTRY_LENGTHS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(COUNTRY_LENGTHS
+            .iter()
+            .all(|&(_, len)| (15..=MAX_CHARS).contains(&len)));
+    }
+
+    #[test]
+    fn finds_valid_ibans_compact_and_grouped() {
+        for iban in [
+            "DE89 3704 0044 0532 0130 00",
+            "DE89370400440532013000",
+            "GB82 WEST 1234 5698 7654 32",
+            "FR14 2004 1010 0505 0001 3M02 606",
+            "NL91ABNA0417164300",
+            "CH9300762011623852957",
+            "BE68539007547034",
+            "NO9386011117947",
+            "ES9121000418450200051332",
+            "IT60X0542811101000000123456",
+            "gb82west12345698765432",
+            // Spaces where the print groups fall, even if some are missing.
+            "DE89 37040044 0532 0130 00",
+        ] {
+            assert_eq!(
+                ibans(&format!("IBAN: {iban}, thanks")),
+                vec![iban],
+                "{iban}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_checksums_lengths_and_contexts() {
+        for text in [
+            "DE89 3704 0044 0532 0130 01", // checksum
+            "DE88370400440532013000",      // checksum
+            "DE8937040044053201300",       // one short
+            "DE893704004405320130001",     // one long
+            "DE89 370 40044 0532 0130 00", // a space not after a fourth char
+            "ZZ89370400440532013000",      // unknown country
+            "XDE89370400440532013000",     // inside a word
+            "DE89370400440532013000_x",    // continues a word
+        ] {
+            assert!(ibans(text).is_empty(), "{text}");
+        }
+    }
+}

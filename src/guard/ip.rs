@@ -1,0 +1,210 @@
+//! IP addresses.
+//!
+//! IPv4 candidates come from the digit-run pass: four dot-separated octets
+//! of 1–3 digits, each ≤ 255 and without a leading zero (`010` is octal to
+//! some parsers and a version component to most readers). The quad must not
+//! be part of a longer dotted run (`1.2.3.4.5` is a version, so is
+//! `v1.2.3.4`) nor continue a word.
+//!
+//! IPv6 candidates come from `memchr` over `:`: the token of hex digits,
+//! colons and dots around the colon, parsed with `std::net::Ipv6Addr`.
+//! Code is full of colons (`std::fmt`, `a::b`, `10:30:00`, `de:ad:be:ef`),
+//! so a token must also not continue a word and must have at least one
+//! decimal digit and four hex digits. That keeps out `Foo::bar`,
+//! `add::dec` and also the loopback `::1`, which identifies nothing.
+
+use std::net::Ipv6Addr;
+use std::ops::Range;
+
+use super::boundary::{byte_before, is_word_byte, number_ends_at, number_starts_at};
+
+/// Longest IPv4 match in bytes: `255.255.255.255`.
+pub(crate) const IPV4_MAX_LEN: usize = 15;
+/// Longest IPv6 match in bytes: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+pub(crate) const IPV6_MAX_LEN: usize = 45;
+
+/// The IPv4 address starting at the digit run `run`, if any.
+pub(crate) fn find_ipv4_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
+    if run.len() > 3 || bytes.get(run.end) != Some(&b'.') {
+        return None;
+    }
+    if !number_starts_at(bytes, run.start, b".") {
+        return None;
+    }
+    let mut pos = run.start;
+    for octet in 0..4 {
+        if octet > 0 {
+            if bytes.get(pos) != Some(&b'.') {
+                return None;
+            }
+            pos += 1;
+        }
+        let digits = bytes.get(pos..)?;
+        let len = digits
+            .iter()
+            .take(4)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let value = digits[..len]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+        if len == 0 || len > 3 || value > 255 || (len > 1 && digits[0] == b'0') {
+            return None;
+        }
+        pos += len;
+    }
+    number_ends_at(bytes, pos, b".").then_some(run.start..pos)
+}
+
+/// What [`find_ipv6_around`] learned about the token around a colon.
+pub(crate) struct Ipv6Token {
+    /// The address, if the token is one.
+    pub(crate) address: Option<Range<usize>>,
+    /// End of the token: no colon before it can start another candidate.
+    pub(crate) end: usize,
+}
+
+/// The IPv6 address in the token around the colon at `colon`.
+pub(crate) fn find_ipv6_around(bytes: &[u8], colon: usize) -> Ipv6Token {
+    let is_hex = |b: &u8| b.is_ascii_hexdigit();
+    // Left: at most one group of hex digits (an earlier colon would already
+    // have started this token).
+    let mut start = colon;
+    while start > 0 && colon - start < 5 && is_hex(&bytes[start - 1]) {
+        start -= 1;
+    }
+    // Right: colons, hex digits and the dots of an embedded IPv4 suffix.
+    let limit = (start + IPV6_MAX_LEN + 1).min(bytes.len());
+    let mut end = colon;
+    while end < limit && (is_hex(&bytes[end]) || bytes[end] == b':' || bytes[end] == b'.') {
+        end += 1;
+    }
+    let token_end = end;
+    // A full stop ending a sentence is not part of the address.
+    while end > colon && bytes[end - 1] == b'.' {
+        end -= 1;
+    }
+    let address = ipv6_token_ok(bytes, start, end).then_some(start..end);
+    Ipv6Token {
+        address,
+        end: token_end,
+    }
+}
+
+fn ipv6_token_ok(bytes: &[u8], start: usize, end: usize) -> bool {
+    let token = &bytes[start..end];
+    if token.len() > IPV6_MAX_LEN
+        || byte_before(bytes, start).is_some_and(|b| is_word_byte(b) || b == b':')
+        || bytes
+            .get(end)
+            .is_some_and(|&b| is_word_byte(b) || b == b':')
+    {
+        return false;
+    }
+    let hex_digits = token.iter().filter(|b| b.is_ascii_hexdigit()).count();
+    if hex_digits < 4 || !token.iter().any(u8::is_ascii_digit) {
+        return false;
+    }
+    // The token is ASCII by construction, so this never fails; failing
+    // would only mean "not an address".
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(|s| s.parse::<Ipv6Addr>().ok())
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::digits::digit_runs;
+    use super::*;
+
+    fn ipv4s(text: &str) -> Vec<&str> {
+        let bytes = text.as_bytes();
+        digit_runs(bytes)
+            .filter_map(|run| find_ipv4_at(bytes, run))
+            .map(|m| &text[m])
+            .collect()
+    }
+
+    fn ipv6s(text: &str) -> Vec<&str> {
+        let bytes = text.as_bytes();
+        let mut resume = 0;
+        let mut found = Vec::new();
+        for colon in memchr::memchr_iter(b':', bytes) {
+            if colon < resume {
+                continue;
+            }
+            let token = find_ipv6_around(bytes, colon);
+            resume = token.end;
+            if let Some(m) = token.address {
+                found.push(&text[m]);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn finds_ipv4_addresses() {
+        assert_eq!(ipv4s("host 192.168.1.10 up"), vec!["192.168.1.10"]);
+        assert_eq!(ipv4s("10.0.0.1/24"), vec!["10.0.0.1"]);
+        assert_eq!(ipv4s("at 8.8.8.8."), vec!["8.8.8.8"]);
+        assert_eq!(
+            ipv4s("255.255.255.255,0.0.0.0"),
+            vec!["255.255.255.255", "0.0.0.0"]
+        );
+        assert_eq!(ipv4s("[172.16.0.5]:8080"), vec!["172.16.0.5"]);
+    }
+
+    #[test]
+    fn rejects_ipv4_lookalikes() {
+        for text in [
+            "1.2.3.4.5",
+            "version 1.2.3.4.5 released",
+            "v1.2.3.4",
+            "256.1.1.1",
+            "1.2.3.256",
+            "01.2.3.4",
+            "1.2.3",
+            "2024.01.15.1",
+            "1.2.3.4x",
+            "3.14159",
+        ] {
+            assert!(ipv4s(text).is_empty(), "{text}: {:?}", ipv4s(text));
+        }
+    }
+
+    #[test]
+    fn finds_ipv6_addresses() {
+        for addr in [
+            "2001:db8::1",
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+            "2001:DB8:0:0:8:800:200C:417A",
+        ] {
+            assert_eq!(ipv6s(&format!("addr {addr}.")), vec![addr], "{addr}");
+            assert_eq!(ipv6s(&format!("[{addr}]:443")), vec![addr], "{addr}");
+        }
+    }
+
+    #[test]
+    fn rejects_ipv6_lookalikes() {
+        for text in [
+            "std::fmt::Display",
+            "use a::b; abc::def(); cafe::bad",
+            "Foo::Bar::Baz",
+            "10:30:00",
+            "2024-01-15T10:30:00Z",
+            "00:1A:2B:3C:4D:5E",
+            "::1",
+            "de:ad:be:ef",
+            "xfe80::1",
+            "2001:db8::1::2",
+            "1:2:3:4:5:6:7:8:9",
+            "http://example.com:8080/a",
+            "{\"key\": 12}",
+        ] {
+            assert!(ipv6s(text).is_empty(), "{text}: {:?}", ipv6s(text));
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The scanner: a policy's rules compiled once, run on every text.
+//!
+//! [`Scanner::compile`] validates every rule (bad regexes, empty keyword
+//! lists and broken secret rules are errors naming the rule) and builds
+//! each detector once, however many rules use it: two rules on `email`
+//! run the email detector once and each get a finding. [`Scanner::scan`]
+//! runs the passes the rules need (see the module docs of `guard` for why
+//! there are few), then sorts the findings by position.
+//!
+//! A scanner holds no per-scan state: it is `Send + Sync` and shared by
+//! every request of a policy version.
+
+use std::borrow::Cow;
+
+use super::digits::digit_runs;
+use super::keywords::KeywordDetector;
+use super::pattern::PatternDetector;
+use super::secrets::{builtin_secret_rules, SecretHit, SecretMatcher, SecretRulesError};
+use super::{card, email, iban, ip, phone, ssn};
+use super::{Builtin, DetectorSpec, Finding, RuleSpec, SecretRule};
+
+/// Why a policy's rules do not compile. Every variant but
+/// [`CompileError::BuiltinSecretRules`] is the policy's fault and names
+/// the rule (index in the slice given to [`Scanner::compile`] and id, or
+/// the secret rule's id).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A `pattern` rule's regex does not compile; `message` is the `regex`
+    /// crate's explanation.
+    #[error("guardrail rule {index} `{id}`: invalid pattern: {message}")]
+    InvalidPattern {
+        /// Index of the rule.
+        index: usize,
+        /// Id of the rule.
+        id: String,
+        /// The `regex` crate's error text.
+        message: String,
+    },
+    /// A `keywords` rule has no keywords.
+    #[error("guardrail rule {index} `{id}`: empty keyword list")]
+    EmptyKeywordList {
+        /// Index of the rule.
+        index: usize,
+        /// Id of the rule.
+        id: String,
+    },
+    /// A `keywords` rule has an empty or all-whitespace keyword.
+    #[error("guardrail rule {index} `{id}`: keyword {position} is empty")]
+    EmptyKeyword {
+        /// Index of the rule.
+        index: usize,
+        /// Id of the rule.
+        id: String,
+        /// Position of the keyword in the rule's list, from 0.
+        position: usize,
+    },
+    /// A secret rule (built-in or extra) is broken.
+    #[error("secret rule `{id}`: {problem}")]
+    InvalidSecretRule {
+        /// Id of the secret rule.
+        id: String,
+        /// What is wrong with it.
+        problem: SecretRuleProblem,
+    },
+    /// Two secret rules share an id (an extra rule may not reuse a
+    /// built-in id: that would silently replace a shipped rule).
+    #[error("secret rule `{id}` is defined more than once")]
+    DuplicateSecretRule {
+        /// The repeated id.
+        id: String,
+    },
+    /// The keyword automaton could not be built (too many or too long
+    /// keywords for its memory limits).
+    #[error("keyword matcher: {message}")]
+    KeywordMatcher {
+        /// The `aho-corasick` crate's error text.
+        message: String,
+    },
+    /// The shipped `policy/secrets.toml` is broken: our fault, not the
+    /// policy's.
+    #[error(transparent)]
+    BuiltinSecretRules(#[from] SecretRulesError),
+}
+
+impl CompileError {
+    /// Index of the guardrail rule at fault (in the slice given to
+    /// [`Scanner::compile`]), for errors about one.
+    pub fn rule_index(&self) -> Option<usize> {
+        match self {
+            CompileError::InvalidPattern { index, .. }
+            | CompileError::EmptyKeywordList { index, .. }
+            | CompileError::EmptyKeyword { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// Id of the secret rule at fault, for errors about one.
+    pub fn secret_rule_id(&self) -> Option<&str> {
+        match self {
+            CompileError::InvalidSecretRule { id, .. }
+            | CompileError::DuplicateSecretRule { id } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a secret rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SecretRuleProblem {
+    /// The id is empty.
+    #[error("empty id")]
+    EmptyId,
+    /// The regex does not compile.
+    #[error("invalid regex: {message}")]
+    InvalidRegex {
+        /// The `regex` crate's error text.
+        message: String,
+    },
+    /// `secret_group` names a group the regex does not have.
+    #[error("secret_group {group} does not exist (the regex has {groups} groups)")]
+    NoSuchGroup {
+        /// The configured group.
+        group: usize,
+        /// How many capture groups the regex has.
+        groups: usize,
+    },
+    /// `entropy` is outside 0–8 bits per byte (or not a number).
+    #[error("entropy {entropy} is not between 0 and 8 bits per byte")]
+    EntropyOutOfRange {
+        /// The configured floor.
+        entropy: f64,
+    },
+    /// A keyword is the empty string.
+    #[error("keyword {position} is empty")]
+    EmptyKeyword {
+        /// Position of the keyword in the rule's list, from 0.
+        position: usize,
+    },
+}
+
+/// Which rules use each builtin detector (indexes into the rule slice).
+#[derive(Debug, Default)]
+struct BuiltinRules {
+    email: Vec<usize>,
+    phone: Vec<usize>,
+    card: Vec<usize>,
+    iban: Vec<usize>,
+    ssn: Vec<usize>,
+    ipv4: Vec<usize>,
+    ipv6: Vec<usize>,
+    secrets: Vec<usize>,
+}
+
+impl BuiltinRules {
+    fn add(&mut self, builtin: Builtin, rule: usize) {
+        match builtin {
+            Builtin::Email => self.email.push(rule),
+            Builtin::Phone => self.phone.push(rule),
+            Builtin::CreditCard => self.card.push(rule),
+            Builtin::Iban => self.iban.push(rule),
+            Builtin::UsSsn => self.ssn.push(rule),
+            Builtin::Ipv4 => self.ipv4.push(rule),
+            Builtin::Ipv6 => self.ipv6.push(rule),
+            Builtin::IpAddress => {
+                self.ipv4.push(rule);
+                self.ipv6.push(rule);
+            }
+            Builtin::Secrets => self.secrets.push(rule),
+        }
+    }
+
+    /// Does any rule use a detector fed by the digit-run pass?
+    fn wants_digit_runs(&self) -> bool {
+        !(self.phone.is_empty()
+            && self.card.is_empty()
+            && self.iban.is_empty()
+            && self.ssn.is_empty()
+            && self.ipv4.is_empty())
+    }
+}
+
+/// A policy's guardrail rules, compiled. See the module docs.
+#[derive(Debug)]
+pub struct Scanner {
+    builtins: BuiltinRules,
+    secrets: SecretMatcher,
+    patterns: Vec<PatternDetector>,
+    keywords: Option<KeywordDetector>,
+    max_match_len: usize,
+}
+
+/// Appends one finding per rule in `rules` for the span `start..end`.
+fn push_for_rules(
+    out: &mut Vec<Finding>,
+    rules: &[usize],
+    start: usize,
+    end: usize,
+    kind: Cow<'static, str>,
+) {
+    out.extend(rules.iter().map(|&rule| Finding {
+        rule,
+        start,
+        end,
+        kind: kind.clone(),
+    }));
+}
+
+impl Scanner {
+    /// Compiles `rules` (findings refer to them by index) with the
+    /// built-in secret rules plus `extra_secret_rules` for the `secrets`
+    /// builtin. The extra rules are validated even if no rule uses
+    /// `secrets`, so a broken one is reported when the policy is loaded.
+    pub fn compile(
+        rules: &[RuleSpec],
+        extra_secret_rules: &[SecretRule],
+    ) -> Result<Scanner, CompileError> {
+        let mut builtins = BuiltinRules::default();
+        let mut patterns = Vec::new();
+        let mut keyword_rules = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            match &rule.detector {
+                DetectorSpec::Builtin(builtin) => builtins.add(*builtin, index),
+                DetectorSpec::Pattern(pattern) => {
+                    patterns.push(PatternDetector::compile(index, &rule.id, pattern)?)
+                }
+                DetectorSpec::Keywords(words) => {
+                    keyword_rules.push((index, rule.id.as_str(), words.as_slice()))
+                }
+            }
+        }
+        let keywords = if keyword_rules.is_empty() {
+            None
+        } else {
+            Some(KeywordDetector::compile(keyword_rules)?)
+        };
+        let shipped = builtin_secret_rules()?;
+        let secrets = SecretMatcher::compile(shipped.iter().chain(extra_secret_rules))?;
+
+        let mut max_match_len = 0;
+        let mut widen = |used: &[usize], len: usize| {
+            if !used.is_empty() {
+                max_match_len = max_match_len.max(len);
+            }
+        };
+        widen(&builtins.email, email::MAX_LEN);
+        widen(&builtins.phone, phone::MAX_LEN);
+        widen(&builtins.card, card::MAX_LEN);
+        widen(&builtins.iban, iban::MAX_LEN);
+        widen(&builtins.ssn, ssn::MAX_LEN);
+        widen(&builtins.ipv4, ip::IPV4_MAX_LEN);
+        widen(&builtins.ipv6, ip::IPV6_MAX_LEN);
+        widen(&builtins.secrets, secrets.max_len());
+        for pattern in &patterns {
+            max_match_len = max_match_len.max(pattern.max_len());
+        }
+        if let Some(keywords) = &keywords {
+            max_match_len = max_match_len.max(keywords.max_len());
+        }
+
+        Ok(Scanner {
+            builtins,
+            secrets,
+            patterns,
+            keywords,
+            max_match_len,
+        })
+    }
+
+    /// Every finding of every rule in `text`, sorted by start (then end,
+    /// then rule). A rule reports a span at most once.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if !self.builtins.email.is_empty() {
+            self.find_emails(text, &mut out);
+        }
+        if self.builtins.wants_digit_runs() {
+            self.find_numbers(text, &mut out);
+        }
+        if !self.builtins.ipv6.is_empty() {
+            self.find_ipv6(text, &mut out);
+        }
+        if !self.builtins.secrets.is_empty() {
+            self.find_secrets(text, &mut out);
+        }
+        for pattern in &self.patterns {
+            pattern.find_all(text, &mut out);
+        }
+        if let Some(keywords) = &self.keywords {
+            keywords.find_all(text, &mut out);
+        }
+        // Stable, so of two secret rules with the same span the earlier one
+        // (in rule order) is kept by `dedup_by`.
+        out.sort_by_key(|f| (f.start, f.end, f.rule));
+        out.dedup_by(|later, kept| {
+            later.rule == kept.rule && later.start == kept.start && later.end == kept.end
+        });
+        out
+    }
+
+    /// The longest match, in bytes, any finding of this scanner can span:
+    /// a stream that holds back `max_match_len() - 1` bytes sees every
+    /// match whole. Regexes that can match without bound count as
+    /// [`MATCH_LEN_CAP`](super::MATCH_LEN_CAP), and their longer matches are
+    /// reported clipped to it (see `limits.rs` for the trade-off). 0 if
+    /// there are no rules.
+    pub fn max_match_len(&self) -> usize {
+        self.max_match_len
+    }
+
+    fn find_emails(&self, text: &str, out: &mut Vec<Finding>) {
+        let kind = Cow::Borrowed(Builtin::Email.name());
+        let bytes = text.as_bytes();
+        for at in memchr::memchr_iter(b'@', bytes) {
+            if let Some(m) = email::find_around(bytes, at) {
+                push_for_rules(out, &self.builtins.email, m.start, m.end, kind.clone());
+            }
+        }
+    }
+
+    /// The single pass over digit runs: each run is offered to each
+    /// number detector in use, unless that detector's last match already
+    /// covers it.
+    fn find_numbers(&self, text: &str, out: &mut Vec<Finding>) {
+        type FindAt = fn(&[u8], std::ops::Range<usize>) -> Option<std::ops::Range<usize>>;
+        let b = &self.builtins;
+        let detectors: [(&[usize], FindAt, Builtin); 5] = [
+            (&b.card, card::find_at, Builtin::CreditCard),
+            (&b.phone, phone::find_at, Builtin::Phone),
+            (&b.ssn, ssn::find_at, Builtin::UsSsn),
+            (&b.ipv4, ip::find_ipv4_at, Builtin::Ipv4),
+            (&b.iban, iban::find_at, Builtin::Iban),
+        ];
+        let kinds = detectors.map(|(_, _, builtin)| Cow::Borrowed(builtin.name()));
+        let mut resume = [0usize; 5];
+        let bytes = text.as_bytes();
+        for run in digit_runs(bytes) {
+            for (i, (rules, find_at, _)) in detectors.iter().enumerate() {
+                if rules.is_empty() || run.start < resume[i] {
+                    continue;
+                }
+                if let Some(m) = find_at(bytes, run.clone()) {
+                    resume[i] = m.end;
+                    push_for_rules(out, rules, m.start, m.end, kinds[i].clone());
+                }
+            }
+        }
+    }
+
+    fn find_ipv6(&self, text: &str, out: &mut Vec<Finding>) {
+        let kind = Cow::Borrowed(Builtin::Ipv6.name());
+        let bytes = text.as_bytes();
+        let mut resume = 0;
+        for colon in memchr::memchr_iter(b':', bytes) {
+            if colon < resume {
+                continue;
+            }
+            let token = ip::find_ipv6_around(bytes, colon);
+            resume = token.end;
+            if let Some(m) = token.address {
+                push_for_rules(out, &self.builtins.ipv6, m.start, m.end, kind.clone());
+            }
+        }
+    }
+
+    fn find_secrets(&self, text: &str, out: &mut Vec<Finding>) {
+        let mut hits: Vec<SecretHit> = Vec::new();
+        self.secrets.find_all(text, &mut hits);
+        for hit in hits {
+            let kind = Cow::Owned(self.secrets.rule_id(hit.rule).to_string());
+            push_for_rules(
+                out,
+                &self.builtins.secrets,
+                hit.span.start,
+                hit.span.end,
+                kind,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::MATCH_LEN_CAP;
+
+    fn builtin_rules(builtins: &[Builtin]) -> Vec<RuleSpec> {
+        builtins
+            .iter()
+            .map(|&b| RuleSpec {
+                id: format!("no-{}", b.name()),
+                detector: DetectorSpec::Builtin(b),
+            })
+            .collect()
+    }
+
+    fn full_set() -> Scanner {
+        Scanner::compile(&builtin_rules(Builtin::ALL), &[]).expect("compiles")
+    }
+
+    /// (kind, matched text) of every finding.
+    fn found<'t>(scanner: &Scanner, text: &'t str) -> Vec<(String, &'t str)> {
+        scanner
+            .scan(text)
+            .into_iter()
+            .map(|f| (f.kind.to_string(), &text[f.start..f.end]))
+            .collect()
+    }
+
+    const MIXED: &str = "Hi, I'm Ana (ana.silva@example.com, +44 20 7946 0958). \
+        Released v1.2.3.4.5 on 2024-01-15; build a94a8fe5ccb19ba61c4c0873d391e987982fbbd3, \
+        request 550e8400-e29b-41d4-a716-446655440000, order 123-45-6789X. \
+        Pay 4111 1111 1111 1111 or IBAN DE89 3704 0044 0532 0130 00, SSN 078-05-1121. \
+        Server 192.168.1.20 and 2001:db8::7 run std::fmt at 10:30:00. \
+        export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n\
+        card 4111111111111112 is a typo, so is DE89 3704 0044 0532 0130 01.";
+
+    #[test]
+    fn the_full_set_finds_each_kind_once_in_mixed_text() {
+        let findings = found(&full_set(), MIXED);
+        assert_eq!(
+            findings,
+            vec![
+                ("email".to_string(), "ana.silva@example.com"),
+                ("phone".to_string(), "+44 20 7946 0958"),
+                ("credit_card".to_string(), "4111 1111 1111 1111"),
+                ("iban".to_string(), "DE89 3704 0044 0532 0130 00"),
+                ("us_ssn".to_string(), "078-05-1121"),
+                ("ipv4".to_string(), "192.168.1.20"),
+                ("ipv6".to_string(), "2001:db8::7"),
+                ("aws-access-key-id".to_string(), "AKIAIOSFODNN7EXAMPLE"),
+            ]
+        );
+    }
+
+    #[test]
+    fn findings_point_at_their_rule_and_are_sorted() {
+        let rules = builtin_rules(&[Builtin::Secrets, Builtin::Email, Builtin::CreditCard]);
+        let scanner = Scanner::compile(&rules, &[]).expect("compiles");
+        let findings = scanner.scan(MIXED);
+        assert!(findings.windows(2).all(|w| w[0].start <= w[1].start));
+        let rule_of = |kind: &str| findings.iter().find(|f| f.kind == kind).map(|f| f.rule);
+        assert_eq!(rule_of("aws-access-key-id"), Some(0));
+        assert_eq!(rule_of("email"), Some(1));
+        assert_eq!(rule_of("credit_card"), Some(2));
+        assert_eq!(findings.len(), 3);
+    }
+
+    #[test]
+    fn two_rules_on_one_builtin_each_get_the_finding() {
+        let mut rules = builtin_rules(&[Builtin::Email, Builtin::Email]);
+        rules.push(RuleSpec {
+            id: "ips".into(),
+            detector: DetectorSpec::Builtin(Builtin::IpAddress),
+        });
+        let scanner = Scanner::compile(&rules, &[]).expect("compiles");
+        let findings = scanner.scan("a@example.com 10.0.0.1 fe80::1");
+        let summary: Vec<(usize, &str)> =
+            findings.iter().map(|f| (f.rule, f.kind.as_ref())).collect();
+        assert_eq!(
+            summary,
+            vec![(0, "email"), (1, "email"), (2, "ipv4"), (2, "ipv6")]
+        );
+    }
+
+    #[test]
+    fn patterns_and_keywords_run_alongside_builtins() {
+        let rules = vec![
+            RuleSpec {
+                id: "projects".into(),
+                detector: DetectorSpec::Pattern(r"\bPRJ-\d{4}\b".into()),
+            },
+            RuleSpec {
+                id: "codenames".into(),
+                detector: DetectorSpec::Keywords(vec!["Falcon".into(), "blue heron".into()]),
+            },
+            RuleSpec {
+                id: "mail".into(),
+                detector: DetectorSpec::Builtin(Builtin::Email),
+            },
+        ];
+        let scanner = Scanner::compile(&rules, &[]).expect("compiles");
+        let text = "PRJ-1234 (falcon) mailed to x@falcon.example.com re BLUE HERON";
+        assert_eq!(
+            found(&scanner, text),
+            vec![
+                ("pattern".to_string(), "PRJ-1234"),
+                ("keywords".to_string(), "falcon"),
+                ("email".to_string(), "x@falcon.example.com"),
+                ("keywords".to_string(), "falcon"),
+                ("keywords".to_string(), "BLUE HERON"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_pattern_error_names_the_rule_and_gives_the_regex_error() {
+        let mut rules = builtin_rules(&[Builtin::Email]);
+        rules.push(RuleSpec {
+            id: "broken-rule".into(),
+            detector: DetectorSpec::Pattern("([a-z]+".into()),
+        });
+        let err = Scanner::compile(&rules, &[]).expect_err("unclosed group");
+        assert_eq!(err.rule_index(), Some(1));
+        let message = err.to_string();
+        assert!(
+            message.contains("guardrail rule 1 `broken-rule`"),
+            "{message}"
+        );
+        assert!(message.contains("unclosed group"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_keyword_list_is_an_error() {
+        let rules = vec![RuleSpec {
+            id: "words".into(),
+            detector: DetectorSpec::Keywords(Vec::new()),
+        }];
+        let err = Scanner::compile(&rules, &[]).expect_err("empty");
+        assert_eq!(err.rule_index(), Some(0));
+        assert_eq!(
+            err.to_string(),
+            "guardrail rule 0 `words`: empty keyword list"
+        );
+    }
+
+    fn extra(id: &str, regex: &str) -> SecretRule {
+        SecretRule {
+            id: id.into(),
+            description: None,
+            regex: regex.into(),
+            keywords: vec!["acme_".into()],
+            entropy: None,
+            secret_group: None,
+        }
+    }
+
+    #[test]
+    fn extra_secret_rules_are_found_with_their_id_as_kind() {
+        let rules = builtin_rules(&[Builtin::Secrets]);
+        let scanner = Scanner::compile(&rules, &[extra("acme-key", r"\bacme_[a-f0-9]{16}\b")])
+            .expect("compiles");
+        assert_eq!(
+            found(&scanner, "use acme_0123456789abcdef here"),
+            vec![("acme-key".to_string(), "acme_0123456789abcdef")]
+        );
+    }
+
+    #[test]
+    fn broken_extra_secret_rules_are_errors_naming_the_rule() {
+        let no_rules: [RuleSpec; 0] = [];
+        let err =
+            Scanner::compile(&no_rules, &[extra("acme-key", "acme_(")]).expect_err("bad regex");
+        assert_eq!(err.secret_rule_id(), Some("acme-key"));
+        assert!(
+            err.to_string()
+                .starts_with("secret rule `acme-key`: invalid regex:"),
+            "{err}"
+        );
+
+        let err = Scanner::compile(&no_rules, &[extra("jwt", "acme_x")]).expect_err("duplicate id");
+        assert!(matches!(err, CompileError::DuplicateSecretRule { ref id } if id == "jwt"));
+
+        let grouped = SecretRule {
+            secret_group: Some(2),
+            ..extra("acme-key", "acme_(x)")
+        };
+        let err = Scanner::compile(&no_rules, &[grouped]).expect_err("no group 2");
+        assert!(
+            err.to_string().contains("secret_group 2 does not exist"),
+            "{err}"
+        );
+
+        let noisy = SecretRule {
+            entropy: Some(9.0),
+            ..extra("acme-key", "acme_x")
+        };
+        let err = Scanner::compile(&no_rules, &[noisy]).expect_err("entropy > 8");
+        assert!(matches!(
+            err,
+            CompileError::InvalidSecretRule {
+                problem: SecretRuleProblem::EntropyOutOfRange { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn max_match_len_is_the_bound_of_the_rules_in_use() {
+        let no_rules: [RuleSpec; 0] = [];
+        assert_eq!(
+            Scanner::compile(&no_rules, &[])
+                .expect("compiles")
+                .max_match_len(),
+            0
+        );
+        let only = |detector| {
+            let rules = vec![RuleSpec {
+                id: "r".into(),
+                detector,
+            }];
+            Scanner::compile(&rules, &[])
+                .expect("compiles")
+                .max_match_len()
+        };
+        assert_eq!(only(DetectorSpec::Pattern("abc|de".into())), 3);
+        assert_eq!(only(DetectorSpec::Pattern("a+".into())), MATCH_LEN_CAP);
+        assert_eq!(
+            only(DetectorSpec::Keywords(vec!["ab".into(), "abcdef".into()])),
+            6
+        );
+        assert_eq!(only(DetectorSpec::Builtin(Builtin::UsSsn)), 11);
+        assert_eq!(full_set().max_match_len(), MATCH_LEN_CAP);
+    }
+
+    #[test]
+    fn no_finding_is_longer_than_max_match_len() {
+        let mut rules = builtin_rules(Builtin::ALL);
+        rules.push(RuleSpec {
+            id: "greedy".into(),
+            detector: DetectorSpec::Pattern(r"Q[A-Z]+".into()),
+        });
+        let scanner = Scanner::compile(&rules, &[]).expect("compiles");
+        let long_key = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+            "QUJD".repeat(3000)
+        );
+        let long_email = format!("{}@{}.example.com", "a".repeat(64), "b".repeat(63));
+        let text = format!(
+            "{MIXED}\n{long_key}\n{long_email}\n+44 (0)20 7946 0958 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 \
+             eyJ{}.eyJ{}.sig_{}",
+            "A".repeat(3000),
+            "B".repeat(3000),
+            "C".repeat(100)
+        );
+        let findings = scanner.scan(&text);
+        let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_ref()).collect();
+        for kind in ["private-key", "pattern", "email", "phone", "ipv6", "jwt"] {
+            assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
+        }
+        let max = scanner.max_match_len();
+        for f in &findings {
+            assert!(f.len() <= max, "{} is {} bytes > {max}", f.kind, f.len());
+            assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+        }
+        assert!(
+            findings.iter().any(|f| f.len() == MATCH_LEN_CAP),
+            "clipping was exercised"
+        );
+    }
+
+    #[test]
+    fn the_full_set_ignores_near_misses() {
+        let scanner = full_set();
+        for text in [
+            "card 4111111111111112 fails Luhn",
+            "order 123-45-6789X and 000-12-3456",
+            "version 1.2.3.4.5, v1.2.3.4, tag 2.3.1",
+            "dates 2024-01-15, 15.01.2024, 2024-01-15T10:30:00Z",
+            "uuid 550e8400-e29b-41d4-a716-446655440000",
+            "sha a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
+            "iban DE89 3704 0044 0532 0130 01",
+            "key sk-abc123",
+            r#"password = "aaaaaaaaaaaaaaaaaaaa""#,
+            "counts 1,234,567 and 1 234 567 890 and 3.14159",
+            "ids 4155550132 20240115093000 1705312345678901234",
+            "rust std::fmt::Display and a::b::c, time 10:30:00",
+            "mac 00:1A:2B:3C:4D:5E, loopback ::1, icon@2x.png, npm i pkg@1.2.3",
+        ] {
+            assert!(
+                found(&scanner, text).is_empty(),
+                "{text}: {:?}",
+                found(&scanner, text)
+            );
+        }
+    }
+}

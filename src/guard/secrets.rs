@@ -1,0 +1,546 @@
+//! Secrets: credentials and keys, found by curated rules.
+//!
+//! A *secret rule* ([`SecretRule`], fields as in gitleaks) is a regex with
+//! a keyword prefilter, an optional entropy floor and an optional secret
+//! group; `policy/secrets.toml` documents the fields and holds the built-in
+//! rules, and admins add their own in the same format.
+//!
+//! How a scan runs, so that 20 regexes never each walk the whole text:
+//! 1. One pass finds every keyword of every rule (ASCII-case-insensitive,
+//!    overlapping, so `sk-` and `sk-ant-` at the same place both count);
+//!    see `keyword_finder.rs` for why that is not Aho-Corasick.
+//! 2. Each hit gives its rules a *window*: the bytes within the rule's
+//!    *reach* (its longest possible match, [`limits`](super::limits)) of the
+//!    keyword, plus one char on the right so that `\b` and `$` at the end of
+//!    a match see the real next char. A match that contains the keyword
+//!    lies wholly inside. Overlapping windows of one rule are merged.
+//! 3. The rule's regex runs over each window, with the text before the
+//!    window as look-behind context (`find_at` on the text cut at the
+//!    window's end). A match that touches the cut end may be cut short and
+//!    is dropped, unless it is already longer than the reach: then it is a
+//!    capped rule's long match, reported clipped.
+//! 4. A match passes if the entropy of its secret (the `secret_group`, or
+//!    the whole match) reaches the rule's floor.
+//!
+//! So a match is found when it lies within the reach of a keyword hit; a
+//! keyword that is part of the match always qualifies. A rule without
+//! keywords runs over the whole text.
+
+use std::ops::Range;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::boundary::{ceil_char_boundary, floor_char_boundary};
+use super::keyword_finder::KeywordFinder;
+use super::limits::{capped_regex_max_len, clip_to_cap};
+use super::scanner::{CompileError, SecretRuleProblem};
+
+/// The built-in rules, compiled in.
+const BUILTIN_RULES: &str = include_str!("../../policy/secrets.toml");
+
+/// One secret rule, as written in `policy/secrets.toml` or in an admin's
+/// policy. See that file for what each field means.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    /// Unique id, reported as the finding's kind.
+    pub id: String,
+    /// For people.
+    pub description: Option<String>,
+    /// Rust `regex` syntax.
+    pub regex: String,
+    /// Prefilter: the regex runs only near these (ASCII-case-insensitive).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy of the secret, bits per byte (0–8).
+    pub entropy: Option<f64>,
+    /// Capture group that is the secret; the whole match if absent.
+    pub secret_group: Option<usize>,
+}
+
+/// `policy/secrets.toml` does not parse: a bug in Outpost, caught by its
+/// tests, never the admin's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("built-in secret rules (policy/secrets.toml) do not parse: {0}")]
+pub struct SecretRulesError(#[from] toml::de::Error);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRulesFile {
+    rules: Vec<SecretRule>,
+}
+
+/// The built-in secret rules, parsed from `policy/secrets.toml`.
+pub fn builtin_secret_rules() -> Result<Vec<SecretRule>, SecretRulesError> {
+    let file: SecretRulesFile = toml::from_str(BUILTIN_RULES)?;
+    Ok(file.rules)
+}
+
+/// A secret rule ready to run.
+#[derive(Debug)]
+struct CompiledRule {
+    id: String,
+    regex: Regex,
+    entropy: Option<f64>,
+    secret_group: Option<usize>,
+    /// Longest match reported, in bytes (capped, see `limits`).
+    reach: usize,
+}
+
+/// One secret found: which rule (index in the matcher), where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecretHit {
+    pub(crate) rule: usize,
+    pub(crate) span: Range<usize>,
+}
+
+/// All secret rules of a scanner, with their shared keyword finder.
+#[derive(Debug)]
+pub(crate) struct SecretMatcher {
+    rules: Vec<CompiledRule>,
+    /// Over every distinct (ASCII-lowercased) keyword.
+    keywords: KeywordFinder,
+    /// Rules per keyword, by keyword index.
+    keyword_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: run over the whole text.
+    unkeyed: Vec<usize>,
+}
+
+impl SecretMatcher {
+    /// Compiles `rules`, checking every field. Ids must be unique.
+    pub(crate) fn compile<'a>(
+        rules: impl IntoIterator<Item = &'a SecretRule>,
+    ) -> Result<SecretMatcher, CompileError> {
+        let mut compiled: Vec<CompiledRule> = Vec::new();
+        // Distinct ASCII-lowercased keywords, and the rules using each.
+        let mut distinct: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut unkeyed = Vec::new();
+        for rule in rules {
+            let index = compiled.len();
+            if compiled.iter().any(|c| c.id == rule.id) {
+                return Err(CompileError::DuplicateSecretRule {
+                    id: rule.id.clone(),
+                });
+            }
+            compiled.push(compile_rule(rule)?);
+            if rule.keywords.is_empty() {
+                unkeyed.push(index);
+            }
+            for keyword in &rule.keywords {
+                let keyword = keyword.to_ascii_lowercase();
+                let id = match distinct.iter().position(|k| *k == keyword) {
+                    Some(id) => id,
+                    None => {
+                        distinct.push(keyword);
+                        keyword_rules.push(Vec::new());
+                        distinct.len() - 1
+                    }
+                };
+                if !keyword_rules[id].contains(&index) {
+                    keyword_rules[id].push(index);
+                }
+            }
+        }
+        let keywords = KeywordFinder::new(&distinct).map_err(|e| CompileError::KeywordMatcher {
+            message: e.to_string(),
+        })?;
+        Ok(SecretMatcher {
+            rules: compiled,
+            keywords,
+            keyword_rules,
+            unkeyed,
+        })
+    }
+
+    /// The id of rule `rule`.
+    pub(crate) fn rule_id(&self, rule: usize) -> &str {
+        &self.rules[rule].id
+    }
+
+    /// Longest secret reported, in bytes.
+    pub(crate) fn max_len(&self) -> usize {
+        self.rules.iter().map(|r| r.reach).max().unwrap_or(0)
+    }
+
+    /// Appends every secret in `text` to `out`, grouped by rule in rule
+    /// order, each rule's hits left to right.
+    pub(crate) fn find_all(&self, text: &str, out: &mut Vec<SecretHit>) {
+        let mut windows: Vec<(usize, usize, usize)> = Vec::new();
+        self.keywords.find_all(text.as_bytes(), |hit| {
+            for &rule in &self.keyword_rules[hit.keyword] {
+                let reach = self.rules[rule].reach;
+                let start = floor_char_boundary(text, hit.end.saturating_sub(reach));
+                let end = ceil_char_boundary(text, hit.start.saturating_add(reach) + 1);
+                windows.push((rule, start, end));
+            }
+        });
+        for &rule in &self.unkeyed {
+            windows.push((rule, 0, text.len()));
+        }
+        windows.sort_unstable();
+
+        let mut merged: Option<(usize, usize, usize)> = None;
+        for (rule, start, end) in windows {
+            match merged.as_mut() {
+                Some((r, _, e)) if *r == rule && start <= *e => *e = (*e).max(end),
+                _ => {
+                    if let Some((r, s, e)) = merged.replace((rule, start, end)) {
+                        self.search_window(r, text, s..e, out);
+                    }
+                }
+            }
+        }
+        if let Some((r, s, e)) = merged {
+            self.search_window(r, text, s..e, out);
+        }
+    }
+
+    /// Runs rule `index` over `window` of `text`.
+    fn search_window(
+        &self,
+        index: usize,
+        text: &str,
+        window: Range<usize>,
+        out: &mut Vec<SecretHit>,
+    ) {
+        let rule = &self.rules[index];
+        let haystack = &text[..window.end];
+        let cut = window.end < text.len();
+        let mut at = window.start;
+        while at <= haystack.len() {
+            let (whole, secret) = match rule.secret_group {
+                Some(group) => {
+                    let Some(captures) = rule.regex.captures_at(haystack, at) else {
+                        break;
+                    };
+                    let Some(whole) = captures.get(0) else { break };
+                    // A group outside the match's path: report the whole match.
+                    let secret = captures.get(group).unwrap_or(whole);
+                    (whole.range(), secret.range())
+                }
+                None => {
+                    let Some(m) = rule.regex.find_at(haystack, at) else {
+                        break;
+                    };
+                    (m.range(), m.range())
+                }
+            };
+            let touches_cut = cut && whole.end == window.end;
+            if touches_cut && whole.len() <= rule.reach {
+                // Possibly cut short by the window; out of every keyword's reach.
+                break;
+            }
+            if !secret.is_empty()
+                && rule.entropy.is_none_or(|floor| {
+                    shannon_entropy(&haystack.as_bytes()[secret.clone()]) >= floor
+                })
+            {
+                out.push(SecretHit {
+                    rule: index,
+                    span: clip_to_cap(text, secret),
+                });
+            }
+            if touches_cut {
+                break;
+            }
+            at = if whole.is_empty() {
+                ceil_char_boundary(text, whole.end + 1)
+            } else {
+                whole.end
+            };
+        }
+    }
+}
+
+fn compile_rule(rule: &SecretRule) -> Result<CompiledRule, CompileError> {
+    let invalid = |problem| CompileError::InvalidSecretRule {
+        id: rule.id.clone(),
+        problem,
+    };
+    if rule.id.trim().is_empty() {
+        return Err(invalid(SecretRuleProblem::EmptyId));
+    }
+    if let Some(position) = rule.keywords.iter().position(|k| k.is_empty()) {
+        return Err(invalid(SecretRuleProblem::EmptyKeyword { position }));
+    }
+    if let Some(floor) = rule.entropy {
+        if !(0.0..=8.0).contains(&floor) {
+            return Err(invalid(SecretRuleProblem::EntropyOutOfRange {
+                entropy: floor,
+            }));
+        }
+    }
+    let regex = Regex::new(&rule.regex).map_err(|e| {
+        invalid(SecretRuleProblem::InvalidRegex {
+            message: e.to_string(),
+        })
+    })?;
+    if let Some(group) = rule.secret_group {
+        // `captures_len` counts group 0, the whole match.
+        let groups = regex.captures_len() - 1;
+        if group > groups {
+            return Err(invalid(SecretRuleProblem::NoSuchGroup { group, groups }));
+        }
+    }
+    Ok(CompiledRule {
+        id: rule.id.clone(),
+        reach: capped_regex_max_len(&rule.regex),
+        regex,
+        entropy: rule.entropy,
+        secret_group: rule.secret_group,
+    })
+}
+
+/// Shannon entropy of `bytes` in bits per byte: 0 for one repeated byte,
+/// log2(n) for n distinct bytes used equally.
+pub(crate) fn shannon_entropy(bytes: &[u8]) -> f64 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    let total = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / total;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real-shaped sample for every built-in rule: adding a rule means
+    /// adding a sample here, or `every_builtin_rule_has_a_sample_it_finds`
+    /// fails.
+    /// None of these are live credentials: vendor documentation examples
+    /// or random strings in the right format. Prefixes are split with
+    /// `concat!` so that secret scanners reading this source (push
+    /// protection, gitleaks) do not flag the file.
+    const SAMPLES: &[(&str, &str)] = &[
+        ("aws-access-key-id", "AKIAIOSFODNN7EXAMPLE"),
+        ("aws-secret-access-key", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        ("google-api-key", concat!("AI", "zaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY")),
+        ("github-token", concat!("gh", "p_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3s12")),
+        (
+            "github-fine-grained-pat",
+            concat!("github", "_pat_11ABCDEFG0123456789abc_Zq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7tW2qE5rY9uI3oP6aS1dF"),
+        ),
+        (
+            "openai-api-key",
+            concat!("sk-", "proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7dT3BlbkFJq8Wm2Xn4Yb6Zc8Ad0Be2Cf4Dg6Eh8Fi0Gj2"),
+        ),
+        (
+            "openai-project-key",
+            concat!("sk-", "proj-Zq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7tW2qE5rY9uI3oP6aS1dF4gH7"),
+        ),
+        (
+            "anthropic-api-key",
+            concat!("sk-", "ant-api03-Zq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7tW2qE5rY9uI3oP6aS1dF4gH7jK0lZ3xC6vB9nM2qW5eR8tY1u-AA"),
+        ),
+        ("sk-api-key", concat!("sk-", "9f2c4e6a8b0d1f3e5a7c9b2d4f6e8a0c")),
+        ("slack-token", concat!("xox", "b-2631234567-5012345678901-Zq8wX4vT7nR2mK9pL3sD6fH1")),
+        (
+            "slack-app-token",
+            concat!("xa", "pp-1-A0123BCDE45-6012345678901-9f2c4e6a8b0d1f3e5a7c9b2d4f6e8a0c1b3d5f7e9a2c4e6b"),
+        ),
+        (
+            "slack-webhook-url",
+            concat!("https://hooks.", "slack.com/services/T01ABCDEF23/B04GHIJKL56/Zq8wX4vT7nR2mK9pL3sD6fH1"),
+        ),
+        ("stripe-secret-key", concat!("sk_", "live_51Hq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7")),
+        (
+            "private-key",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi+\nZq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7=\n-----END RSA PRIVATE KEY-----",
+        ),
+        (
+            "jwt",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        ),
+        ("generic-secret-assignment", "DB_PASSWORD=\"Xq7#mK2vR9pL4sW8\""),
+    ];
+
+    fn builtin() -> SecretMatcher {
+        let rules = builtin_secret_rules().expect("the shipped file parses");
+        SecretMatcher::compile(&rules).expect("the shipped rules compile")
+    }
+
+    /// (rule id, matched text) for every hit in `text`.
+    fn hits<'t>(matcher: &SecretMatcher, text: &'t str) -> Vec<(String, &'t str)> {
+        let mut out = Vec::new();
+        matcher.find_all(text, &mut out);
+        out.into_iter()
+            .map(|h| (matcher.rule_id(h.rule).to_string(), &text[h.span]))
+            .collect()
+    }
+
+    fn ids(matcher: &SecretMatcher, text: &str) -> Vec<String> {
+        hits(matcher, text).into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[test]
+    fn shipped_rules_parse_compile_and_all_have_keywords() {
+        let rules = builtin_secret_rules().expect("parses");
+        assert!(rules.len() >= 15);
+        for rule in &rules {
+            assert!(!rule.keywords.is_empty(), "{} has no keywords", rule.id);
+            assert!(rule.description.is_some(), "{} has no description", rule.id);
+        }
+        builtin();
+    }
+
+    #[test]
+    fn every_builtin_rule_has_a_sample_it_finds() {
+        let matcher = builtin();
+        for rule in builtin_secret_rules().expect("parses") {
+            let (_, sample) = SAMPLES
+                .iter()
+                .find(|(id, _)| *id == rule.id)
+                .unwrap_or_else(|| panic!("no sample for {}", rule.id));
+            let text = format!("Here it is: {sample}\nthanks");
+            let found = ids(&matcher, &text);
+            assert!(found.contains(&rule.id), "{}: found {found:?}", rule.id);
+        }
+    }
+
+    #[test]
+    fn secret_group_reports_only_the_secret() {
+        let matcher = builtin();
+        let text = r#"config = {"api_key": "Zq8wX4vT7nR2mK9pL3sD6fH1"}"#;
+        assert_eq!(
+            hits(&matcher, text),
+            vec![(
+                "generic-secret-assignment".to_string(),
+                "Zq8wX4vT7nR2mK9pL3sD6fH1"
+            )]
+        );
+        let text = "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+        let found = hits(&matcher, text);
+        assert!(
+            found
+                .iter()
+                .all(|(_, s)| *s == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn near_misses_are_not_secrets() {
+        let matcher = builtin();
+        for text in [
+            "sk-abc123",                                       // sk- and too few chars
+            "sk-proj-short",                                   // too short
+            "the task-force risk-assessment desk-job",         // sk- inside words
+            r#"password = "aaaaaaaaaaaaaaaaaaaa""#,            // low entropy
+            r#"api_key = "xxxxxxxxxxxxxxxxxxxxxxxx""#,         // placeholder
+            "password = os.environ[\"DB_PASSWORD\"]",          // a lookup, not a value
+            "token = self.config.auth_token_value",            // attribute access
+            "max_tokens = 4096000000000000000",                // not a secret name
+            "tokenizer = AutoTokenizer.from_pretrained(name)", // not a secret name
+            "tokenizer_name = bert-base-multilingual-cased",   // not a secret name
+            r#"HandshakeTrafficSecret => "SERVER_HANDSHAKE_TRAFFIC_SECRET","#, // a constant
+            r#"token: "correct-horse-battery-staple""#,        // no digit
+            "AKIAAAAAAAAAAAAAAAAA",                            // fake key id
+            "AKIAIOSFODNN7EXAMPLEX",                           // too long
+            "ghp_short",                                       // too short
+            "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",        // git sha
+            "550e8400-e29b-41d4-a716-446655440000",            // UUID
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+            "eyJhbGciOiJIUzI1NiJ9 alone", // a JWT header alone
+            "We discussed the secret of the Asian token economy.",
+        ] {
+            assert!(
+                hits(&matcher, text).is_empty(),
+                "{text}: {:?}",
+                hits(&matcher, text)
+            );
+        }
+    }
+
+    #[test]
+    fn keywords_are_case_insensitive_prefilters() {
+        let rule = SecretRule {
+            id: "corp-key".into(),
+            description: None,
+            regex: r"\bCORP-[0-9]{6}\b".into(),
+            keywords: vec!["corp-".into()],
+            entropy: None,
+            secret_group: None,
+        };
+        let matcher = SecretMatcher::compile([&rule]).expect("compiles");
+        assert_eq!(ids(&matcher, "id CORP-123456 ok"), vec!["corp-key"]);
+        assert!(ids(&matcher, "CORP-12345").is_empty());
+    }
+
+    #[test]
+    fn windows_give_the_same_answer_as_a_whole_text_search() {
+        let keyed = SecretRule {
+            id: "w".into(),
+            description: None,
+            regex: r"\bkey-[a-z]{4}\b".into(),
+            keywords: vec!["key-".into()],
+            entropy: None,
+            secret_group: None,
+        };
+        let unkeyed = SecretRule {
+            keywords: Vec::new(),
+            ..keyed.clone()
+        };
+        let with_windows = SecretMatcher::compile([&keyed]).expect("compiles");
+        let whole_text = SecretMatcher::compile([&unkeyed]).expect("compiles");
+        let filler = "é words key-abcde mykey-abcd ".repeat(40);
+        let text = format!("key-abcd {filler} key-wxyz, key-qrst");
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        with_windows.find_all(&text, &mut a);
+        whole_text.find_all(&text, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn unbounded_rules_report_long_matches_clipped() {
+        let matcher = builtin();
+        let body = "QUJD".repeat(2000);
+        let text = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----");
+        let found = hits(&matcher, &text);
+        assert_eq!(
+            found.len(),
+            1,
+            "{:?}",
+            found
+                .iter()
+                .map(|(id, s)| (id, s.len()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(found[0].1.len(), super::super::MATCH_LEN_CAP);
+        assert!(found[0].1.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn a_private_key_is_matched_through_its_end_line() {
+        let matcher = builtin();
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----";
+        let text = format!("my key:\n{key}\nplease check it");
+        assert_eq!(
+            hits(&matcher, &text),
+            vec![("private-key".to_string(), key)]
+        );
+    }
+
+    #[test]
+    fn entropy_is_measured_in_bits_per_byte() {
+        assert_eq!(shannon_entropy(b""), 0.0);
+        assert_eq!(shannon_entropy(b"aaaa"), 0.0);
+        assert!((shannon_entropy(b"abcd") - 2.0).abs() < 1e-9);
+        assert!((shannon_entropy(b"0123456789abcdef") - 4.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,135 @@
+//! US Social Security numbers.
+//!
+//! - `ddd-dd-dddd` is reported wherever it appears.
+//! - `ddd dd dddd` and bare `ddddddddd` are reported only when a context
+//!   word (`ssn`, `social security`, `soc sec`, `ss#`; any case) appears in
+//!   the [`CONTEXT_WINDOW`] bytes before the number. Without context, nine
+//!   digits are more often a ZIP+4, an order id or part of a phone number
+//!   than an SSN, and a guardrail that cries wolf gets turned off.
+//!
+//! Validity, from the SSA's rules (still true after the 2011
+//! randomisation): area not `000`, `666` or `900`–`999`; group not `00`;
+//! serial not `0000`. Like every number detector it must not continue a
+//! word or a longer number (`123-45-6789X`, `555-123-45-6789`).
+
+use std::ops::Range;
+
+use super::boundary::{digit_run_end, number_ends_at, number_starts_at};
+
+/// Longest SSN match in bytes: `ddd-dd-dddd`.
+pub(crate) const MAX_LEN: usize = 11;
+
+/// How far before the number a context word may be, in bytes.
+pub(crate) const CONTEXT_WINDOW: usize = 48;
+/// Lowercase; compared ASCII-case-insensitively.
+const CONTEXT_WORDS: &[&[u8]] = &[b"ssn", b"social security", b"soc sec", b"soc. sec", b"ss#"];
+/// Bytes that, next to a digit, continue a number into this one.
+const CONTINUING: &[u8] = b"-.";
+
+/// The SSN starting at the digit run `run`, if any.
+pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
+    let end = match run.len() {
+        3 => {
+            let sep = *bytes.get(run.end)?;
+            if sep != b'-' && sep != b' ' {
+                return None;
+            }
+            let group = run.end + 1;
+            let group_end = digit_run_end(bytes, group);
+            if group_end - group != 2 || bytes.get(group_end) != Some(&sep) {
+                return None;
+            }
+            let serial = group_end + 1;
+            let serial_end = digit_run_end(bytes, serial);
+            if serial_end - serial != 4 || (sep == b' ' && !has_context(bytes, run.start)) {
+                return None;
+            }
+            serial_end
+        }
+        9 if has_context(bytes, run.start) => run.end,
+        _ => return None,
+    };
+    if !number_starts_at(bytes, run.start, CONTINUING) || !number_ends_at(bytes, end, CONTINUING) {
+        return None;
+    }
+    let mut digits = [0u16; 9];
+    let found = bytes[run.start..end].iter().filter(|b| b.is_ascii_digit());
+    for (slot, &b) in digits.iter_mut().zip(found) {
+        *slot = u16::from(b - b'0');
+    }
+    let area = digits[0] * 100 + digits[1] * 10 + digits[2];
+    let group = digits[3] * 10 + digits[4];
+    let serial = digits[5..].iter().fold(0, |acc, &d| acc * 10 + d);
+    let valid = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
+    valid.then_some(run.start..end)
+}
+
+/// Does a context word appear in the bytes just before `start`?
+fn has_context(bytes: &[u8], start: usize) -> bool {
+    let before = &bytes[start.saturating_sub(CONTEXT_WINDOW)..start];
+    CONTEXT_WORDS.iter().any(|word| {
+        before
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::digits::digit_runs;
+    use super::*;
+
+    fn ssns(text: &str) -> Vec<&str> {
+        let bytes = text.as_bytes();
+        digit_runs(bytes)
+            .filter_map(|run| find_at(bytes, run))
+            .map(|m| &text[m])
+            .collect()
+    }
+
+    #[test]
+    fn finds_dashed_ssns_anywhere() {
+        assert_eq!(ssns("employee 123-45-6789 on file"), vec!["123-45-6789"]);
+        assert_eq!(ssns("(078-05-1121)"), vec!["078-05-1121"]);
+    }
+
+    #[test]
+    fn finds_spaced_and_bare_ssns_only_with_context() {
+        assert_eq!(ssns("SSN: 123456789"), vec!["123456789"]);
+        assert_eq!(ssns("Social Security no. 123 45 6789"), vec!["123 45 6789"]);
+        assert!(ssns("order 123456789 shipped").is_empty());
+        assert!(ssns("room 123 45 6789").is_empty());
+        let far = format!("ssn {} 123456789", "x".repeat(CONTEXT_WINDOW));
+        assert!(ssns(&far).is_empty(), "context word too far away");
+    }
+
+    #[test]
+    fn rejects_invalid_areas_groups_and_serials() {
+        for text in [
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "999-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+        ] {
+            assert!(ssns(text).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_ssn_shapes_inside_longer_tokens() {
+        for text in [
+            "123-45-6789X",
+            "X123-45-6789",
+            "555-123-45-6789",
+            "123-45-67890",
+            "123-45-6789-1",
+            "1234-45-6789",
+            "123-456-7890",
+            "2024-01-15",
+        ] {
+            assert!(ssns(text).is_empty(), "{text}");
+        }
+    }
+}

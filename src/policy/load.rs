@@ -1,0 +1,720 @@
+//! Policy files → one validated, merged [`Policy`].
+//!
+//! A *layer* is one policy file. Local layers are the `*.toml` files of
+//! `policy_dir` in name order; with none, the embedded `policy/default.toml`
+//! is the only layer. (The managed layer, pulled signed from the central
+//! server, joins the same merge.)
+//!
+//! Merging only tightens:
+//! - guardrails, secret rules, budgets, rate limits, model deny globs and
+//!   intercept hosts are unions (a duplicate rule id is an error);
+//! - model allow lists intersect: a model must be admitted by every layer
+//!   that has an allow list;
+//! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
+//!   layer says so;
+//! - `[audit] content` is the last layer's that sets it;
+//! - with no `[intercept]` table in any layer, the embedded default's applies.
+//!
+//! Every problem is reported as `file:line:col: message`, and all problems
+//! found are reported, not just the first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::glob::Glob;
+use super::intercept::{HostPattern, InterceptList};
+use super::model::{RawGuardrail, RawModelRules, RawModels, RawPolicy};
+use super::rules::*;
+use crate::guard::{self, Builtin, DetectorSpec, RuleSpec, SecretRule};
+use crate::located::{parse_toml, Located};
+
+/// Label used as the file name of the embedded default policy.
+pub const EMBEDDED_LABEL: &str = "<embedded policy/default.toml>";
+
+/// One policy file's text.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its contents.
+    pub text: String,
+}
+
+/// The embedded default as a layer.
+pub fn default_layer() -> Layer {
+    Layer {
+        path: PathBuf::from(EMBEDDED_LABEL),
+        text: super::DEFAULT_POLICY.to_string(),
+    }
+}
+
+/// The `*.toml` files of `dir`, in name order. A missing directory has none.
+pub fn read_dir_layers(dir: &Path) -> Result<Vec<Layer>, Vec<Located>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(vec![io_error(dir, &e)]),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    let mut layers = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match read_layer(&path) {
+            Ok(layer) => layers.push(layer),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(layers)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Read one file as a layer.
+pub fn read_layer(path: &Path) -> Result<Layer, Located> {
+    std::fs::read_to_string(path)
+        .map(|text| Layer {
+            path: path.to_path_buf(),
+            text,
+        })
+        .map_err(|e| io_error(path, &e))
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> Located {
+    Located {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        message: format!("cannot read: {e}"),
+    }
+}
+
+/// Load the policy of `dir` (the embedded default when it has no files).
+pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Located>> {
+    let layers = read_dir_layers(dir)?;
+    load_layers(&layers)
+}
+
+/// The embedded default policy.
+pub fn embedded_default() -> Result<Policy, Vec<Located>> {
+    load_layers(&[])
+}
+
+/// Validate and merge `layers` (none = the embedded default).
+pub fn load_layers(layers: &[Layer]) -> Result<Policy, Vec<Located>> {
+    let default;
+    let layers = if layers.is_empty() {
+        default = [default_layer()];
+        &default[..]
+    } else {
+        layers
+    };
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for layer in layers {
+        match parse_toml::<RawPolicy>(&layer.path, &layer.text) {
+            Ok(raw) => parsed.push((layer, raw)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut merged = Merged::default();
+    for (layer, raw) in parsed {
+        let mut ctx = Ctx {
+            file: &layer.path,
+            text: &layer.text,
+            errors: &mut errors,
+        };
+        merged.add(&mut ctx, raw);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    merged.finish(layers)
+}
+
+/// Where problems are collected while reading one layer.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: &'a mut Vec<Located>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
+        self.errors
+            .push(Located::span(self.file, self.text, span, message));
+    }
+
+    fn locate(&self, span: std::ops::Range<usize>) -> Located {
+        Located::span(self.file, self.text, Some(span), "")
+    }
+}
+
+/// Where a rule id was first defined (for duplicate-id errors).
+struct Seen {
+    at: Located,
+}
+
+#[derive(Default)]
+struct Merged {
+    intercept: Option<(Vec<HostPattern>, Vec<HostPattern>)>,
+    models: ModelRules,
+    guardrails: Vec<Guardrail>,
+    guardrail_ids: HashMap<String, Seen>,
+    secret_rules: Vec<SecretRule>,
+    secret_ids: HashMap<String, Seen>,
+    budgets: Vec<BudgetRule>,
+    budget_ids: HashMap<String, Seen>,
+    rate_limits: Vec<RateLimitRule>,
+    rate_ids: HashMap<String, Seen>,
+    max_body_bytes: Option<u64>,
+    on_unparseable: Option<OnUnparseable>,
+    audit_content: Option<AuditContent>,
+}
+
+/// Record `id` in `seen`, or report it as a duplicate.
+fn unique_id(ctx: &mut Ctx<'_>, seen: &mut HashMap<String, Seen>, kind: &str, id: &Spanned<String>) -> bool {
+    let name = id.get_ref();
+    if name.trim().is_empty() {
+        ctx.error(Some(id.span()), format!("{kind} id must not be empty"));
+        return false;
+    }
+    if let Some(first) = seen.get(name) {
+        let at = &first.at;
+        ctx.error(
+            Some(id.span()),
+            format!(
+                "duplicate {kind} id `{name}` (first defined at {}:{}:{})",
+                at.file.display(),
+                at.line,
+                at.col
+            ),
+        );
+        return false;
+    }
+    seen.insert(name.clone(), Seen { at: ctx.locate(id.span()) });
+    true
+}
+
+impl Merged {
+    fn add(&mut self, ctx: &mut Ctx<'_>, raw: RawPolicy) {
+        if let Some(v) = raw.version {
+            if *v.get_ref() != 1 {
+                ctx.error(Some(v.span()), format!("`version`: only version 1 exists, got {}", v.get_ref()));
+            }
+        }
+        if let Some(v) = raw.max_body_bytes {
+            if *v.get_ref() == 0 {
+                ctx.error(Some(v.span()), "`max_body_bytes` must be at least 1");
+            } else {
+                let n = *v.get_ref();
+                self.max_body_bytes = Some(self.max_body_bytes.map_or(n, |m| m.min(n)));
+            }
+        }
+        if let Some(v) = raw.on_unparseable {
+            match v.get_ref().as_str() {
+                "block" => self.on_unparseable = Some(OnUnparseable::Block),
+                "forward" => {
+                    if self.on_unparseable.is_none() {
+                        self.on_unparseable = Some(OnUnparseable::Forward);
+                    }
+                }
+                other => ctx.error(
+                    Some(v.span()),
+                    format!("`on_unparseable`: expected \"block\" or \"forward\", got {other:?}"),
+                ),
+            }
+        }
+        if let Some(intercept) = raw.intercept {
+            let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
+            for (key, items, into) in [
+                ("hosts", intercept.hosts, hosts),
+                ("exclude", intercept.exclude, exclude),
+            ] {
+                for item in items {
+                    match HostPattern::parse(item.get_ref()) {
+                        Ok(p) if !into.contains(&p) => into.push(p),
+                        Ok(_) => {}
+                        Err(msg) => ctx.error(Some(item.span()), format!("`intercept.{key}`: {msg}")),
+                    }
+                }
+            }
+        }
+        if let Some(models) = raw.models {
+            self.add_models(ctx, models);
+        }
+        for rule in raw.guardrails {
+            if let Some(g) = guardrail(ctx, rule, &mut self.guardrail_ids) {
+                self.guardrails.push(g);
+            }
+        }
+        for rule in raw.secret_rules {
+            if !unique_id(ctx, &mut self.secret_ids, "secret rule", &rule.id) {
+                continue;
+            }
+            if let Err(e) = regex::Regex::new(rule.regex.get_ref()) {
+                ctx.error(Some(rule.regex.span()), format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()));
+                continue;
+            }
+            self.secret_rules.push(SecretRule {
+                id: rule.id.into_inner(),
+                description: rule.description,
+                regex: rule.regex.into_inner(),
+                keywords: rule.keywords,
+                entropy: rule.entropy,
+                secret_group: rule.secret_group,
+            });
+        }
+        for b in raw.budgets {
+            if !unique_id(ctx, &mut self.budget_ids, "budget", &b.id) {
+                continue;
+            }
+            let per = scope(ctx, &b.per, "budgets");
+            let window = match b.window.get_ref().as_str() {
+                "hour" => Some(BudgetWindow::Hour),
+                "day" => Some(BudgetWindow::Day),
+                "week" => Some(BudgetWindow::Week),
+                "month" => Some(BudgetWindow::Month),
+                other => {
+                    ctx.error(
+                        Some(b.window.span()),
+                        format!("budget `{}`: `window` must be hour, day, week or month, got {other:?}", b.id.get_ref()),
+                    );
+                    None
+                }
+            };
+            let limit = *b.limit_usd.get_ref();
+            if !(limit.is_finite() && limit > 0.0) {
+                ctx.error(Some(b.limit_usd.span()), format!("budget `{}`: `limit_usd` must be positive", b.id.get_ref()));
+                continue;
+            }
+            if let Some(w) = &b.warn_at {
+                let f = *w.get_ref();
+                if !(f > 0.0 && f <= 1.0) {
+                    ctx.error(Some(w.span()), format!("budget `{}`: `warn_at` must be in (0, 1]", b.id.get_ref()));
+                    continue;
+                }
+            }
+            if let (Some(per), Some(window)) = (per, window) {
+                self.budgets.push(BudgetRule {
+                    id: b.id.into_inner(),
+                    per,
+                    limit_usd: limit,
+                    window,
+                    warn_at: b.warn_at.map(Spanned::into_inner),
+                    providers: b.providers,
+                    models: b.models.map(|m| m.iter().map(|g| Glob::new(g)).collect()),
+                });
+            }
+        }
+        for r in raw.rate_limits {
+            if !unique_id(ctx, &mut self.rate_ids, "rate limit", &r.id) {
+                continue;
+            }
+            let per = scope(ctx, &r.per, "rate_limits");
+            let window = match r.window.get_ref().as_str() {
+                "second" => Some(RateWindow::Second),
+                "minute" => Some(RateWindow::Minute),
+                "hour" => Some(RateWindow::Hour),
+                "day" => Some(RateWindow::Day),
+                other => {
+                    ctx.error(
+                        Some(r.window.span()),
+                        format!("rate limit `{}`: `window` must be second, minute, hour or day, got {other:?}", r.id.get_ref()),
+                    );
+                    None
+                }
+            };
+            let requests = r.requests.as_ref().map(|v| *v.get_ref());
+            let tokens = r.tokens.as_ref().map(|v| *v.get_ref());
+            if requests.unwrap_or(0) == 0 && tokens.unwrap_or(0) == 0 {
+                ctx.error(Some(r.id.span()), format!("rate limit `{}`: set `requests` or `tokens` (at least 1)", r.id.get_ref()));
+                continue;
+            }
+            if let (Some(per), Some(window)) = (per, window) {
+                self.rate_limits.push(RateLimitRule {
+                    id: r.id.into_inner(),
+                    per,
+                    requests,
+                    tokens,
+                    window,
+                });
+            }
+        }
+        if let Some(audit) = raw.audit {
+            if let Some(c) = audit.content {
+                match c.get_ref().as_str() {
+                    "none" => self.audit_content = Some(AuditContent::None),
+                    "hash" => self.audit_content = Some(AuditContent::Hash),
+                    "redacted" => self.audit_content = Some(AuditContent::Redacted),
+                    "full" => self.audit_content = Some(AuditContent::Full),
+                    other => ctx.error(
+                        Some(c.span()),
+                        format!("`audit.content`: expected none, hash, redacted or full, got {other:?}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn add_models(&mut self, ctx: &mut Ctx<'_>, models: RawModels) {
+        if models.message.is_some() {
+            self.models.message = models.message;
+        }
+        add_model_rules(
+            ctx,
+            &mut self.models,
+            RawModelRules {
+                allow: models.allow,
+                deny: models.deny,
+            },
+        );
+        for (name, rules) in models.providers {
+            if !super::known_provider_name(&name) {
+                ctx.error(
+                    Some(rules.span()),
+                    format!(
+                        "`models.providers.{name}`: unknown provider (known: {})",
+                        super::known_provider_names().join(", ")
+                    ),
+                );
+                continue;
+            }
+            let index = match self.models.providers.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    self.models.providers.push((name, ModelRules::default()));
+                    self.models.providers.len() - 1
+                }
+            };
+            add_model_rules(ctx, &mut self.models.providers[index].1, rules.into_inner());
+        }
+    }
+
+    fn finish(self, layers: &[Layer]) -> Result<Policy, Vec<Located>> {
+        let intercept = match self.intercept {
+            Some((hosts, exclude)) => InterceptList::new(hosts, exclude),
+            None => InterceptList::embedded_default().map_err(|e| vec![e])?,
+        };
+        let first = layers.first().map(|l| l.path.clone()).unwrap_or_default();
+        let request_scan = compile_scan(&self.guardrails, &self.secret_rules, |g| g.on_request, &first)?;
+        let response_scan = compile_scan(&self.guardrails, &self.secret_rules, |g| g.on_response, &first)?;
+        let mut hash = Sha256::new();
+        for layer in layers {
+            hash.update(layer.path.to_string_lossy().as_bytes());
+            hash.update([0]);
+            hash.update(layer.text.as_bytes());
+            hash.update([0]);
+        }
+        let version: String = hash.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Policy {
+            version,
+            sources: layers.iter().map(|l| l.path.clone()).collect(),
+            intercept,
+            models: self.models,
+            guardrails: self.guardrails,
+            request_scan,
+            response_scan,
+            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
+            budgets: self.budgets,
+            rate_limits: self.rate_limits,
+            audit: AuditSettings {
+                content: self.audit_content.unwrap_or(AuditContent::Hash),
+            },
+        })
+    }
+}
+
+fn add_model_rules(ctx: &mut Ctx<'_>, into: &mut ModelRules, raw: RawModelRules) {
+    let source = ctx.file.to_path_buf();
+    let mut glob = |g: &Spanned<String>, key: &str| {
+        if g.get_ref().trim().is_empty() {
+            ctx.error(Some(g.span()), format!("`models.{key}`: empty pattern"));
+            None
+        } else {
+            Some(Glob::new(g.get_ref()))
+        }
+    };
+    if let Some(allow) = raw.allow {
+        let globs: Vec<Glob> = allow.iter().filter_map(|g| glob(g, "allow")).collect();
+        into.allow.push(AllowList {
+            globs,
+            source: source.clone(),
+        });
+    }
+    for g in &raw.deny {
+        if let Some(glob) = glob(g, "deny") {
+            into.deny.push(DenyGlob {
+                glob,
+                source: source.clone(),
+            });
+        }
+    }
+}
+
+fn scope(ctx: &mut Ctx<'_>, per: &Spanned<String>, table: &str) -> Option<Scope> {
+    let scope = Scope::parse(per.get_ref());
+    if scope.is_none() {
+        ctx.error(
+            Some(per.span()),
+            format!(
+                "`{table}.per`: expected user, device, provider, model or all, got {:?}",
+                per.get_ref()
+            ),
+        );
+    }
+    scope
+}
+
+fn guardrail(
+    ctx: &mut Ctx<'_>,
+    raw: RawGuardrail,
+    seen: &mut HashMap<String, Seen>,
+) -> Option<Guardrail> {
+    let id = raw.id.get_ref().clone();
+    let unique = unique_id(ctx, seen, "guardrail", &raw.id);
+    let detector = match (raw.detect, raw.pattern, raw.keywords) {
+        (Some(d), None, None) => match Builtin::from_name(d.get_ref()) {
+            Some(b) => Some(DetectorSpec::Builtin(b)),
+            None => {
+                let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+                ctx.error(
+                    Some(d.span()),
+                    format!(
+                        "guardrail `{id}`: unknown detector {:?} (known: {})",
+                        d.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+        (None, Some(p), None) => match regex::Regex::new(p.get_ref()) {
+            Ok(_) => Some(DetectorSpec::Pattern(p.into_inner())),
+            Err(e) => {
+                ctx.error(Some(p.span()), format!("guardrail `{id}`: bad regex: {e}"));
+                None
+            }
+        },
+        (None, None, Some(k)) => {
+            let words: Vec<String> = k.get_ref().iter().filter(|w| !w.trim().is_empty()).cloned().collect();
+            if words.is_empty() {
+                ctx.error(Some(k.span()), format!("guardrail `{id}`: `keywords` is empty"));
+                None
+            } else {
+                Some(DetectorSpec::Keywords(words))
+            }
+        }
+        _ => {
+            ctx.error(
+                Some(raw.id.span()),
+                format!("guardrail `{id}`: set exactly one of `detect`, `pattern` or `keywords`"),
+            );
+            None
+        }
+    };
+    let action = match raw.action.get_ref().as_str() {
+        "block" => Some(Action::Block),
+        "redact" => Some(Action::Redact),
+        "warn" => Some(Action::Warn),
+        "log" => Some(Action::Log),
+        other => {
+            ctx.error(
+                Some(raw.action.span()),
+                format!("guardrail `{id}`: `action` must be block, redact, warn or log, got {other:?}"),
+            );
+            None
+        }
+    };
+    let (mut on_request, mut on_response) = (true, true);
+    if let Some(on) = raw.on {
+        on_request = false;
+        on_response = false;
+        let mut bad = false;
+        for dir in on.get_ref() {
+            match dir.as_str() {
+                "request" => on_request = true,
+                "response" => on_response = true,
+                other => {
+                    bad = true;
+                    ctx.error(
+                        Some(on.span()),
+                        format!("guardrail `{id}`: `on` takes \"request\" and/or \"response\", got {other:?}"),
+                    )
+                }
+            }
+        }
+        if !bad && !on_request && !on_response {
+            ctx.error(Some(on.span()), format!("guardrail `{id}`: `on` is empty"));
+        }
+    }
+    Some(Guardrail {
+        id,
+        detector: detector?,
+        action: action?,
+        on_request,
+        on_response,
+        message: raw.message,
+        source: ctx.file.to_path_buf(),
+    })
+    .filter(|_| unique)
+}
+
+fn compile_scan(
+    guardrails: &[Guardrail],
+    secret_rules: &[SecretRule],
+    applies: impl Fn(&Guardrail) -> bool,
+    file: &Path,
+) -> Result<Option<Scan>, Vec<Located>> {
+    let (specs, guardrail_of): (Vec<RuleSpec>, Vec<usize>) = guardrails
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| applies(g))
+        .map(|(i, g)| {
+            (
+                RuleSpec {
+                    id: g.id.clone(),
+                    detector: g.detector.clone(),
+                },
+                i,
+            )
+        })
+        .unzip();
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let scanner = guard::Scanner::compile(&specs, secret_rules).map_err(|e| {
+        let source = e
+            .rule_index()
+            .and_then(|i| guardrail_of.get(i))
+            .map_or_else(|| file.to_path_buf(), |&g| guardrails[g].source.clone());
+        vec![Located {
+            file: source,
+            line: 1,
+            col: 1,
+            message: e.to_string(),
+        }]
+    })?;
+    Ok(Some(Scan {
+        scanner,
+        guardrail_of,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, text: &str) -> Layer {
+        Layer {
+            path: PathBuf::from(name),
+            text: text.to_string(),
+        }
+    }
+
+    fn errors(layers: &[Layer]) -> Vec<String> {
+        load_layers(layers)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let policy = embedded_default().unwrap();
+        assert!(policy.intercept.intercepts("api.openai.com"));
+        assert!(!policy.guardrails.is_empty());
+        assert!(policy.request_scan.is_some());
+        assert_eq!(policy.on_unparseable, OnUnparseable::Block);
+        assert_eq!(policy.version.len(), 12);
+    }
+
+    #[test]
+    fn unknown_key_bad_regex_unknown_detector_and_duplicates_are_located() {
+        let a = layer(
+            "a.toml",
+            "[[guardrails]]\nid = \"x\"\npattern = \"(unclosed\"\naction = \"block\"\n\n[[guardrails]]\nid = \"y\"\ndetect = \"dna\"\naction = \"warn\"\n",
+        );
+        let b = layer(
+            "b.toml",
+            "[[guardrails]]\nid = \"z\"\nkeywords = [\"alpha\"]\naction = \"log\"\n[[guardrails]]\nid = \"z\"\nkeywords = [\"beta\"]\naction = \"log\"\n",
+        );
+        let c = layer("c.toml", "[models]\nalow = [\"*\"]\n");
+        let errs = errors(&[a, b, c]);
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].starts_with("c.toml:2:1:") && errs[0].contains("alow"), "{errs:#?}");
+        assert!(errs[1].starts_with("a.toml:3:11:") && errs[1].contains("bad regex"), "{errs:#?}");
+        assert!(errs[2].starts_with("a.toml:8:10:") && errs[2].contains("unknown detector"), "{errs:#?}");
+        assert!(errs[3].starts_with("b.toml:6:6:") && errs[3].contains("duplicate guardrail id `z`"), "{errs:#?}");
+        assert!(errs[3].contains("b.toml:2:6"), "{errs:#?}");
+    }
+
+    #[test]
+    fn merge_only_tightens() {
+        let a = layer(
+            "10-a.toml",
+            "max_body_bytes = 1000\non_unparseable = \"forward\"\n[models]\nallow = [\"gpt-*\", \"claude-*\"]\ndeny = [\"*-preview\"]\n",
+        );
+        let b = layer(
+            "20-b.toml",
+            "max_body_bytes = 5000\non_unparseable = \"block\"\n[models]\nallow = [\"gpt-*\"]\ndeny = [\"gpt-3*\"]\n",
+        );
+        let p = load_layers(&[a, b]).unwrap();
+        assert_eq!(p.max_body_bytes, 1000);
+        assert_eq!(p.on_unparseable, OnUnparseable::Block);
+        assert_eq!(p.models.allow.len(), 2);
+        assert_eq!(p.models.deny.len(), 2);
+        // No [intercept] anywhere: the default list applies.
+        assert!(p.intercept.intercepts("api.anthropic.com"));
+    }
+
+    #[test]
+    fn version_changes_with_content() {
+        let a = load_layers(&[layer("a.toml", "max_body_bytes = 10\n")]).unwrap();
+        let b = load_layers(&[layer("a.toml", "max_body_bytes = 11\n")]).unwrap();
+        assert_ne!(a.version, b.version);
+    }
+
+    #[test]
+    fn guardrail_needs_exactly_one_detector_and_valid_action() {
+        let errs = errors(&[layer(
+            "g.toml",
+            "[[guardrails]]\nid = \"two\"\ndetect = \"email\"\nkeywords = [\"x\"]\naction = \"block\"\n[[guardrails]]\nid = \"act\"\ndetect = \"email\"\naction = \"explode\"\non = [\"sideways\"]\n",
+        )]);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].contains("exactly one"), "{errs:#?}");
+        assert!(errs[1].contains("`action` must be"), "{errs:#?}");
+        assert!(errs[2].contains("`on` takes"), "{errs:#?}");
+    }
+
+    #[test]
+    fn budgets_and_rate_limits_are_validated() {
+        let errs = errors(&[layer(
+            "b.toml",
+            "[[budgets]]\nid = \"d\"\nper = \"team\"\nlimit_usd = 5.0\nwindow = \"fortnight\"\n[[rate_limits]]\nid = \"r\"\nper = \"user\"\nwindow = \"minute\"\n",
+        )]);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].contains("`budgets.per`"), "{errs:#?}");
+        assert!(errs[1].contains("`window`"), "{errs:#?}");
+        assert!(errs[2].contains("`requests` or `tokens`"), "{errs:#?}");
+    }
+
+    #[test]
+    fn unknown_provider_in_model_rules_is_an_error() {
+        let errs = errors(&[layer("m.toml", "[models.providers.openia]\ndeny = [\"*\"]\n")]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].contains("unknown provider"), "{errs:#?}");
+    }
+}

@@ -1,0 +1,261 @@
+//! The validated, merged policy the request path reads.
+//!
+//! A [`Policy`] is immutable: a reload builds a new one and swaps it in, so a
+//! request keeps the policy it started with until it ends. Everything here
+//! has been checked by `policy::load`; nothing on the request path parses.
+
+use std::path::PathBuf;
+
+use super::glob::Glob;
+use super::intercept::InterceptList;
+use crate::guard::{DetectorSpec, Scanner};
+
+/// Default for `max_body_bytes` (32 MiB: large enough for image prompts).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The whole policy in force.
+pub struct Policy {
+    /// Short content hash of the merged sources (audit `policy_version`).
+    pub version: String,
+    /// The files merged, in order (or the embedded default's label).
+    pub sources: Vec<PathBuf>,
+    /// Hosts to intercept.
+    pub intercept: InterceptList,
+    /// Model allow/deny.
+    pub models: ModelRules,
+    /// Guardrails in file order.
+    pub guardrails: Vec<Guardrail>,
+    /// Compiled scanner over the guardrails that apply to requests.
+    pub request_scan: Option<Scan>,
+    /// Compiled scanner over the guardrails that apply to responses.
+    pub response_scan: Option<Scan>,
+    /// Largest body inspected.
+    pub max_body_bytes: u64,
+    /// What to do with bodies that cannot be inspected.
+    pub on_unparseable: OnUnparseable,
+    /// Spending limits.
+    pub budgets: Vec<BudgetRule>,
+    /// Rate limits.
+    pub rate_limits: Vec<RateLimitRule>,
+    /// Audit settings.
+    pub audit: AuditSettings,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("version", &self.version)
+            .field("sources", &self.sources)
+            .field("guardrails", &self.guardrails.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled scanner and, for each of its rules, the guardrail it came from.
+pub struct Scan {
+    /// The scanner.
+    pub scanner: Scanner,
+    /// Scanner rule index → index into [`Policy::guardrails`].
+    pub guardrail_of: Vec<usize>,
+}
+
+/// `on_unparseable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnparseable {
+    /// Refuse the request with a clear error (default).
+    Block,
+    /// Forward it uninspected (audited as such).
+    Forward,
+}
+
+/// What a guardrail does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Record in the audit log only.
+    Log,
+    /// Forward, add a warning header, audit.
+    Warn,
+    /// Replace the match with `[REDACTED:<id>]`.
+    Redact,
+    /// Refuse with the provider's error shape.
+    Block,
+}
+
+impl Action {
+    /// The name used in policy files and the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Log => "log",
+            Action::Warn => "warn",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// One guardrail.
+#[derive(Debug, Clone)]
+pub struct Guardrail {
+    /// Unique id.
+    pub id: String,
+    /// What it looks for.
+    pub detector: DetectorSpec,
+    /// What happens on a match.
+    pub action: Action,
+    /// Applies to request texts.
+    pub on_request: bool,
+    /// Applies to response texts.
+    pub on_response: bool,
+    /// Admin's message for users.
+    pub message: Option<String>,
+    /// The file that defined it.
+    pub source: PathBuf,
+}
+
+/// A set of globs from one layer; a model must match one of them.
+#[derive(Debug, Clone)]
+pub struct AllowList {
+    /// The globs.
+    pub globs: Vec<Glob>,
+    /// The file that set them.
+    pub source: PathBuf,
+}
+
+/// A deny glob and where it came from.
+#[derive(Debug, Clone)]
+pub struct DenyGlob {
+    /// The glob.
+    pub glob: Glob,
+    /// The file that set it.
+    pub source: PathBuf,
+}
+
+/// Allow/deny rules for models: all apply together.
+#[derive(Debug, Clone, Default)]
+pub struct ModelRules {
+    /// Every layer's allow list must admit the model (lists intersect).
+    pub allow: Vec<AllowList>,
+    /// Any deny glob refuses the model (lists union).
+    pub deny: Vec<DenyGlob>,
+    /// Per-provider rules, by provider name (`openai`, `mistral`, …).
+    pub providers: Vec<(String, ModelRules)>,
+    /// Message shown when a model is refused.
+    pub message: Option<String>,
+}
+
+/// Who a budget or rate limit is counted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Per user.
+    User,
+    /// Per device.
+    Device,
+    /// Per provider.
+    Provider,
+    /// Per model.
+    Model,
+    /// One counter for everything.
+    All,
+}
+
+impl Scope {
+    /// Parse a policy value.
+    pub fn parse(s: &str) -> Option<Scope> {
+        Some(match s {
+            "user" => Scope::User,
+            "device" => Scope::Device,
+            "provider" => Scope::Provider,
+            "model" => Scope::Model,
+            "all" => Scope::All,
+            _ => return None,
+        })
+    }
+}
+
+/// Calendar windows for budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetWindow {
+    /// Clock hour.
+    Hour,
+    /// Calendar day.
+    Day,
+    /// ISO week (Monday start).
+    Week,
+    /// Calendar month.
+    Month,
+}
+
+/// One `[[budgets]]` rule.
+#[derive(Debug, Clone)]
+pub struct BudgetRule {
+    /// Unique id.
+    pub id: String,
+    /// Counted per.
+    pub per: Scope,
+    /// Limit in USD per window.
+    pub limit_usd: f64,
+    /// Window.
+    pub window: BudgetWindow,
+    /// Warning fraction.
+    pub warn_at: Option<f64>,
+    /// Only these providers (None = all).
+    pub providers: Option<Vec<String>>,
+    /// Only models matching these globs (None = all).
+    pub models: Option<Vec<Glob>>,
+}
+
+/// Windows for rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateWindow {
+    /// One second.
+    Second,
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day.
+    Day,
+}
+
+/// One `[[rate_limits]]` rule.
+#[derive(Debug, Clone)]
+pub struct RateLimitRule {
+    /// Unique id.
+    pub id: String,
+    /// Counted per.
+    pub per: Scope,
+    /// Requests per window.
+    pub requests: Option<u64>,
+    /// Tokens per window.
+    pub tokens: Option<u64>,
+    /// Window.
+    pub window: RateWindow,
+}
+
+/// What of the prompt and completion text the audit log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditContent {
+    /// Nothing.
+    None,
+    /// SHA-256 of the texts (default).
+    Hash,
+    /// The texts after redaction.
+    Redacted,
+    /// The texts as sent.
+    Full,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Content mode.
+    pub content: AuditContent,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            content: AuditContent::Hash,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Output text of a non-streaming response, for output guardrails.
+//!
+//! The call decides the format (its [`Api`]), so a response is
+//! read as the shape its request asked for. Paths are rooted at the response
+//! body and go back to [`rewrite_texts`](super::rewrite_texts) unchanged.
+//! Error bodies and APIs without generated text (embeddings, token counts)
+//! have no output text.
+
+use super::call::{Api, ApiCall, TextSpan};
+use super::shape::{parse_json, ParseError};
+use super::{anthropic, gemini, openai};
+
+/// Every piece of generated text in `body`, the response to `call`: message
+/// content, refusals, tool-call arguments, reasoning summaries (all with
+/// role [`Assistant`](super::TextRole::Assistant)).
+pub fn response_texts(call: &ApiCall, body: &[u8]) -> Result<Vec<TextSpan>, ParseError> {
+    let mut out = Vec::new();
+    if !call.api.generates() {
+        return Ok(out);
+    }
+    let root = parse_json(body)?;
+    match call.api {
+        Api::ChatCompletions | Api::Completions => openai::read_choices_response(&root, &mut out)?,
+        Api::Responses => openai::read_responses_response(&root, &mut out)?,
+        Api::AnthropicMessages => anthropic::read_response(&root, &mut out)?,
+        Api::GeminiGenerateContent | Api::GeminiStreamGenerateContent => {
+            gemini::read_response(&root, &mut out)?
+        }
+        Api::Embeddings
+        | Api::AnthropicCountTokens
+        | Api::GeminiCountTokens
+        | Api::GeminiEmbed
+        | Api::NoPrompt
+        | Api::Unknown => {}
+    }
+    Ok(out)
+}

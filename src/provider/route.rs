@@ -1,0 +1,274 @@
+//! Which API a request is, from its method and path alone.
+//!
+//! Routing is by path shape, not by host, because the shapes travel: Groq
+//! serves OpenAI chat at `/openai/v1/chat/completions`, OpenRouter at
+//! `/api/v1/…`, Perplexity at `/chat/completions`, Gemini at
+//! `/v1beta/openai/chat/completions`, DeepSeek serves Anthropic Messages at
+//! `/anthropic/v1/messages`, and Vertex AI uses Gemini's `…/models/{m}:generateContent`.
+//! The host only decides [`Provider`](super::Provider) (error shapes, table
+//! flags).
+//!
+//! The path is percent-decoded and empty segments are dropped before
+//! matching, and endpoint words match case-insensitively: a client must not
+//! dodge the guardrails by writing `%3AgenerateContent` or `//chat/completions`
+//! where the upstream would normalise it. Matching more than the upstream
+//! accepts costs nothing; matching less is a bypass.
+
+use super::azure;
+use super::call::Api;
+
+/// What the path says about a call before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// The API the path names.
+    pub api: Api,
+    /// A model named by the path (Gemini `models/{m}:…`, Azure `deployments/{d}/…`).
+    pub model: Option<String>,
+}
+
+/// Methods that carry no prompt: reads, deletes, preflights.
+fn is_bodyless(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE")
+}
+
+/// Routes `method` + `path` (a query, if any, is ignored).
+pub(crate) fn route(method: &str, path: &str) -> Route {
+    if is_bodyless(method) {
+        return Route {
+            api: Api::NoPrompt,
+            model: None,
+        };
+    }
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode(path);
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+
+    if let Some(route) = gemini_route(&segments) {
+        return route;
+    }
+    let api = openai_or_anthropic_api(&segments);
+    let model = match api {
+        Api::Unknown => None,
+        _ => azure::deployment(&segments).map(str::to_owned),
+    };
+    Route { api, model }
+}
+
+/// Gemini (and Vertex AI) `…/{model}:{method}`.
+fn gemini_route(segments: &[&str]) -> Option<Route> {
+    let (last, parents) = segments.split_last()?;
+    let (name, method) = last.rsplit_once(':')?;
+    let api = match method.to_ascii_lowercase().as_str() {
+        "generatecontent" => Api::GeminiGenerateContent,
+        "streamgeneratecontent" => Api::GeminiStreamGenerateContent,
+        "counttokens" => Api::GeminiCountTokens,
+        "embedcontent" | "batchembedcontents" => Api::GeminiEmbed,
+        _ => Api::Unknown,
+    };
+    let model = match parents.last() {
+        _ if name.is_empty() => None,
+        // Tuned models keep their collection so a policy can tell them apart.
+        Some(parent) if parent.eq_ignore_ascii_case("tunedModels") => {
+            Some(format!("tunedModels/{name}"))
+        }
+        _ => Some(name.to_owned()),
+    };
+    Some(Route { api, model })
+}
+
+/// OpenAI-family endpoints by suffix, and Anthropic Messages.
+fn openai_or_anthropic_api(segments: &[&str]) -> Api {
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let ends_with = |tail: &[&str]| {
+        lower.len() >= tail.len()
+            && lower[lower.len() - tail.len()..]
+                .iter()
+                .zip(tail)
+                .all(|(a, b)| a == b)
+    };
+    if ends_with(&["chat", "completions"]) {
+        Api::ChatCompletions
+    } else if ends_with(&["agents", "completions"]) {
+        // Mistral's agents endpoint: a chat-shaped body under a `completions` name.
+        Api::ChatCompletions
+    } else if ends_with(&["completions"]) {
+        Api::Completions
+    } else if ends_with(&["embeddings"]) {
+        Api::Embeddings
+    } else if ends_with(&["responses"]) {
+        Api::Responses
+    } else if ends_with(&["v1", "messages"]) {
+        // Only directly under `v1`: OpenAI's `/v1/threads/{id}/messages` is another API.
+        Api::AnthropicMessages
+    } else if ends_with(&["v1", "messages", "count_tokens"]) {
+        Api::AnthropicCountTokens
+    } else {
+        Api::Unknown
+    }
+}
+
+/// Decodes `%XX` escapes; invalid escapes stay as written and invalid UTF-8
+/// becomes U+FFFD (such a path names no endpoint we know anyway).
+fn percent_decode(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_owned();
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(method: &str, path: &str) -> Api {
+        route(method, path).api
+    }
+
+    #[test]
+    fn openai_compatible_paths_route_by_suffix() {
+        assert_eq!(api("POST", "/v1/chat/completions"), Api::ChatCompletions);
+        assert_eq!(
+            api("POST", "/openai/v1/chat/completions"),
+            Api::ChatCompletions
+        );
+        assert_eq!(
+            api("POST", "/api/v1/chat/completions"),
+            Api::ChatCompletions
+        );
+        assert_eq!(
+            api("POST", "/inference/v1/chat/completions"),
+            Api::ChatCompletions
+        );
+        assert_eq!(api("POST", "/chat/completions"), Api::ChatCompletions);
+        assert_eq!(
+            api("POST", "/v1beta/openai/chat/completions"),
+            Api::ChatCompletions
+        );
+        assert_eq!(api("POST", "/v1/completions"), Api::Completions);
+        assert_eq!(api("POST", "/v1/fim/completions"), Api::Completions);
+        assert_eq!(api("POST", "/v1/agents/completions"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1/embeddings"), Api::Embeddings);
+        assert_eq!(api("POST", "/v1/responses"), Api::Responses);
+        assert_eq!(api("POST", "/v1/messages"), Api::AnthropicMessages);
+        assert_eq!(
+            api("POST", "/anthropic/v1/messages"),
+            Api::AnthropicMessages
+        );
+        assert_eq!(
+            api("POST", "/v1/messages/count_tokens"),
+            Api::AnthropicCountTokens
+        );
+    }
+
+    #[test]
+    fn other_paths_and_reads_are_not_prompts() {
+        assert_eq!(api("GET", "/v1/models"), Api::NoPrompt);
+        assert_eq!(api("GET", "/v1/chat/completions"), Api::NoPrompt);
+        assert_eq!(api("DELETE", "/v1/responses/resp_1"), Api::NoPrompt);
+        assert_eq!(api("POST", "/v1/threads/t_1/messages"), Api::Unknown);
+        assert_eq!(api("POST", "/v1/files"), Api::Unknown);
+        assert_eq!(api("POST", "/v1/responses/resp_1/cancel"), Api::Unknown);
+        assert_eq!(api("POST", "/"), Api::Unknown);
+    }
+
+    #[test]
+    fn evasive_spellings_still_route() {
+        assert_eq!(api("POST", "//v1//chat/completions/"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1/Chat/Completions"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1/chat%2Fcompletions"), Api::ChatCompletions);
+        let gemini = route("POST", "/v1beta/models/gemini-2.0-flash%3AgenerateContent");
+        assert_eq!(gemini.api, Api::GeminiGenerateContent);
+        assert_eq!(gemini.model.as_deref(), Some("gemini-2.0-flash"));
+        // A query is not part of the path.
+        assert_eq!(
+            api("POST", "/v1/chat/completions?x=/embeddings"),
+            Api::ChatCompletions
+        );
+        // Lower-case methods are not the bodyless ones.
+        assert_eq!(api("get", "/v1/chat/completions"), Api::ChatCompletions);
+    }
+
+    #[test]
+    fn gemini_paths_carry_the_model() {
+        let r = route(
+            "POST",
+            "/v1beta/models/gemini-1.5-pro:streamGenerateContent",
+        );
+        assert_eq!(r.api, Api::GeminiStreamGenerateContent);
+        assert_eq!(r.model.as_deref(), Some("gemini-1.5-pro"));
+        let r = route("POST", "/v1/models/gemini-pro:generateContent");
+        assert_eq!(
+            (r.api, r.model.as_deref()),
+            (Api::GeminiGenerateContent, Some("gemini-pro"))
+        );
+        let r = route("POST", "/v1beta/tunedModels/my-model-7:generateContent");
+        assert_eq!(r.model.as_deref(), Some("tunedModels/my-model-7"));
+        let r = route(
+            "POST",
+            "/v1beta/models/text-embedding-004:batchEmbedContents",
+        );
+        assert_eq!(r.api, Api::GeminiEmbed);
+        let r = route("POST", "/v1beta/models/gemini-pro:countTokens");
+        assert_eq!(r.api, Api::GeminiCountTokens);
+        let r = route(
+            "POST",
+            "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+        );
+        assert_eq!(
+            (r.api, r.model.as_deref()),
+            (Api::GeminiGenerateContent, Some("gemini-2.0-flash"))
+        );
+        assert_eq!(
+            api("POST", "/v1beta/models/gemini-pro:predict"),
+            Api::Unknown
+        );
+    }
+
+    #[test]
+    fn azure_deployment_paths_name_the_model() {
+        let r = route("POST", "/openai/deployments/gpt-4o-prod/chat/completions");
+        assert_eq!(
+            (r.api, r.model.as_deref()),
+            (Api::ChatCompletions, Some("gpt-4o-prod"))
+        );
+        let r = route("POST", "/openai/deployments/emb/embeddings");
+        assert_eq!((r.api, r.model.as_deref()), (Api::Embeddings, Some("emb")));
+        let r = route("POST", "/openai/v1/chat/completions");
+        assert_eq!((r.api, r.model), (Api::ChatCompletions, None));
+    }
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes() {
+        assert_eq!(percent_decode("/a%2"), "/a%2");
+        assert_eq!(percent_decode("/a%zz%41"), "/a%zzA");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+}

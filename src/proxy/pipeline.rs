@@ -1,0 +1,457 @@
+//! An intercepted API call, through policy, to the provider and back.
+//!
+//! Stages, one function each:
+//! 1. [`read_body`]: the request body, up to the policy's `max_body_bytes`;
+//! 2. `parse_request` (provider adapter): API, model, stream flag, texts;
+//! 3. [`decide_request`]: model rules, then request guardrails → refuse,
+//!    or forward with redactions written into the JSON;
+//! 4. forward (streaming), then [`inspect_response`]: SSE streams go through
+//!    a [`StreamInspector`] event by event; JSON bodies are scanned whole.
+//!
+//! Refusals come back in the provider's own error shape, with the rule id
+//! and the admin's message, and `x-should-retry: false` so SDKs do not retry
+//! what will fail again. The policy is taken once, at the start: a reload
+//! mid-request does not change the rules this request runs under.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::forward::{self, Route};
+use super::{full_body, ProxyBody, ProxyState};
+use crate::policy::decide::{self, Inspection, Refusal, RefusalReason};
+use crate::policy::rules::OnUnparseable;
+use crate::policy::stream::StreamInspector;
+use crate::policy::Policy;
+use crate::provider::{self, ApiCall, ErrorKind, Provider};
+use crate::upstream::BoxError;
+
+/// Response header naming `warn` rules that matched.
+pub const WARNING_HEADER: &str = "x-outpost-warning";
+
+/// The provider a host belongs to: table name and API family.
+pub fn provider_of(state: &ProxyState, host: &str) -> (String, Provider) {
+    match state.providers.lookup(host) {
+        Some(entry) => (entry.name.clone(), entry.kind),
+        None => {
+            let kind = Provider::for_host(host);
+            (kind.name().to_string(), kind)
+        }
+    }
+}
+
+/// Handle one request on an intercepted host.
+pub async fn handle(
+    state: &ProxyState,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let policy = state.policy.current();
+    let (provider_name, provider) = provider_of(state, &route.target.host);
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let fallback_call = ApiCall {
+        provider,
+        api: provider::Api::Unknown,
+        model: None,
+        stream: false,
+        max_tokens: None,
+        texts: Vec::new(),
+    };
+
+    let body = match read_body(body, &parts.headers, policy.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(BodyRead::Client(err)) => {
+            return refusal_response(
+                &fallback_call,
+                &Refusal {
+                    rule: "request".into(),
+                    reason: RefusalReason::Uninspectable,
+                    message: format!("Outpost could not read the request body: {err}"),
+                },
+            )
+        }
+        Err(BodyRead::TooLarge(rest)) => {
+            let message = format!(
+                "The request body is larger than the {} bytes Outpost inspects (max_body_bytes).",
+                policy.max_body_bytes
+            );
+            return match policy.on_unparseable {
+                OnUnparseable::Forward => {
+                    tracing::info!(host = %route.target.host, path, "forwarding an over-size body uninspected");
+                    let request = Request::from_parts(parts, rest.boxed());
+                    forward::send(state, route, request).await
+                }
+                OnUnparseable::Block => refusal_response(&fallback_call, &uninspectable(message)),
+            };
+        }
+    };
+
+    let call = match provider::parse_request(provider, &method, &path, &body) {
+        Ok(call) => call,
+        Err(err) => {
+            let message = format!("Outpost could not inspect this {method} {path}: {err}");
+            return match policy.on_unparseable {
+                OnUnparseable::Forward => {
+                    tracing::info!(host = %route.target.host, path, "forwarding an unparseable body uninspected: {err}");
+                    let request = Request::from_parts(parts, full_body(body));
+                    forward::send(state, route, request).await
+                }
+                OnUnparseable::Block => refusal_response(&fallback_call, &uninspectable(message)),
+            };
+        }
+    };
+
+    let (body, inspection) = match decide_request(&policy, &provider_name, &call, body) {
+        Ok(pair) => pair,
+        Err(refusal) => {
+            tracing::info!(host = %route.target.host, path, rule = %refusal.rule, "request refused");
+            return refusal_response(&call, &refusal);
+        }
+    };
+
+    let mut parts = parts;
+    if parts.headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let request = Request::from_parts(parts, full_body(body));
+    let response = forward::send(state, route, request).await;
+    let mut response = inspect_response(&policy, call, response).await;
+    add_warnings(response.headers_mut(), inspection.warnings());
+    response
+}
+
+/// Model rules, then request guardrails. Returns the body to forward
+/// (rewritten if anything was redacted) and what matched.
+pub fn decide_request(
+    policy: &Policy,
+    provider_name: &str,
+    call: &ApiCall,
+    body: Bytes,
+) -> Result<(Bytes, Inspection), Refusal> {
+    if let Some(model) = &call.model {
+        decide::check_model(policy, provider_name, model)?;
+    }
+    let Some(scan) = &policy.request_scan else {
+        return Ok((body, Inspection::default()));
+    };
+    let inspection = decide::inspect_texts(policy, scan, &call.texts);
+    if let Some(block) = &inspection.block {
+        return Err(block.clone());
+    }
+    if inspection.edits.is_empty() {
+        return Ok((body, inspection));
+    }
+    match provider::rewrite_texts(&body, &inspection.edits) {
+        Ok(rewritten) => Ok((Bytes::from(rewritten), inspection)),
+        // The body parsed a moment ago; failing to rewrite it must not let
+        // the unredacted text through.
+        Err(err) => Err(uninspectable(format!(
+            "Outpost could not apply redactions to this request: {err}"
+        ))),
+    }
+}
+
+fn uninspectable(message: String) -> Refusal {
+    Refusal {
+        rule: "on_unparseable".into(),
+        reason: RefusalReason::Uninspectable,
+        message,
+    }
+}
+
+/// A refusal in the shape of the API the caller used.
+pub fn refusal_response(call: &ApiCall, refusal: &Refusal) -> Response<ProxyBody> {
+    let kind = match refusal.reason {
+        RefusalReason::ModelDenied | RefusalReason::Guardrail => ErrorKind::PolicyBlocked,
+        RefusalReason::Uninspectable => ErrorKind::BadRequest,
+    };
+    let body = provider::error_body_for(call, kind, &refusal.message);
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
+    if let Ok(rule) = HeaderValue::from_str(&refusal.rule) {
+        headers.insert("x-outpost-rule", rule);
+    }
+    response
+}
+
+fn add_warnings<'a>(headers: &mut HeaderMap, rules: impl Iterator<Item = &'a str>) {
+    let rules: Vec<&str> = rules.collect();
+    if rules.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&rules.join(", ")) {
+        headers.append(WARNING_HEADER, value);
+    }
+}
+
+/// Why a body was not read whole.
+pub enum BodyRead {
+    /// The client's body failed (reset, malformed chunking).
+    Client(hyper::Error),
+    /// Over the limit; the body, replayable from its start.
+    TooLarge(PrefixedBody),
+}
+
+/// Read `body` whole unless it exceeds `limit` bytes.
+pub async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<Bytes, BodyRead> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyRead::TooLarge(PrefixedBody::new(Bytes::new(), body)));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyRead::Client)?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 > limit {
+                return Err(BodyRead::TooLarge(PrefixedBody::new(buf.freeze(), body)));
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A body whose first bytes were already read: those, then the rest.
+pub struct PrefixedBody {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl PrefixedBody {
+    fn new(prefix: Bytes, rest: Incoming) -> PrefixedBody {
+        PrefixedBody {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            rest,
+        }
+    }
+
+    fn boxed(self) -> ProxyBody {
+        BodyExt::boxed(self)
+    }
+}
+
+impl Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
+}
+
+/// Apply response guardrails to a successful provider response.
+async fn inspect_response(
+    policy: &Arc<Policy>,
+    call: ApiCall,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if !response.status().is_success() || !call.api.generates() {
+        return response;
+    }
+    let headers = response.headers();
+    if is_encoded(headers) {
+        // Outpost asked for identity; a provider that compresses anyway
+        // cannot be scanned.
+        if policy.response_scan.is_some() && policy.on_unparseable == OnUnparseable::Block {
+            return refusal_response(
+                &call,
+                &uninspectable("The provider sent a compressed response Outpost cannot inspect.".into()),
+            );
+        }
+        return response;
+    }
+    if is_event_stream(headers) {
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(CONTENT_LENGTH);
+        let inspector = StreamInspector::new(policy.clone(), call);
+        return Response::from_parts(parts, InspectedStream::new(body, inspector).boxed());
+    }
+    if policy.response_scan.is_none() || !is_json(headers) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match collect_limited(body, policy.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(message) => return refusal_response(&call, &uninspectable(message)),
+    };
+    let texts = match provider::response_texts(&call, &bytes) {
+        Ok(texts) => texts,
+        Err(err) if policy.on_unparseable == OnUnparseable::Forward => {
+            tracing::info!("response not inspected: {err}");
+            return Response::from_parts(parts, full_body(bytes));
+        }
+        Err(err) => {
+            return refusal_response(
+                &call,
+                &uninspectable(format!("Outpost could not inspect the provider's response: {err}")),
+            )
+        }
+    };
+    let Some(scan) = &policy.response_scan else {
+        return Response::from_parts(parts, full_body(bytes));
+    };
+    let inspection = decide::inspect_texts(policy, scan, &texts);
+    if let Some(block) = &inspection.block {
+        let refusal = Refusal {
+            message: format!("Response {}", block.message.replacen("Blocked", "blocked", 1)),
+            ..block.clone()
+        };
+        return refusal_response(&call, &refusal);
+    }
+    let bytes = if inspection.edits.is_empty() {
+        bytes
+    } else {
+        match provider::rewrite_texts(&bytes, &inspection.edits) {
+            Ok(rewritten) => Bytes::from(rewritten),
+            Err(err) => {
+                return refusal_response(
+                    &call,
+                    &uninspectable(format!("Outpost could not redact the provider's response: {err}")),
+                )
+            }
+        }
+    };
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    add_warnings(&mut parts.headers, inspection.warnings());
+    Response::from_parts(parts, full_body(bytes))
+}
+
+async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Bytes, String> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the provider's response failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 > limit {
+                return Err(format!(
+                    "The provider's response is larger than the {limit} bytes Outpost inspects (max_body_bytes)."
+                ));
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A response stream passed through a [`StreamInspector`], frame by frame.
+pub struct InspectedStream {
+    inner: ProxyBody,
+    inspector: StreamInspector,
+    queue: VecDeque<Bytes>,
+    done: bool,
+    error: Option<BoxError>,
+}
+
+impl InspectedStream {
+    fn new(inner: ProxyBody, inspector: StreamInspector) -> InspectedStream {
+        InspectedStream {
+            inner,
+            inspector,
+            queue: VecDeque::new(),
+            done: false,
+            error: None,
+        }
+    }
+}
+
+impl Body for InspectedStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(this.error.take().map(Err));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.inspector.push(&data);
+                        this.queue.extend(out);
+                        if this.inspector.blocked().is_some() {
+                            this.done = true;
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Poll::Ready(Some(Err(err))) => {
+                    this.queue.extend(this.inspector.finish());
+                    this.error = Some(err);
+                    this.done = true;
+                }
+                Poll::Ready(None) => {
+                    this.queue.extend(this.inspector.finish());
+                    this.done = true;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.queue.is_empty() && self.error.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
