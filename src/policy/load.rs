@@ -171,6 +171,8 @@ struct Merged {
     guardrails: Vec<Guardrail>,
     guardrail_ids: HashMap<String, Seen>,
     secret_rules: Vec<SecretRule>,
+    /// Secret rule id → the file that defined it.
+    secret_sources: Vec<(String, PathBuf)>,
     secret_ids: HashMap<String, Seen>,
     budgets: Vec<BudgetRule>,
     budget_ids: HashMap<String, Seen>,
@@ -265,6 +267,8 @@ impl Merged {
                 ctx.error(Some(rule.regex.span()), format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()));
                 continue;
             }
+            self.secret_sources
+                .push((rule.id.get_ref().clone(), ctx.file.to_path_buf()));
             self.secret_rules.push(SecretRule {
                 id: rule.id.into_inner(),
                 description: rule.description,
@@ -406,8 +410,8 @@ impl Merged {
             None => InterceptList::embedded_default().map_err(|e| vec![e])?,
         };
         let first = layers.first().map(|l| l.path.clone()).unwrap_or_default();
-        let request_scan = compile_scan(&self.guardrails, &self.secret_rules, |g| g.on_request, &first)?;
-        let response_scan = compile_scan(&self.guardrails, &self.secret_rules, |g| g.on_response, &first)?;
+        let request_scan = compile_scan(&self.guardrails, &self.secret_rules, &self.secret_sources, |g| g.on_request, &first)?;
+        let response_scan = compile_scan(&self.guardrails, &self.secret_rules, &self.secret_sources, |g| g.on_response, &first)?;
         let mut hash = Sha256::new();
         for layer in layers {
             hash.update(layer.path.to_string_lossy().as_bytes());
@@ -573,6 +577,7 @@ fn guardrail(
 fn compile_scan(
     guardrails: &[Guardrail],
     secret_rules: &[SecretRule],
+    secret_sources: &[(String, PathBuf)],
     applies: impl Fn(&Guardrail) -> bool,
     file: &Path,
 ) -> Result<Option<Scan>, Vec<Located>> {
@@ -590,14 +595,21 @@ fn compile_scan(
             )
         })
         .unzip();
-    if specs.is_empty() {
+    if specs.is_empty() && secret_rules.is_empty() {
         return Ok(None);
     }
     let scanner = guard::Scanner::compile(&specs, secret_rules).map_err(|e| {
+        // A broken rule is named in the message; point at the file that
+        // defined it when we know which one did.
         let source = e
             .rule_index()
             .and_then(|i| guardrail_of.get(i))
-            .map_or_else(|| file.to_path_buf(), |&g| guardrails[g].source.clone());
+            .map(|&g| guardrails[g].source.clone())
+            .or_else(|| {
+                let id = e.secret_rule_id()?;
+                secret_sources.iter().find(|(s, _)| s == id).map(|(_, p)| p.clone())
+            })
+            .unwrap_or_else(|| file.to_path_buf());
         vec![Located {
             file: source,
             line: 1,
@@ -605,6 +617,11 @@ fn compile_scan(
             message: e.to_string(),
         }]
     })?;
+    // Compiled even without rules so a broken `[[secret_rules]]` entry is
+    // reported; nothing to scan with, though.
+    if specs.is_empty() {
+        return Ok(None);
+    }
     Ok(Some(Scan {
         scanner,
         guardrail_of,
@@ -716,5 +733,18 @@ mod tests {
         let errs = errors(&[layer("m.toml", "[models.providers.openia]\ndeny = [\"*\"]\n")]);
         assert_eq!(errs.len(), 1, "{errs:#?}");
         assert!(errs[0].contains("unknown provider"), "{errs:#?}");
+    }
+
+    #[test]
+    fn broken_secret_rule_is_reported_with_its_file() {
+        let errs = errors(&[
+            layer("a.toml", "[[guardrails]]\nid = \"k\"\ndetect = \"secrets\"\naction = \"block\"\n"),
+            layer(
+                "b.toml",
+                "[[secret_rules]]\nid = \"acme\"\nregex = \"(unclosed\"\nkeywords = [\"acme\"]\n",
+            ),
+        ]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with("b.toml:3:9:") && errs[0].contains("acme"), "{errs:#?}");
     }
 }

@@ -96,8 +96,20 @@ impl StreamInspector {
         for event in events {
             self.accept(event, &mut out);
             if self.ended {
-                break;
+                return out;
             }
+        }
+        if let Some(err) = self.parser.error() {
+            // Past this point nothing could be inspected: end the stream
+            // rather than pass unscanned output.
+            self.pending.clear();
+            out.push(provider::stream_error_event(
+                self.call.provider,
+                self.call.api,
+                ErrorKind::UpstreamUnavailable,
+                &format!("Outpost ended this stream: it cannot be inspected ({err})."),
+            ));
+            self.ended = true;
         }
         out
     }
