@@ -342,3 +342,63 @@ fn hot_reload_applies_within_a_second_and_fails_nothing() {
     assert!(errors.to_string().contains("10-codenames.toml:4:"), "{errors}");
     assert!(stack.agent.log().contains("10-codenames.toml:4:"), "the invalid edit was not logged");
 }
+
+#[test]
+fn warn_rule_forwards_and_adds_a_header() {
+    let stack = Stack::start_with(
+        |f| f,
+        |a| a.policy_file("10-warn.toml", "[[guardrails]]\nid = \"ticket-ids\"\npattern = 'ACME-[0-9]{6}'\naction = \"warn\"\non = [\"request\"]\n"),
+    );
+    let out = Curl::new(OPENAI_CHAT)
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "see ACME-123456"}]}))
+        .run();
+    assert_eq!(out.status, 200, "{}", out.describe());
+    assert_eq!(out.header("x-outpost-warning"), Some("ticket-ids"), "{}", out.describe());
+    assert_eq!(
+        stack.fake.single_request().body_json()["messages"][0]["content"],
+        "see ACME-123456"
+    );
+}
+
+#[test]
+fn on_unparseable_forward_passes_bodies_uninspected() {
+    let stack = Stack::start_with(
+        |f| f,
+        |a| a.policy_file("10-fail-open.toml", "on_unparseable = \"forward\"\nmax_body_bytes = 2048\n"),
+    );
+    let send = |body: String| {
+        Curl::new(OPENAI_CHAT)
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .header("content-type: application/json")
+            .arg("--data-binary")
+            .arg(body)
+            .run()
+    };
+    // Malformed: forwarded as is (the fake answers it).
+    let out = send("{\"model\": \"gpt-4o\", \"messages\": 7}".to_string());
+    assert_ne!(out.status, 400, "{}", out.describe());
+    // Over max_body_bytes: forwarded whole, uninspected.
+    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let out = send(big.to_string());
+    assert_eq!(out.status, 200, "{}", out.describe());
+    let seen = stack.fake.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].body.len(), big.to_string().len());
+}
+
+#[test]
+fn over_size_body_is_blocked_by_default() {
+    let stack = Stack::start_with(|f| f, |a| a.policy_file("10-small.toml", "max_body_bytes = 1024\n"));
+    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let out = Curl::new(OPENAI_CHAT)
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&big)
+        .run();
+    assert_eq!(out.status, 400, "{}", out.describe());
+    assert!(out.text().contains("max_body_bytes"), "{}", out.describe());
+    assert!(stack.fake.requests().is_empty());
+}

@@ -220,17 +220,34 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyRead::TooLarge(PrefixedBody::new(Bytes::new(), body)));
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let capacity = declared.unwrap_or(0).min(limit) as usize;
+    match read_limited(&mut body, limit, capacity).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(prefix)) => Err(BodyRead::TooLarge(PrefixedBody::new(prefix, body))),
+        Err(err) => Err(BodyRead::Client(err)),
+    }
+}
+
+/// Read frames of `body` until it ends (`Ok(Ok(all))`) or passes `limit`
+/// bytes (`Ok(Err(what was read))`; the rest stays in `body`).
+async fn read_limited<B>(
+    body: &mut B,
+    limit: u64,
+    capacity: usize,
+) -> Result<Result<Bytes, Bytes>, B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(BodyRead::Client)?;
-        if let Ok(data) = frame.into_data() {
+        if let Ok(data) = frame?.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() as u64 > limit {
-                return Err(BodyRead::TooLarge(PrefixedBody::new(buf.freeze(), body)));
+                return Ok(Err(buf.freeze()));
             }
         }
     }
-    Ok(buf.freeze())
+    Ok(Ok(buf.freeze()))
 }
 
 /// A body whose first bytes were already read: those, then the rest.
@@ -370,19 +387,13 @@ async fn inspect_response(
 }
 
 async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Bytes, String> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the provider's response failed: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() as u64 > limit {
-                return Err(format!(
-                    "The provider's response is larger than the {limit} bytes Outpost inspects (max_body_bytes)."
-                ));
-            }
-        }
+    match read_limited(&mut body, limit, 0).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(format!(
+            "The provider's response is larger than the {limit} bytes Outpost inspects (max_body_bytes)."
+        )),
+        Err(err) => Err(format!("the provider's response failed: {err}")),
     }
-    Ok(buf.freeze())
 }
 
 /// A response stream passed through a [`StreamInspector`], frame by frame.
