@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::audit::ship;
+use crate::audit::writer::{AuditLog, AuditWriter};
 use crate::config::Config;
 use crate::located::Located;
 use crate::policy::load;
@@ -45,6 +47,9 @@ pub enum StartError {
     /// Upstream trust roots are unusable.
     #[error("{0}")]
     Trust(#[from] TrustError),
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// A listen address could not be bound.
     #[error("`{key}` = {addr}: cannot listen: {source}")]
     Bind {
@@ -66,11 +71,12 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     grace: std::time::Duration,
+    audit: Option<AuditWriter>,
 }
 
 impl Running {
     /// Begin shutdown and wait (bounded by `shutdown_grace`) for in-flight work.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
         self.tasks.close();
         if tokio::time::timeout(self.grace, self.tasks.wait())
@@ -81,6 +87,11 @@ impl Running {
                 "shutdown grace of {}s over; dropping the connections still open",
                 self.grace.as_secs()
             );
+        }
+        // Every record submitted so far is written and synced before the
+        // agent acknowledges shutdown.
+        if let Some(audit) = self.audit.take() {
+            audit.shutdown().await;
         }
     }
 }
@@ -99,7 +110,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         );
     }
     let connector = Connector::from_config(&config.upstream)?;
-    let upstream = Upstream::new(connector, &config.upstream);
+    let upstream = Upstream::new(connector.clone(), &config.upstream);
+    let (audit, audit_writer) =
+        crate::audit::writer::start(&config.state_dir, &config.audit, config.ca_key_store).await?;
 
     let bind = |key, addr| async move {
         TcpListener::bind(addr)
@@ -114,9 +127,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     watch_policy(config, &policy, &shutdown);
+    start_shipping(config, &audit, connector, &shutdown, &tasks);
     let state = ProxyState::new(
         policy,
         providers,
+        audit,
+        config.identity.clone(),
         LeafCache::new(Arc::new(ca)),
         upstream,
         shutdown.clone(),
@@ -139,6 +155,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tasks,
         grace: config.shutdown_grace,
+        audit: Some(audit_writer),
     })
 }
 
@@ -172,6 +189,42 @@ fn initial_policy(config: &Config) -> Result<crate::policy::Policy, StartError> 
             })
         }
     }
+}
+
+/// Ship audit records to the collector, if one is configured, and keep
+/// retention from deleting what it has not acknowledged.
+fn start_shipping(
+    config: &Config,
+    audit: &AuditLog,
+    connector: Connector,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let Some(export) = &config.audit.export else {
+        return;
+    };
+    let dir = audit.dir().to_path_buf();
+    let ship_config = ship::ShipConfig {
+        endpoint: export.endpoint.clone(),
+        batch_size: export.batch_size,
+        headers: export.headers.clone(),
+        device: config.identity.device.clone(),
+    };
+    tasks.spawn(ship::spawn(dir.clone(), ship_config, connector, shutdown.clone()));
+    let audit = audit.clone();
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            let dir2 = dir.clone();
+            if let Ok(day) = tokio::task::spawn_blocking(move || ship::shipped_through(&dir2)).await {
+                audit.set_protect_from(day);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
 }
 
 fn watch_policy(config: &Config, policy: &Arc<PolicyHandle>, shutdown: &CancellationToken) {

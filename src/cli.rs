@@ -3,9 +3,10 @@
 //! Every subcommand takes `--config`. Exit codes: 0 ok, 1 a check failed,
 //! 2 usage or configuration error (the message names the file and key).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -13,6 +14,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::audit::key::AuditKey;
+use crate::audit::{self, day, read, render, verify};
 use crate::config::{self, Config, ConfigError};
 use crate::policy::intercept::InterceptList;
 use crate::policy::load;
@@ -47,6 +50,59 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit log (`state_dir/audit`).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check every record's hash, link and checkpoint; exit 1 naming the
+    /// first broken record (file:line, seq).
+    Verify {
+        /// First day to check (YYYY-MM-DD, UTC); default the oldest file.
+        #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
+        from: Option<time::Date>,
+        /// Last day to check (YYYY-MM-DD, UTC); default the newest file.
+        #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
+        to: Option<time::Date>,
+    },
+    /// Print the last records as human-readable lines.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
+        lines: usize,
+        /// Keep printing records as they are written (across day files).
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Print every record since a time, as JSON Lines (exactly as stored) or CSV.
+    Export {
+        /// RFC 3339 time, e.g. 2026-11-24T00:00:00Z.
+        #[arg(long, value_name = "TS", value_parser = parse_ts_arg)]
+        since: time::OffsetDateTime,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+/// `audit export --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExportFormat {
+    /// One JSON record per line, byte for byte as stored.
+    Jsonl,
+    /// A header and one row per record (fixed columns).
+    Csv,
+}
+
+fn parse_day_arg(text: &str) -> Result<time::Date, String> {
+    day::parse_day(text).ok_or_else(|| format!("expected a day as YYYY-MM-DD, got {text:?}"))
+}
+
+fn parse_ts_arg(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-24T00:00:00Z ({e})"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,7 +195,128 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_stderr_logging("warn");
             check_policy(&config, path.as_deref())
         }
+        Command::Audit(command) => {
+            init_stderr_logging("warn");
+            run_audit(&config, command)
+        }
     }
+}
+
+fn run_audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    let dir = audit::audit_dir(&config.state_dir);
+    let result = match command {
+        AuditCommand::Verify { from, to } => verify_audit(config, &dir, from, to),
+        AuditCommand::Tail { lines, follow } => tail_audit(&dir, lines, follow),
+        AuditCommand::Export { since, format } => export_audit(&dir, since, format),
+    };
+    match result {
+        // `outpost audit export | head`: the reader left; that is not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn verify_audit(
+    config: &Config,
+    dir: &Path,
+    from: Option<time::Date>,
+    to: Option<time::Date>,
+) -> anyhow::Result<()> {
+    if day::list(dir)
+        .with_context(|| format!("{}: cannot list audit files", dir.display()))?
+        .is_empty()
+    {
+        println!("ok: no audit records in {}", dir.display());
+        return Ok(());
+    }
+    let (key, _) = AuditKey::load(&config.state_dir).map_err(|e| Exit {
+        code: EXIT_CONFIG,
+        message: format!("cannot verify checkpoints without the key: {e}"),
+    })?;
+    match verify::verify(dir, &key, from, to, config.audit.checkpoint_every) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(broken) => {
+            println!("BROKEN {broken}");
+            Err(Exit {
+                code: EXIT_CHECK_FAILED,
+                message: format!(
+                    "audit log verification failed at {}:{} (seq {})",
+                    broken.file.display(),
+                    broken.line,
+                    broken.seq
+                ),
+            }
+            .into())
+        }
+    }
+}
+
+/// How often `audit tail -f` looks for new records.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+fn tail_audit(dir: &Path, lines: usize, follow: bool) -> anyhow::Result<()> {
+    let (records, position) = read::last_records(dir, lines)
+        .with_context(|| format!("{}: cannot read audit files", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    for found in &records {
+        writeln!(out, "{}", render::human_line(&found.record))?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut follower = read::Follower::new(dir, position);
+    loop {
+        for line in follower
+            .poll()
+            .with_context(|| format!("{}: cannot read audit files", dir.display()))?
+        {
+            match serde_json::from_slice::<audit::record::AuditRecord>(&line) {
+                Ok(record) => writeln!(out, "{}", render::human_line(&record))?,
+                Err(e) => writeln!(out, "(unreadable record: {e})")?,
+            }
+        }
+        out.flush()?;
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+fn export_audit(
+    dir: &Path,
+    since: time::OffsetDateTime,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if format == ExportFormat::Csv {
+        out.write_all(render::csv_header().as_bytes())?;
+    }
+    read::records_since(
+        dir,
+        since,
+        |found| match format {
+            ExportFormat::Jsonl => {
+                out.write_all(&found.line)?;
+                out.write_all(b"\n")
+            }
+            ExportFormat::Csv => out.write_all(render::csv_row(&found.record).as_bytes()),
+        },
+        |file, line| {
+            tracing::warn!(
+                "{}:{line}: not a valid audit record; skipped (run `outpost audit verify`)",
+                file.display()
+            )
+        },
+    )?;
+    out.flush()?;
+    Ok(())
 }
 
 fn run_agent(config: &Config) -> anyhow::Result<()> {

@@ -9,8 +9,15 @@
 //! Everything after this module takes [`Config`]: addresses are parsed,
 //! loopback is enforced unless `danger_allow_non_loopback` says otherwise,
 //! durations are durations.
+//!
+//! Sections besides the top level:
+//! - `[upstream]`: how providers are dialled and trusted;
+//! - `[identity]`: the user and device every audit record names (default:
+//!   the OS user the agent runs as, and the host name);
+//! - `[audit]`, `[audit.export]`: the audit log's retention, queue, checkpoint
+//!   interval, and where (if anywhere) it is shipped over OTLP/HTTP.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -82,6 +89,126 @@ pub struct Config {
     pub ca_key_store: KeyStoreChoice,
     /// How Outpost reaches providers.
     pub upstream: UpstreamConfig,
+    /// Who and which device the agent acts for (named in audit records).
+    pub identity: Identity,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// The user and device named in every audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `[identity] user`; default the OS user the agent runs as.
+    pub user: String,
+    /// `[identity] device`; default the host name.
+    pub device: String,
+}
+
+impl Identity {
+    /// The defaults: the OS user (`$USER`, `$USERNAME`, `$LOGNAME`) and the
+    /// host name (`$HOSTNAME`, `$COMPUTERNAME`, `/proc/sys/kernel/hostname`,
+    /// `/etc/hostname`), each `"unknown"` when nothing says.
+    pub fn from_os() -> Identity {
+        Identity::from_sources(
+            |name| std::env::var(name).ok(),
+            |path| std::fs::read_to_string(path).ok(),
+        )
+    }
+
+    /// [`Identity::from_os`] with the environment and file reads supplied.
+    fn from_sources(
+        env: impl Fn(&str) -> Option<String>,
+        read: impl Fn(&Path) -> Option<String>,
+    ) -> Identity {
+        let present = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let user = ["USER", "USERNAME", "LOGNAME"]
+            .iter()
+            .find_map(|name| present(env(name)));
+        let device = ["HOSTNAME", "COMPUTERNAME"]
+            .iter()
+            .find_map(|name| present(env(name)))
+            .or_else(|| {
+                ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                    .iter()
+                    .find_map(|path| present(read(Path::new(path))))
+            });
+        Identity {
+            user: user.unwrap_or_else(|| UNKNOWN.to_string()),
+            device: device.unwrap_or_else(|| UNKNOWN.to_string()),
+        }
+    }
+}
+
+/// What an identity field is when nothing names it.
+const UNKNOWN: &str = "unknown";
+
+/// `[audit]`: the local audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// Day files kept; 0 keeps them forever. Files not yet shipped are kept
+    /// regardless.
+    pub retention_days: u32,
+    /// Records in flight or queued before new requests see a full backlog.
+    pub queue_capacity: usize,
+    /// A keyed checkpoint record after at most this many records (and at
+    /// least every minute while records are written, and at shutdown).
+    pub checkpoint_every: u64,
+    /// `[audit.export]`, when an OTLP endpoint is set.
+    pub export: Option<ExportConfig>,
+    /// The agent's identity, for the records the writer makes itself
+    /// (checkpoints, repairs). A copy of [`Config::identity`].
+    pub identity: Identity,
+}
+
+/// Default `[audit] retention_days`.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 90;
+/// Default `[audit] queue_capacity`.
+pub const DEFAULT_AUDIT_QUEUE_CAPACITY: usize = 8192;
+/// Smallest `[audit] queue_capacity`.
+pub const MIN_AUDIT_QUEUE_CAPACITY: usize = 16;
+/// Largest `[audit] queue_capacity` (each slot may hold a request's record).
+pub const MAX_AUDIT_QUEUE_CAPACITY: usize = 1 << 20;
+/// Default `[audit] checkpoint_every`.
+pub const DEFAULT_AUDIT_CHECKPOINT_EVERY: u64 = 1000;
+/// Default `[audit.export] batch_size`.
+pub const DEFAULT_EXPORT_BATCH_SIZE: usize = 512;
+/// Largest `[audit.export] batch_size`.
+pub const MAX_EXPORT_BATCH_SIZE: usize = 100_000;
+
+impl Default for AuditConfig {
+    /// The embedded defaults, with the OS identity.
+    fn default() -> AuditConfig {
+        AuditConfig {
+            retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
+            checkpoint_every: DEFAULT_AUDIT_CHECKPOINT_EVERY,
+            export: None,
+            identity: Identity::from_os(),
+        }
+    }
+}
+
+/// `[audit.export]`: shipping records to a collector as OTLP/HTTP logs.
+#[derive(Clone, PartialEq)]
+pub struct ExportConfig {
+    /// `otlp_endpoint`, an `http` or `https` URL (base, e.g. `http://host:4318`).
+    pub endpoint: http::Uri,
+    /// Records per export request.
+    pub batch_size: usize,
+    /// Extra request headers (validated names and values), e.g. authorization.
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ExportConfig {
+    // Header values are often credentials: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ExportConfig")
+            .field("endpoint", &self.endpoint)
+            .field("batch_size", &self.batch_size)
+            .field("headers (values hidden)", &names)
+            .finish()
+    }
 }
 
 /// How Outpost dials and trusts upstream hosts.
@@ -115,6 +242,35 @@ struct RawConfig {
     ca_key_store: Option<KeyStoreChoice>,
     #[serde(default)]
     upstream: RawUpstream,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    user: Option<Spanned<String>>,
+    device: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    retention_days: Option<u32>,
+    queue_capacity: Option<Spanned<usize>>,
+    checkpoint_every: Option<Spanned<u64>>,
+    export: Option<RawExport>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    otlp_endpoint: Option<Spanned<String>>,
+    batch_size: Option<Spanned<usize>>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -235,6 +391,9 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
         600,
     )?;
 
+    let identity = identity(file, text, raw.identity)?;
+    let audit = audit(file, text, raw.audit, &identity)?;
+
     Ok(Config {
         source: path.map(Path::to_path_buf),
         listen,
@@ -256,7 +415,160 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
             idle_timeout: Duration::from_secs(up.idle_timeout_secs.unwrap_or(90)),
             response_timeout,
         },
+        identity,
+        audit,
     })
+}
+
+fn identity(file: &Path, text: &str, raw: RawIdentity) -> Result<Identity, Located> {
+    let defaults = Identity::from_os();
+    let named = |key: &str, value: Option<Spanned<String>>, default: String| match value {
+        None => Ok(default),
+        Some(v) => {
+            let trimmed = v.get_ref().trim();
+            if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+                Err(Located::span(
+                    file,
+                    text,
+                    Some(v.span()),
+                    format!(
+                        "`identity.{key}`: must be a non-empty name without control characters"
+                    ),
+                ))
+            } else {
+                Ok(trimmed.to_string())
+            }
+        }
+    };
+    Ok(Identity {
+        user: named("user", raw.user, defaults.user)?,
+        device: named("device", raw.device, defaults.device)?,
+    })
+}
+
+fn audit(
+    file: &Path,
+    text: &str,
+    raw: RawAudit,
+    identity: &Identity,
+) -> Result<AuditConfig, Located> {
+    let queue_capacity = match raw.queue_capacity {
+        None => DEFAULT_AUDIT_QUEUE_CAPACITY,
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(MIN_AUDIT_QUEUE_CAPACITY..=MAX_AUDIT_QUEUE_CAPACITY).contains(&n) {
+                return Err(Located::span(
+                    file,
+                    text,
+                    Some(v.span()),
+                    format!(
+                        "`audit.queue_capacity`: must be between {MIN_AUDIT_QUEUE_CAPACITY} \
+                         and {MAX_AUDIT_QUEUE_CAPACITY}, got {n}"
+                    ),
+                ));
+            }
+            n
+        }
+    };
+    let checkpoint_every = match raw.checkpoint_every {
+        None => DEFAULT_AUDIT_CHECKPOINT_EVERY,
+        Some(v) if *v.get_ref() == 0 => {
+            return Err(Located::span(
+                file,
+                text,
+                Some(v.span()),
+                "`audit.checkpoint_every`: must be at least 1 record",
+            ))
+        }
+        Some(v) => *v.get_ref(),
+    };
+    let export = match raw.export {
+        Some(export) => export_config(file, text, export)?,
+        None => None,
+    };
+    Ok(AuditConfig {
+        retention_days: raw.retention_days.unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS),
+        queue_capacity,
+        checkpoint_every,
+        export,
+        identity: identity.clone(),
+    })
+}
+
+/// `[audit.export]`; `None` when it sets no endpoint (shipping off).
+fn export_config(file: &Path, text: &str, raw: RawExport) -> Result<Option<ExportConfig>, Located> {
+    let Some(endpoint) = raw.otlp_endpoint else {
+        return Ok(None);
+    };
+    let bad_endpoint = |why: &str| {
+        Located::span(
+            file,
+            text,
+            Some(endpoint.span()),
+            format!(
+                "`audit.export.otlp_endpoint`: {why}; expected a URL such as \
+                 \"http://collector:4318\", got {:?}",
+                endpoint.get_ref()
+            ),
+        )
+    };
+    let uri: http::Uri = endpoint
+        .get_ref()
+        .parse()
+        .map_err(|_| bad_endpoint("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(bad_endpoint("the scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad_endpoint("no host"));
+    }
+    let batch_size = match raw.batch_size {
+        None => DEFAULT_EXPORT_BATCH_SIZE,
+        Some(v) => {
+            let n = *v.get_ref();
+            if !(1..=MAX_EXPORT_BATCH_SIZE).contains(&n) {
+                return Err(Located::span(
+                    file,
+                    text,
+                    Some(v.span()),
+                    format!(
+                        "`audit.export.batch_size`: must be between 1 and {MAX_EXPORT_BATCH_SIZE}, got {n}"
+                    ),
+                ));
+            }
+            n
+        }
+    };
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in raw.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(Located::span(
+                file,
+                text,
+                Some(value.span()),
+                format!("`audit.export.headers`: {name:?} is not a valid HTTP header name"),
+            ));
+        }
+        if http::HeaderValue::from_str(value.get_ref()).is_err() {
+            // Never echo the value: it is usually a credential.
+            return Err(Located::span(
+                file,
+                text,
+                Some(value.span()),
+                format!(
+                    "`audit.export.headers.\"{name}\"`: not a valid HTTP header value \
+                     (control characters or non-ASCII)"
+                ),
+            ));
+        }
+        headers.push((name.to_ascii_lowercase(), value.into_inner()));
+    }
+    Ok(Some(ExportConfig {
+        endpoint: uri,
+        batch_size,
+        headers,
+    }))
 }
 
 /// Lower-case a host name and drop a trailing dot, so lookups agree.
@@ -413,6 +725,117 @@ connect_timeout_secs = 3
             .to_string();
         assert!(err.contains(":2:"), "got: {err}");
         assert!(err.contains("api.openai.com"), "got: {err}");
+    }
+
+    #[test]
+    fn identity_defaults_follow_the_lookup_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let files = |name: &'static str| {
+            move |path: &Path| (path == Path::new("/etc/hostname")).then(|| format!("{name}\n"))
+        };
+        let id = Identity::from_sources(
+            env(&[
+                ("USERNAME", "bob"),
+                ("LOGNAME", "carol"),
+                ("USER", " "),
+                ("COMPUTERNAME", "WIN-1"),
+            ]),
+            files("ignored"),
+        );
+        assert_eq!(id.user, "bob");
+        assert_eq!(id.device, "WIN-1");
+        let id = Identity::from_sources(env(&[("LOGNAME", "carol")]), files(" box-7 "));
+        assert_eq!(id.user, "carol");
+        assert_eq!(id.device, "box-7");
+        let id = Identity::from_sources(env(&[]), |_: &Path| None);
+        assert_eq!(id.user, "unknown");
+        assert_eq!(id.device, "unknown");
+    }
+
+    #[test]
+    fn identity_and_audit_sections_parse() {
+        let cfg = parse(
+            r#"
+[identity]
+user = " alice@example.com "
+device = "laptop-42"
+[audit]
+retention_days = 0
+queue_capacity = 16
+checkpoint_every = 10
+[audit.export]
+otlp_endpoint = "https://collector.example:4318"
+batch_size = 100
+headers = { "Authorization" = "Bearer s3cret", "x-tenant" = "acme" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.identity.user, "alice@example.com");
+        assert_eq!(cfg.identity.device, "laptop-42");
+        assert_eq!(cfg.audit.retention_days, 0);
+        assert_eq!(cfg.audit.queue_capacity, 16);
+        assert_eq!(cfg.audit.checkpoint_every, 10);
+        assert_eq!(cfg.audit.identity, cfg.identity);
+        let export = cfg.audit.export.as_ref().unwrap();
+        assert_eq!(
+            export.endpoint.to_string(),
+            "https://collector.example:4318/"
+        );
+        assert_eq!(export.batch_size, 100);
+        assert_eq!(
+            export.headers,
+            vec![
+                ("authorization".to_string(), "Bearer s3cret".to_string()),
+                ("x-tenant".to_string(), "acme".to_string())
+            ]
+        );
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn audit_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.audit.retention_days, 90);
+        assert_eq!(cfg.audit.queue_capacity, 8192);
+        assert_eq!(cfg.audit.checkpoint_every, 1000);
+        assert!(cfg.audit.export.is_none());
+        assert!(!cfg.identity.user.is_empty());
+        assert!(!cfg.identity.device.is_empty());
+        let cfg = parse("[audit.export]\nbatch_size = 5\n").unwrap();
+        assert!(cfg.audit.export.is_none(), "no endpoint, no shipping");
+    }
+
+    #[test]
+    fn bad_audit_settings_are_located() {
+        let cases = [
+            ("[audit]\nqueue_capacity = 15\n", ":2:", "audit.queue_capacity"),
+            ("[audit]\ncheckpoint_every = 0\n", ":2:", "audit.checkpoint_every"),
+            ("[audit]\nretention_days = -1\n", ":2:", "retention_days"),
+            ("[audit]\nrotate = 1\n", ":2:", "rotate"),
+            ("[audit.export]\notlp_endpoint = \"ftp://x:1\"\n", ":2:", "http or https"),
+            ("[audit.export]\notlp_endpoint = \"not a url\"\n", ":2:", "otlp_endpoint"),
+            ("[audit.export]\notlp_endpoint = \"http://c:4318\"\nbatch_size = 0\n", ":3:", "batch_size"),
+            ("[audit.export]\notlp_endpoint = \"http://c:4318\"\nheaders = { \"bad name\" = \"v\" }\n", ":3:", "header name"),
+            ("[identity]\nuser = \"  \"\n", ":2:", "identity.user"),
+        ];
+        for (text, at, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(at), "{text:?}: {err}");
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let err = parse("[audit.export]\notlp_endpoint = \"http://c:4318\"\nheaders = { a = \"sec\\u0001ret\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("header value") && !err.contains("sec"),
+            "{err}"
+        );
     }
 
     #[test]

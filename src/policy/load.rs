@@ -180,7 +180,9 @@ struct Merged {
     rate_ids: HashMap<String, Seen>,
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
+    on_audit_backlog: Option<OnAuditBacklog>,
     audit_content: Option<AuditContent>,
+    max_content_chars: Option<usize>,
 }
 
 /// Record `id` in `seen`, or report it as a duplicate.
@@ -233,6 +235,20 @@ impl Merged {
                 other => ctx.error(
                     Some(v.span()),
                     format!("`on_unparseable`: expected \"block\" or \"forward\", got {other:?}"),
+                ),
+            }
+        }
+        if let Some(v) = raw.on_audit_backlog {
+            match v.get_ref().as_str() {
+                "block" => self.on_audit_backlog = Some(OnAuditBacklog::Block),
+                "allow" => {
+                    if self.on_audit_backlog.is_none() {
+                        self.on_audit_backlog = Some(OnAuditBacklog::Allow);
+                    }
+                }
+                other => ctx.error(
+                    Some(v.span()),
+                    format!("`on_audit_backlog`: expected \"block\" or \"allow\", got {other:?}"),
                 ),
             }
         }
@@ -354,6 +370,16 @@ impl Merged {
                 });
             }
         }
+        if let Some(audit) = &raw.audit {
+            if let Some(v) = &audit.max_content_chars {
+                let n = *v.get_ref() as usize;
+                if n == 0 {
+                    ctx.error(Some(v.span()), "`audit.max_content_chars` must be at least 1");
+                } else {
+                    self.max_content_chars = Some(self.max_content_chars.map_or(n, |m| m.min(n)));
+                }
+            }
+        }
         if let Some(audit) = raw.audit {
             if let Some(c) = audit.content {
                 match c.get_ref().as_str() {
@@ -430,10 +456,12 @@ impl Merged {
             response_scan,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
+            on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
             budgets: self.budgets,
             rate_limits: self.rate_limits,
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
+                max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
             },
         })
     }

@@ -21,6 +21,9 @@ pub struct RawPolicy {
     /// What to do with a body a known endpoint cannot parse, or one over
     /// `max_body_bytes`: `block` (default) or `forward` uninspected.
     pub on_unparseable: Option<Spanned<String>>,
+    /// When the audit writer's queue is full: `block` new requests
+    /// (default) or `allow` them unaudited (counted).
+    pub on_audit_backlog: Option<Spanned<String>>,
     /// Which hosts are intercepted.
     pub intercept: Option<RawIntercept>,
     /// Model allow/deny rules.
@@ -161,4 +164,6 @@ pub struct RawRateLimit {
 pub struct RawAudit {
     /// none | hash | redacted | full.
     pub content: Option<Spanned<String>>,
+    /// Longest prompt or completion kept in `redacted`/`full` mode (chars).
+    pub max_content_chars: Option<Spanned<u64>>,
 }

@@ -33,6 +33,8 @@ pub struct Policy {
     pub max_body_bytes: u64,
     /// What to do with bodies that cannot be inspected.
     pub on_unparseable: OnUnparseable,
+    /// What to do when the audit queue is full.
+    pub on_audit_backlog: OnAuditBacklog,
     /// Spending limits.
     pub budgets: Vec<BudgetRule>,
     /// Rate limits.
@@ -66,6 +68,15 @@ pub enum OnUnparseable {
     Block,
     /// Forward it uninspected (audited as such).
     Forward,
+}
+
+/// `on_audit_backlog`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAuditBacklog {
+    /// Refuse new requests with a clear error until the writer catches up.
+    Block,
+    /// Serve them unaudited; the count is kept and shown.
+    Allow,
 }
 
 /// What a guardrail does when it matches.
@@ -250,12 +261,18 @@ pub enum AuditContent {
 pub struct AuditSettings {
     /// Content mode.
     pub content: AuditContent,
+    /// Longest text kept in `redacted`/`full` mode, in chars.
+    pub max_content_chars: usize,
 }
+
+/// Default for `[audit] max_content_chars`.
+pub const DEFAULT_MAX_CONTENT_CHARS: usize = 4096;
 
 impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings {
             content: AuditContent::Hash,
+            max_content_chars: DEFAULT_MAX_CONTENT_CHARS,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod forward;
 pub mod intercept;
 pub mod listener;
 pub mod pipeline;
+pub mod trail;
 pub mod websocket;
 
 use std::collections::HashSet;
@@ -27,7 +28,8 @@ use http_body_util::{BodyExt, Full};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::normalize_host;
+use crate::audit::writer::AuditLog;
+use crate::config::{normalize_host, Identity};
 use crate::policy::watch::PolicyHandle;
 use crate::provider::{self, ErrorKind, Provider, ProviderTable};
 use crate::tls::cache::LeafCache;
@@ -78,6 +80,10 @@ pub struct ProxyState {
     pub policy: Arc<PolicyHandle>,
     /// Which host is which provider.
     pub providers: ProviderTable,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Who and which device the agent acts for.
+    pub identity: Identity,
     /// Leaf certificates.
     pub leaves: LeafCache,
     /// Pooled upstream client and connector.
@@ -94,6 +100,8 @@ impl ProxyState {
     pub fn new(
         policy: Arc<PolicyHandle>,
         providers: ProviderTable,
+        audit: AuditLog,
+        identity: Identity,
         leaves: LeafCache,
         upstream: Upstream,
         shutdown: CancellationToken,
@@ -102,6 +110,8 @@ impl ProxyState {
         Arc::new(ProxyState {
             policy,
             providers,
+            audit,
+            identity,
             leaves,
             upstream,
             shutdown,

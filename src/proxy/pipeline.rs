@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
@@ -25,9 +26,10 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::forward::{self, Route};
+use super::trail::{audited_path, AuditedBody, CallTrail, SharedFacts};
 use super::{full_body, ProxyBody, ProxyState};
 use crate::policy::decide::{self, Inspection, Refusal, RefusalReason};
-use crate::policy::rules::OnUnparseable;
+use crate::policy::rules::{OnAuditBacklog, OnUnparseable};
 use crate::policy::stream::StreamInspector;
 use crate::policy::Policy;
 use crate::provider::{self, ApiCall, ErrorKind, Provider};
@@ -47,14 +49,49 @@ pub fn provider_of(state: &ProxyState, host: &str) -> (String, Provider) {
     }
 }
 
-/// Handle one request on an intercepted host.
+/// Handle one request on an intercepted host: one audit record, always.
 pub async fn handle(
     state: &ProxyState,
     route: &Route,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let policy = state.policy.current();
+    let permit = match state.audit.try_reserve() {
+        Some(permit) => Some(permit),
+        None if policy.on_audit_backlog == OnAuditBacklog::Block => {
+            state.audit.note_refused();
+            tracing::warn!(host = %route.target.host, "audit queue full: refusing the request");
+            return backlog_response(&route.target.host);
+        }
+        None => {
+            state.audit.note_dropped();
+            None
+        }
+    };
+    let path = audited_path(req.uri().path(), req.uri().query());
+    let mut trail = CallTrail::start(
+        permit,
+        policy.clone(),
+        (&state.identity.user, &state.identity.device),
+        &route.target.host,
+        req.method().as_str(),
+        path,
+    );
+    let response = run(state, route, req, &policy, &mut trail).await;
+    let status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, AuditedBody::new(body, trail, status).boxed())
+}
+
+async fn run(
+    state: &ProxyState,
+    route: &Route,
+    req: Request<Incoming>,
+    policy: &Arc<Policy>,
+    trail: &mut CallTrail,
+) -> Response<ProxyBody> {
     let (provider_name, provider) = provider_of(state, &route.target.host);
+    trail.event.provider = Some(provider_name.clone());
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
@@ -66,18 +103,20 @@ pub async fn handle(
         max_tokens: None,
         texts: Vec::new(),
     };
+    let refuse = |trail: &mut CallTrail, call: &ApiCall, refusal: Refusal| {
+        tracing::info!(host = %route.target.host, path, rule = %refusal.rule, "request refused");
+        trail.refused(&refusal.rule, &refusal.message);
+        refusal_response(call, &refusal)
+    };
 
     let body = match read_body(body, &parts.headers, policy.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(BodyRead::Client(err)) => {
+            trail.failed(format!("request body unreadable: {err}"));
             return refusal_response(
                 &fallback_call,
-                &Refusal {
-                    rule: "request".into(),
-                    reason: RefusalReason::Uninspectable,
-                    message: format!("Outpost could not read the request body: {err}"),
-                },
-            )
+                &uninspectable(format!("Outpost could not read the request body: {err}")),
+            );
         }
         Err(BodyRead::TooLarge(rest)) => {
             let message = format!(
@@ -87,13 +126,15 @@ pub async fn handle(
             return match policy.on_unparseable {
                 OnUnparseable::Forward => {
                     tracing::info!(host = %route.target.host, path, "forwarding an over-size body uninspected");
+                    trail.event.error = Some("forwarded uninspected: body over max_body_bytes".into());
                     let request = Request::from_parts(parts, rest.boxed());
-                    forward::send(state, route, request).await
+                    send(state, route, request, trail).await
                 }
-                OnUnparseable::Block => refusal_response(&fallback_call, &uninspectable(message)),
+                OnUnparseable::Block => refuse(trail, &fallback_call, uninspectable(message)),
             };
         }
     };
+    trail.request_body(&body);
 
     let call = match provider::parse_request(provider, &method, &path, &body) {
         Ok(call) => call,
@@ -102,20 +143,24 @@ pub async fn handle(
             return match policy.on_unparseable {
                 OnUnparseable::Forward => {
                     tracing::info!(host = %route.target.host, path, "forwarding an unparseable body uninspected: {err}");
+                    trail.event.error = Some(format!("forwarded uninspected: {err}"));
                     let request = Request::from_parts(parts, full_body(body));
-                    forward::send(state, route, request).await
+                    send(state, route, request, trail).await
                 }
-                OnUnparseable::Block => refusal_response(&fallback_call, &uninspectable(message)),
+                OnUnparseable::Block => refuse(trail, &fallback_call, uninspectable(message)),
             };
         }
     };
+    trail.event.api = Some(call.api.name().to_string());
+    trail.event.model = call.model.clone();
+    trail.event.stream = call.stream;
+    trail.prompt(call.texts.iter().map(|t| t.text.clone()).collect());
 
-    let (body, inspection) = match decide_request(&policy, &provider_name, &call, body) {
-        Ok(pair) => pair,
-        Err(refusal) => {
-            tracing::info!(host = %route.target.host, path, rule = %refusal.rule, "request refused");
-            return refusal_response(&call, &refusal);
-        }
+    let (decided, inspection) = decide_request(policy, &provider_name, &call, body);
+    trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
+    let body = match decided {
+        Ok(body) => body,
+        Err(refusal) => return refuse(trail, &call, refusal),
     };
 
     let mut parts = parts;
@@ -125,41 +170,74 @@ pub async fn handle(
             .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let request = Request::from_parts(parts, full_body(body));
-    let response = forward::send(state, route, request).await;
-    let mut response = inspect_response(&policy, call, response).await;
+    let response = send(state, route, request, trail).await;
+    let mut response = inspect_response(policy, call, response, trail).await;
     add_warnings(response.headers_mut(), inspection.warnings());
     response
 }
 
+/// Forward, timing the upstream and noting failures in the trail.
+async fn send(
+    state: &ProxyState,
+    route: &Route,
+    request: Request<ProxyBody>,
+    trail: &mut CallTrail,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let response = forward::send(state, route, request).await;
+    trail.upstream_ms(started.elapsed().as_millis() as u64);
+    if let Some(code) = response
+        .headers()
+        .get("x-outpost-error")
+        .and_then(|v| v.to_str().ok())
+    {
+        trail.failed(format!("{code}: {}", route.target.host));
+    }
+    response
+}
+
+fn backlog_response(host: &str) -> Response<ProxyBody> {
+    let mut response = super::provider_error(
+        host,
+        ErrorKind::UpstreamUnavailable,
+        "Outpost's audit log is behind and policy requires every call to be audited; try again in a moment.",
+    );
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+}
+
 /// Model rules, then request guardrails. Returns the body to forward
-/// (rewritten if anything was redacted) and what matched.
+/// (rewritten if anything was redacted) or the refusal, and what matched.
 pub fn decide_request(
     policy: &Policy,
     provider_name: &str,
     call: &ApiCall,
     body: Bytes,
-) -> Result<(Bytes, Inspection), Refusal> {
+) -> (Result<Bytes, Refusal>, Inspection) {
     if let Some(model) = &call.model {
-        decide::check_model(policy, provider_name, model)?;
+        if let Err(refusal) = decide::check_model(policy, provider_name, model) {
+            return (Err(refusal), Inspection::default());
+        }
     }
     let Some(scan) = &policy.request_scan else {
-        return Ok((body, Inspection::default()));
+        return (Ok(body), Inspection::default());
     };
     let inspection = decide::inspect_texts(policy, scan, &call.texts);
     if let Some(block) = &inspection.block {
-        return Err(block.clone());
+        return (Err(block.clone()), inspection);
     }
     if inspection.edits.is_empty() {
-        return Ok((body, inspection));
+        return (Ok(body), inspection);
     }
-    match provider::rewrite_texts(&body, &inspection.edits) {
-        Ok(rewritten) => Ok((Bytes::from(rewritten), inspection)),
+    let rewritten = match provider::rewrite_texts(&body, &inspection.edits) {
+        Ok(rewritten) => Ok(Bytes::from(rewritten)),
         // The body parsed a moment ago; failing to rewrite it must not let
         // the unredacted text through.
         Err(err) => Err(uninspectable(format!(
             "Outpost could not apply redactions to this request: {err}"
         ))),
-    }
+    };
+    (rewritten, inspection)
 }
 
 fn uninspectable(message: String) -> Refusal {
@@ -307,11 +385,13 @@ fn is_encoded(headers: &HeaderMap) -> bool {
         .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
 }
 
-/// Apply response guardrails to a successful provider response.
+/// Apply response guardrails to a successful provider response, and learn
+/// its usage and text for the audit trail.
 async fn inspect_response(
     policy: &Arc<Policy>,
     call: ApiCall,
     response: Response<ProxyBody>,
+    trail: &mut CallTrail,
 ) -> Response<ProxyBody> {
     if !response.status().is_success() || !call.api.generates() {
         return response;
@@ -321,10 +401,9 @@ async fn inspect_response(
         // Outpost asked for identity; a provider that compresses anyway
         // cannot be scanned.
         if policy.response_scan.is_some() && policy.on_unparseable == OnUnparseable::Block {
-            return refusal_response(
-                &call,
-                &uninspectable("The provider sent a compressed response Outpost cannot inspect.".into()),
-            );
+            let refusal = uninspectable("The provider sent a compressed response Outpost cannot inspect.".into());
+            trail.refused(&refusal.rule, &refusal.message);
+            return refusal_response(&call, &refusal);
         }
         return response;
     }
@@ -332,53 +411,68 @@ async fn inspect_response(
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(CONTENT_LENGTH);
         let inspector = StreamInspector::new(policy.clone(), call);
-        return Response::from_parts(parts, InspectedStream::new(body, inspector).boxed());
+        let facts = trail.stream_facts();
+        return Response::from_parts(parts, InspectedStream::new(body, inspector, facts).boxed());
     }
-    if policy.response_scan.is_none() || !is_json(headers) {
+    if !is_json(headers) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
     let bytes = match collect_limited(body, policy.max_body_bytes).await {
         Ok(bytes) => bytes,
-        Err(message) => return refusal_response(&call, &uninspectable(message)),
+        Err(message) => {
+            trail.failed(message.clone());
+            return refusal_response(&call, &uninspectable(message));
+        }
     };
+    trail.usage(provider::response_usage(&call, &bytes));
     let texts = match provider::response_texts(&call, &bytes) {
         Ok(texts) => texts,
-        Err(err) if policy.on_unparseable == OnUnparseable::Forward => {
+        Err(err) if policy.on_unparseable == OnUnparseable::Forward || policy.response_scan.is_none() => {
             tracing::info!("response not inspected: {err}");
             return Response::from_parts(parts, full_body(bytes));
         }
         Err(err) => {
-            return refusal_response(
-                &call,
-                &uninspectable(format!("Outpost could not inspect the provider's response: {err}")),
-            )
+            let refusal = uninspectable(format!("Outpost could not inspect the provider's response: {err}"));
+            trail.refused(&refusal.rule, &refusal.message);
+            return refusal_response(&call, &refusal);
         }
     };
     let Some(scan) = &policy.response_scan else {
+        trail.completion(texts.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join("\n"));
         return Response::from_parts(parts, full_body(bytes));
     };
     let inspection = decide::inspect_texts(policy, scan, &texts);
+    trail.response_hits(inspection.hits.clone());
     if let Some(block) = &inspection.block {
         let refusal = Refusal {
             message: format!("Response {}", block.message.replacen("Blocked", "blocked", 1)),
             ..block.clone()
         };
+        trail.refused(&refusal.rule, &refusal.message);
         return refusal_response(&call, &refusal);
     }
-    let bytes = if inspection.edits.is_empty() {
-        bytes
+    let (bytes, delivered) = if inspection.edits.is_empty() {
+        let delivered: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+        let delivered = delivered.join("\n");
+        (bytes, delivered)
     } else {
         match provider::rewrite_texts(&bytes, &inspection.edits) {
-            Ok(rewritten) => Bytes::from(rewritten),
+            Ok(rewritten) => {
+                let rewritten = Bytes::from(rewritten);
+                let delivered = provider::response_texts(&call, &rewritten)
+                    .map(|t| t.into_iter().map(|t| t.text).collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
+                (rewritten, delivered)
+            }
             Err(err) => {
-                return refusal_response(
-                    &call,
-                    &uninspectable(format!("Outpost could not redact the provider's response: {err}")),
-                )
+                let refusal = uninspectable(format!("Outpost could not redact the provider's response: {err}"));
+                trail.refused(&refusal.rule, &refusal.message);
+                return refusal_response(&call, &refusal);
             }
         }
     };
+    trail.completion(delivered);
     parts
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -403,17 +497,34 @@ pub struct InspectedStream {
     queue: VecDeque<Bytes>,
     done: bool,
     error: Option<BoxError>,
+    facts: SharedFacts,
 }
 
 impl InspectedStream {
-    fn new(inner: ProxyBody, inspector: StreamInspector) -> InspectedStream {
+    fn new(inner: ProxyBody, inspector: StreamInspector, facts: SharedFacts) -> InspectedStream {
         InspectedStream {
             inner,
             inspector,
             queue: VecDeque::new(),
             done: false,
             error: None,
+            facts,
         }
+    }
+
+    /// Publish what the stream showed, for the audit record.
+    fn publish(&self) {
+        let mut facts = self.facts.lock().unwrap_or_else(|p| p.into_inner());
+        facts.hits = self.inspector.hits();
+        facts.completion = self.inspector.delivered_text().to_string();
+        facts.usage = self.inspector.state().usage();
+        facts.blocked = self.inspector.blocked().is_some();
+    }
+}
+
+impl Drop for InspectedStream {
+    fn drop(&mut self) {
+        self.publish();
     }
 }
 
@@ -441,6 +552,7 @@ impl Body for InspectedStream {
                         this.queue.extend(out);
                         if this.inspector.blocked().is_some() {
                             this.done = true;
+                            this.publish();
                         }
                     }
                     Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
@@ -449,10 +561,12 @@ impl Body for InspectedStream {
                     this.queue.extend(this.inspector.finish());
                     this.error = Some(err);
                     this.done = true;
+                    this.publish();
                 }
                 Poll::Ready(None) => {
                     this.queue.extend(this.inspector.finish());
                     this.done = true;
+                    this.publish();
                 }
             }
         }

@@ -1,12 +1,16 @@
-//! Where the CA private key lives, and how it is written so nobody else can
-//! read it.
+//! Where the agent's secrets live, and how they are written so nobody else
+//! can read them.
 //!
-//! Two places:
+//! A *secret* is a small text value only the agent may read: the CA private
+//! key ([`CA_KEY`]) and the audit log's HMAC key (`audit::key`). Each is
+//! described by a [`Secret`] (its file under `state_dir`, its keyring
+//! account, and what to tell the operator when it is missing or exposed),
+//! and kept in one of two places:
 //! - the OS keyring (macOS Keychain, Windows Credential Manager), used by
 //!   `auto` on those systems;
-//! - a PKCS#8 PEM file `state_dir/ca/ca.key`, created with mode 0600 in a
-//!   0700 directory, written to a temporary name and renamed so a crash never
-//!   leaves half a key.
+//! - a file such as `state_dir/ca/ca.key` (a PKCS#8 PEM), created with mode
+//!   0600 in a 0700 directory, written to a temporary name and renamed so a
+//!   crash never leaves half a key.
 //!
 //! Linux has no keyring a system service can use: the kernel keyutils keyring
 //! does not survive a reboot, and the Secret Service needs a logged-in desktop
@@ -57,13 +61,15 @@ pub enum StoreError {
     /// The key file can be read by others: it may already have been copied.
     #[error(
         "{path} is readable by group or others (mode {mode:o}); it may have been copied. \
-         Run `outpost ca rotate` to make a new CA, or `chmod 600` it if you know it was not"
+         {remedy}, or `chmod 600` it if you know it was not"
     )]
     TooOpen {
         /// The file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// What to do about it (the secret's [`Secret::remedy_exposed`]).
+        remedy: &'static str,
     },
     /// The keyring refused.
     #[error("OS keyring: {0}")]
@@ -71,9 +77,61 @@ pub enum StoreError {
     /// `ca_key_store = "keyring"` where no keyring is usable.
     #[error("`ca_key_store = \"keyring\"` is not supported on this OS: {0}")]
     NoKeyring(&'static str),
-    /// The certificate exists but its key is nowhere.
-    #[error("the CA key is missing (looked in {0}); run `outpost ca rotate` to make a new CA")]
-    Missing(String),
+    /// The secret is needed but is nowhere (for the CA: the certificate
+    /// exists but its key does not).
+    #[error("{what} is missing (looked in {looked}); {remedy}")]
+    Missing {
+        /// Which secret ([`Secret::what`]).
+        what: &'static str,
+        /// Where it was looked for.
+        looked: String,
+        /// What to do about it ([`Secret::remedy_missing`]).
+        remedy: &'static str,
+    },
+    /// The stored value is not what this secret should look like.
+    #[error("{what} in {location} is unreadable: {reason}")]
+    Malformed {
+        /// Which secret.
+        what: &'static str,
+        /// Where it was found.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One secret the agent keeps: where its file goes and what its keyring
+/// entry is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secret {
+    /// Directory under `state_dir` holding the file.
+    pub dir: &'static str,
+    /// File name in that directory.
+    pub file: &'static str,
+    /// Keyring account prefix; a hash of the state dir is appended so two
+    /// agents on one machine never share an entry.
+    pub account: &'static str,
+    /// Human name, for messages ("the CA key").
+    pub what: &'static str,
+    /// What to do when it is missing.
+    pub remedy_missing: &'static str,
+    /// What to do when its file is readable by others.
+    pub remedy_exposed: &'static str,
+}
+
+/// The CA private key (PKCS#8 PEM): `state_dir/ca/ca.key`.
+pub const CA_KEY: Secret = Secret {
+    dir: "ca",
+    file: "ca.key",
+    account: "ca-key",
+    what: "the CA key",
+    remedy_missing: "run `outpost ca rotate` to make a new CA",
+    remedy_exposed: "Run `outpost ca rotate` to make a new CA",
+};
+
+/// The file `secret` is kept in (when it is kept in a file).
+pub fn secret_file(state_dir: &Path, secret: &Secret) -> PathBuf {
+    state_dir.join(secret.dir).join(secret.file)
 }
 
 /// Directory holding the CA under `state_dir`.
@@ -81,9 +139,9 @@ pub fn ca_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("ca")
 }
 
-/// The key file path (used when the key is kept in a file).
+/// The CA key file path (used when the key is kept in a file).
 pub fn key_file(state_dir: &Path) -> PathBuf {
-    ca_dir(state_dir).join("ca.key")
+    secret_file(state_dir, &CA_KEY)
 }
 
 /// Create `dir` (and parents) readable only by the owner.
@@ -134,6 +192,21 @@ pub fn store_key(
     pem: &str,
     choice: KeyStoreChoice,
 ) -> Result<KeyLocation, StoreError> {
+    store_secret(state_dir, &CA_KEY, pem, choice)
+}
+
+/// Load the CA key: the file if there is one, else the keyring.
+pub fn load_key(state_dir: &Path) -> Result<(String, KeyLocation), StoreError> {
+    load_secret(state_dir, &CA_KEY)
+}
+
+/// Store `value` as `secret` per `choice`, replacing any previous value.
+pub fn store_secret(
+    state_dir: &Path,
+    secret: &Secret,
+    value: &str,
+    choice: KeyStoreChoice,
+) -> Result<KeyLocation, StoreError> {
     let use_keyring = match choice {
         KeyStoreChoice::File => false,
         KeyStoreChoice::Keyring => {
@@ -142,48 +215,69 @@ pub fn store_key(
         }
         KeyStoreChoice::Auto => keyring_supported().is_ok(),
     };
+    let path = secret_file(state_dir, secret);
     if use_keyring {
-        match keyring_set(state_dir, pem) {
+        match keyring_set(&keyring_account(state_dir, secret), value) {
             Ok(location) => {
-                let _ = fs::remove_file(key_file(state_dir));
+                let _ = fs::remove_file(&path);
                 return Ok(location);
             }
             Err(err) if choice == KeyStoreChoice::Keyring => return Err(err),
-            Err(err) => tracing::warn!("keyring unusable ({err}); keeping the CA key in a file"),
+            Err(err) => tracing::warn!(
+                "keyring unusable ({err}); keeping {} in a file",
+                secret.what
+            ),
         }
     }
-    create_private_dir(&ca_dir(state_dir))?;
-    let path = key_file(state_dir);
-    write_atomic(&path, pem.as_bytes(), 0o600)?;
+    create_private_dir(&state_dir.join(secret.dir))?;
+    write_atomic(&path, value.as_bytes(), 0o600)?;
     Ok(KeyLocation::File(path))
 }
 
-/// Load the CA key: the file if there is one, else the keyring.
-pub fn load_key(state_dir: &Path) -> Result<(String, KeyLocation), StoreError> {
-    let path = key_file(state_dir);
+/// Load `secret`: the file if there is one, else the keyring.
+pub fn load_secret(state_dir: &Path, secret: &Secret) -> Result<(String, KeyLocation), StoreError> {
+    match find_secret(state_dir, secret)? {
+        Some(found) => Ok(found),
+        None => {
+            let path = secret_file(state_dir, secret);
+            let looked = if keyring_supported().is_ok() {
+                format!("{} and the OS keyring", path.display())
+            } else {
+                path.display().to_string()
+            };
+            Err(StoreError::Missing {
+                what: secret.what,
+                looked,
+                remedy: secret.remedy_missing,
+            })
+        }
+    }
+}
+
+/// Look for `secret`: the file if there is one, else the keyring; `None`
+/// when it is in neither.
+pub fn find_secret(
+    state_dir: &Path,
+    secret: &Secret,
+) -> Result<Option<(String, KeyLocation)>, StoreError> {
+    let path = secret_file(state_dir, secret);
     if path.exists() {
-        check_private(&path)?;
-        let pem = fs::read_to_string(&path).map_err(|source| StoreError::Io {
+        check_private(&path, secret)?;
+        let value = fs::read_to_string(&path).map_err(|source| StoreError::Io {
             path: path.clone(),
             source,
         })?;
-        return Ok((pem, KeyLocation::File(path)));
+        return Ok(Some((value, KeyLocation::File(path))));
     }
     if keyring_supported().is_ok() {
-        if let Some(found) = keyring_get(state_dir)? {
-            return Ok(found);
-        }
-        return Err(StoreError::Missing(format!(
-            "{} and the OS keyring",
-            path.display()
-        )));
+        return keyring_get(&keyring_account(state_dir, secret));
     }
-    Err(StoreError::Missing(path.display().to_string()))
+    Ok(None)
 }
 
 /// Refuse a key file that group or others can read.
 #[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), StoreError> {
+fn check_private(path: &Path, secret: &Secret) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::metadata(path).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
@@ -194,26 +288,26 @@ fn check_private(path: &Path) -> Result<(), StoreError> {
         return Err(StoreError::TooOpen {
             path: path.to_path_buf(),
             mode,
+            remedy: secret.remedy_exposed,
         });
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), StoreError> {
+fn check_private(_path: &Path, _secret: &Secret) -> Result<(), StoreError> {
     // Windows: the state dir lives under the service's profile or
     // ProgramData with inherited ACLs; the keyring is preferred there anyway.
     Ok(())
 }
 
-/// The keyring account for one state dir, so two agents on one machine
-/// (a test, a second user) never share a key.
-#[cfg_attr(not(any(target_os = "macos", target_os = "windows")), allow(dead_code))]
-fn keyring_account(state_dir: &Path) -> String {
+/// The keyring account for `secret` of one state dir, so two agents on one
+/// machine (a test, a second user) never share a key.
+fn keyring_account(state_dir: &Path, secret: &Secret) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(state_dir.to_string_lossy().as_bytes());
     let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ca-key-{short}")
+    format!("{}-{short}", secret.account)
 }
 
 const KEYRING_SERVICE: &str = "outpost";
@@ -231,36 +325,34 @@ fn keyring_supported() -> Result<(), StoreError> {
 }
 
 #[cfg(any(target_os = "macos", target_os = "windows"))]
-fn keyring_set(state_dir: &Path, pem: &str) -> Result<KeyLocation, StoreError> {
-    let account = keyring_account(state_dir);
-    let entry = keyring::Entry::new(KEYRING_SERVICE, &account)
+fn keyring_set(account: &str, value: &str) -> Result<KeyLocation, StoreError> {
+    let entry = keyring::Entry::new(KEYRING_SERVICE, account)
         .map_err(|e| StoreError::Keyring(e.to_string()))?;
     entry
-        .set_password(pem)
+        .set_password(value)
         .map_err(|e| StoreError::Keyring(e.to_string()))?;
     Ok(KeyLocation::Keyring {
         service: KEYRING_SERVICE.to_string(),
-        account,
+        account: account.to_string(),
     })
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "windows")))]
-fn keyring_set(_state_dir: &Path, _pem: &str) -> Result<KeyLocation, StoreError> {
+fn keyring_set(_account: &str, _value: &str) -> Result<KeyLocation, StoreError> {
     let _ = KEYRING_SERVICE;
     Err(StoreError::NoKeyring("not available on this OS"))
 }
 
 #[cfg(any(target_os = "macos", target_os = "windows"))]
-fn keyring_get(state_dir: &Path) -> Result<Option<(String, KeyLocation)>, StoreError> {
-    let account = keyring_account(state_dir);
-    let entry = keyring::Entry::new(KEYRING_SERVICE, &account)
+fn keyring_get(account: &str) -> Result<Option<(String, KeyLocation)>, StoreError> {
+    let entry = keyring::Entry::new(KEYRING_SERVICE, account)
         .map_err(|e| StoreError::Keyring(e.to_string()))?;
     match entry.get_password() {
-        Ok(pem) => Ok(Some((
-            pem,
+        Ok(value) => Ok(Some((
+            value,
             KeyLocation::Keyring {
                 service: KEYRING_SERVICE.to_string(),
-                account,
+                account: account.to_string(),
             },
         ))),
         Err(keyring::Error::NoEntry) => Ok(None),
@@ -269,7 +361,7 @@ fn keyring_get(state_dir: &Path) -> Result<Option<(String, KeyLocation)>, StoreE
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "windows")))]
-fn keyring_get(_state_dir: &Path) -> Result<Option<(String, KeyLocation)>, StoreError> {
+fn keyring_get(_account: &str) -> Result<Option<(String, KeyLocation)>, StoreError> {
     Ok(None)
 }
 
@@ -312,6 +404,36 @@ mod tests {
         let err = load_key(dir.path()).unwrap_err().to_string();
         assert!(err.contains("ca.key"), "{err}");
         assert!(err.contains("ca rotate"), "{err}");
+    }
+
+    const OTHER: Secret = Secret {
+        dir: "other",
+        file: "other.key",
+        account: "other-key",
+        what: "the other key",
+        remedy_missing: "make another",
+        remedy_exposed: "Replace it",
+    };
+
+    #[test]
+    fn a_second_secret_lives_beside_the_ca_key_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        store_key(dir.path(), "CA", KeyStoreChoice::File).unwrap();
+        assert!(find_secret(dir.path(), &OTHER).unwrap().is_none());
+        let err = load_secret(dir.path(), &OTHER).unwrap_err().to_string();
+        assert!(err.contains("the other key is missing"), "{err}");
+        assert!(err.contains("make another"), "{err}");
+        let loc = store_secret(dir.path(), &OTHER, "SECRET", KeyStoreChoice::Auto).unwrap();
+        let path = dir.path().join("other").join("other.key");
+        assert_eq!(loc, KeyLocation::File(path.clone()));
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(load_secret(dir.path(), &OTHER).unwrap().0, "SECRET");
+        assert_eq!(load_key(dir.path()).unwrap().0, "CA");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = load_secret(dir.path(), &OTHER).unwrap_err().to_string();
+        assert!(err.contains("Replace it"), "{err}");
+        assert!(!err.contains("ca rotate"), "{err}");
     }
 
     #[test]

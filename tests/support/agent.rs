@@ -42,6 +42,7 @@ pub struct AgentBuilder {
     shutdown_grace_secs: Option<u64>,
     state_dir: Option<PathBuf>,
     policy_files: Vec<(String, String)>,
+    audit: Vec<String>,
 }
 
 impl AgentBuilder {
@@ -101,6 +102,12 @@ impl AgentBuilder {
         self
     }
 
+    /// A raw line in the `[audit]` table, e.g. `checkpoint_every = 4`.
+    pub fn audit_setting(mut self, line: &str) -> Self {
+        self.audit.push(line.to_string());
+        self
+    }
+
     /// Uses this state dir instead of one inside the agent's temp dir (restart tests).
     pub fn state_dir(mut self, dir: &Path) -> Self {
         self.state_dir = Some(dir.to_path_buf());
@@ -136,6 +143,13 @@ impl AgentBuilder {
         toml += "\n[upstream.resolve]\n";
         for (host, addr) in &self.resolve {
             toml += &format!("{} = {}\n", q(host), q(addr));
+        }
+        if !self.audit.is_empty() {
+            toml += "\n[audit]\n";
+            for line in &self.audit {
+                toml += line;
+                toml += "\n";
+            }
         }
         toml
     }
@@ -292,6 +306,7 @@ impl Agent {
             shutdown_grace_secs: None,
             state_dir: None,
             policy_files: Vec::new(),
+            audit: Vec::new(),
         }
     }
 
@@ -429,6 +444,14 @@ impl Agent {
     }
 
     /// Sends SIGTERM (via `/usr/bin/kill`, to keep `unsafe` out of the tests).
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        if let Ok(status) = self.child.wait() {
+            self.exit_status = Some(status);
+        }
+    }
+
     pub fn sigterm(&self) {
         let out = run_with_timeout(
             Command::new("kill")

@@ -1,0 +1,304 @@
+//! The audit log, end to end: one record per intercepted request (allowed,
+//! blocked, redacted, streamed, abandoned by the client), a chain that
+//! `outpost audit verify` accepts and that detects a flipped byte or a
+//! deleted line, no secret in the file, and no answered request without its
+//! record across `kill -9`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use support::*;
+
+const SECRET: &str = "ghp_R7d9Kq2LmX4vB8nT1wZ6yH3cF5jP0sAeUiOg";
+
+/// The request records (kind = request) in every day file of `state_dir`.
+fn records(state_dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("audit"))
+        .expect("audit dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read day file")
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("record is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["kind"] == "request")
+        .collect()
+}
+
+fn day_files(state_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("audit"))
+        .expect("audit dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Allow,
+    Redact,
+    Block,
+    Stream,
+    Disconnect,
+}
+
+fn body_for(shape: Shape, id: usize) -> Value {
+    let content = match shape {
+        Shape::Allow | Shape::Stream | Shape::Disconnect => format!("request {id}: hello"),
+        Shape::Redact => format!("request {id}: card 4111 1111 1111 1111"),
+        Shape::Block => format!("request {id}: token {SECRET}"),
+    };
+    json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": content}],
+        "stream": matches!(shape, Shape::Stream | Shape::Disconnect),
+    })
+}
+
+/// One client connection through the proxy sending `ids` in turn; returns
+/// the ids whose response it read completely.
+async fn client(agent_proxy: std::net::SocketAddr, ca: PathBuf, ids: Vec<(usize, Shape)>) -> Vec<usize> {
+    let mut answered = Vec::new();
+    let mut sender = None;
+    for (id, shape) in ids {
+        if sender.is_none() {
+            let Ok(tls) = tunnel::tls_through_proxy(agent_proxy, "api.openai.com", 443, &ca, &["http/1.1"]).await
+            else {
+                return answered;
+            };
+            let Ok((s, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await else {
+                return answered;
+            };
+            tokio::spawn(conn);
+            sender = Some(s);
+        }
+        let Some(s) = sender.as_mut() else { break };
+        let request = Request::post("/v1/chat/completions")
+            .header("host", "api.openai.com")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-audit-test")
+            .body(Full::new(Bytes::from(body_for(shape, id).to_string())))
+            .expect("request");
+        let Ok(response) = s.send_request(request).await else {
+            sender = None;
+            continue;
+        };
+        let mut body = response.into_body();
+        if matches!(shape, Shape::Disconnect) {
+            // Read one frame, then hang up mid-stream.
+            let _ = body.frame().await;
+            drop(body);
+            sender = None;
+            continue;
+        }
+        if body.collect().await.is_ok() {
+            answered.push(id);
+        } else {
+            sender = None;
+        }
+    }
+    answered
+}
+
+fn shapes(n: usize) -> Vec<(usize, Shape)> {
+    (0..n)
+        .map(|i| {
+            let shape = match i % 10 {
+                0..=3 => Shape::Allow,
+                4 | 5 => Shape::Redact,
+                6 => Shape::Block,
+                7 | 8 => Shape::Stream,
+                _ => Shape::Disconnect,
+            };
+            (i, shape)
+        })
+        .collect()
+}
+
+fn run_load(agent: &Agent, work: Vec<(usize, Shape)>, clients: usize) -> Vec<usize> {
+    let proxy = agent.proxy_addr();
+    let ca = agent.ca_pem_path();
+    block_on(async move {
+        let mut lanes: Vec<Vec<(usize, Shape)>> = vec![Vec::new(); clients];
+        for (i, item) in work.into_iter().enumerate() {
+            lanes[i % clients].push(item);
+        }
+        let tasks: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| tokio::spawn(client(proxy, ca.clone(), lane)))
+            .collect();
+        let mut answered = Vec::new();
+        for t in tasks {
+            answered.extend(t.await.unwrap_or_default());
+        }
+        answered
+    })
+}
+
+fn fast_stack(policy: Option<&str>) -> Stack {
+    Stack::start_with(
+        |f| f.stream_events(4).stream_delay(Duration::from_millis(5)),
+        |a| match policy {
+            Some(p) => a.policy_file("50-audit.toml", p).log_level("info"),
+            None => a.log_level("info"),
+        },
+    )
+}
+
+/// The default policy, with full content so each record can be matched to
+/// its request.
+fn default_with_full_content() -> String {
+    outpost::policy::DEFAULT_POLICY.replace("content = \"hash\"", "content = \"full\"")
+}
+
+#[test]
+fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
+    let mut stack = fast_stack(None);
+    let work = shapes(1000);
+    let answered = run_load(&stack.agent, work.clone(), 8);
+    stack.agent.sigterm();
+    assert!(stack.agent.wait_exit(Duration::from_secs(30)).success());
+
+    let state = stack.agent.state_dir();
+    let recs = records(&state);
+    assert_eq!(recs.len(), 1000, "one record per request");
+    let count = |decision: &str| recs.iter().filter(|r| r["decision"] == decision).count();
+    assert_eq!(count("block"), 100, "blocked");
+    assert_eq!(count("redact"), 200, "redacted");
+    assert_eq!(count("error"), 100, "client disconnects");
+    assert_eq!(count("allow"), 600, "allowed and streamed");
+    assert!(answered.len() >= 800, "answered {}", answered.len());
+    let disconnect = recs.iter().find(|r| r["decision"] == "error").unwrap();
+    assert!(disconnect["error"].as_str().unwrap_or_default().contains("disconnect"), "{disconnect}");
+    let blocked = recs.iter().find(|r| r["decision"] == "block").unwrap();
+    assert_eq!(blocked["rules"][0]["id"], "no-secrets", "{blocked}");
+    assert_eq!(blocked["status"], 403);
+    let redacted = recs.iter().find(|r| r["decision"] == "redact").unwrap();
+    assert_eq!(redacted["rules"][0]["id"], "card-numbers", "{redacted}");
+    assert!(redacted["content"]["prompt_sha256"].is_string(), "{redacted}");
+    assert!(redacted["content"].get("prompt").is_none());
+    let streamed = recs.iter().find(|r| r["stream"] == true && r["decision"] == "allow").unwrap();
+    assert!(streamed["bytes_out"].as_u64().unwrap_or(0) > 0, "{streamed}");
+    for r in &recs {
+        assert_eq!(r["host"], "api.openai.com");
+        assert_eq!(r["provider"], "openai");
+        assert!(r["hash"].as_str().is_some_and(|h| h.len() == 64));
+    }
+
+    let all = day_files(&state)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<String>();
+    assert!(!all.contains(SECRET), "the secret reached the audit log");
+    assert!(!all.contains("4111 1111"), "the card reached the audit log");
+    assert!(!all.contains("sk-audit-test"), "the API key reached the audit log");
+
+    let ok = stack.agent.cli(&["audit", "verify"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.describe());
+
+    // Flip one byte inside a record in the middle of the file.
+    let file = day_files(&state).last().cloned().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let target = lines.len() / 2;
+    let mut tampered: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    tampered[target] = tampered[target].replacen("\"status\":200", "\"status\":201", 1);
+    if tampered[target] == lines[target] {
+        tampered[target] = tampered[target].replacen("\"status\":403", "\"status\":402", 1);
+    }
+    assert_ne!(tampered[target], lines[target]);
+    std::fs::write(&file, tampered.join("\n") + "\n").unwrap();
+    let bad = stack.agent.cli(&["audit", "verify"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let report = format!("{}{}", bad.stdout_text(), bad.stderr);
+    assert!(report.contains(&format!("{name}:{}", target + 1)), "{report}");
+
+    // Restore, then delete a line.
+    let mut missing: Vec<&str> = lines.clone();
+    missing.remove(target);
+    std::fs::write(&file, missing.join("\n") + "\n").unwrap();
+    let gap = stack.agent.cli(&["audit", "verify"]);
+    assert_eq!(gap.code, Some(1), "{}", gap.describe());
+}
+
+#[test]
+fn kill_9_under_load_loses_no_answered_request() {
+    let policy = default_with_full_content();
+    let mut stack = fast_stack(Some(&policy));
+    let state = stack.agent.state_dir();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let proxy = stack.agent.proxy_addr();
+    let ca = stack.agent.ca_pem_path();
+    let load = {
+        let (stop, answered, next) = (stop.clone(), answered.clone(), next.clone());
+        std::thread::spawn(move || {
+            block_on(async move {
+                let mut lanes = Vec::new();
+                for _ in 0..6 {
+                    let (stop, answered, next, ca) = (stop.clone(), answered.clone(), next.clone(), ca.clone());
+                    lanes.push(tokio::spawn(async move {
+                        while !stop.load(Ordering::SeqCst) {
+                            let batch: Vec<(usize, Shape)> = (0..20)
+                                .map(|_| {
+                                    let id = next.fetch_add(1, Ordering::SeqCst);
+                                    let shape = if id % 5 == 0 { Shape::Stream } else { Shape::Allow };
+                                    (id, shape)
+                                })
+                                .collect();
+                            let done = client(proxy, ca.clone(), batch).await;
+                            answered.lock().unwrap().extend(done);
+                        }
+                    }));
+                }
+                for lane in lanes {
+                    let _ = lane.await;
+                }
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    stack.agent.kill_hard();
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load thread");
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 50, "only {} answered before the kill", answered.len());
+
+    // Restart on the same state dir: repair (if torn), continue the chain.
+    let restarted = Agent::builder()
+        .fake_upstream(&stack.fake)
+        .state_dir(&state)
+        .log_level("info")
+        .start();
+    let verify = restarted.cli(&["audit", "verify"]);
+    assert_eq!(verify.code, Some(0), "{}", verify.describe());
+    let recs = records(&state);
+    let prompts: std::collections::HashSet<String> = recs
+        .iter()
+        .filter_map(|r| r["content"]["prompt"].as_str().map(str::to_string))
+        .collect();
+    for id in &answered {
+        let prompt = format!("request {id}: hello");
+        assert!(prompts.contains(&prompt), "request {id} was answered but has no record");
+    }
+}
