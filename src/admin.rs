@@ -3,7 +3,9 @@
 //! Endpoints:
 //! - `GET /healthz` → `200 ok` once the proxy is accepting;
 //! - `GET /status`  → JSON: version, proxy address, intercepted hosts, CA
-//!   fingerprint, expiry, and hosts the CA cannot cover;
+//!   fingerprint, expiry, hosts the CA cannot cover, policy version and
+//!   reload errors, audit counters (written, queued, refused or unaudited
+//!   because the backlog was full, failed);
 //! - `GET /ca.pem`  → the CA certificate, for clients to trust.
 //!
 //! It never serves secrets: no key material, no request content.
@@ -78,6 +80,7 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
             let policy = state.proxy.policy.current();
             let policy_status = state.proxy.policy.status();
             let hosts = policy.intercept.hosts();
+            let audit = state.proxy.audit.as_ref().map(|a| a.stats());
             let body = json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "proxy": state.proxy_addr.to_string(),
@@ -89,6 +92,14 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
                     "uncovered": ca.uncovered(hosts).iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 },
                 "leaves_minted": state.proxy.leaves.mint_count(),
+                "audit": audit.map(|audit| json!({
+                    "written": audit.written,
+                    "queued": audit.queued,
+                    "refused_backlog_full": audit.refused,
+                    "unaudited_backlog_full": audit.dropped,
+                    "failed": audit.failed,
+                    "last_error": audit.last_error,
+                })),
                 "policy": {
                     "version": policy_status.version,
                     "sources": policy_status.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),

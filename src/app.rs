@@ -50,6 +50,9 @@ pub enum StartError {
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// `[audit.export]` is unusable.
+    #[error("`audit.export`: {0}")]
+    Shipping(#[from] ship::ShipError),
     /// A listen address could not be bound.
     #[error("`{key}` = {addr}: cannot listen: {source}")]
     Bind {
@@ -111,8 +114,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let connector = Connector::from_config(&config.upstream)?;
     let upstream = Upstream::new(connector.clone(), &config.upstream);
-    let (audit, audit_writer) =
-        crate::audit::writer::start(&config.state_dir, &config.audit, config.ca_key_store).await?;
+    let (audit, audit_writer) = if config.audit.enabled {
+        let (log, writer) =
+            crate::audit::writer::start(&config.state_dir, &config.audit, config.ca_key_store)
+                .await?;
+        (Some(log), Some(writer))
+    } else {
+        tracing::warn!("[audit] enabled = false: no audit records are written");
+        (None, None)
+    };
 
     let bind = |key, addr| async move {
         TcpListener::bind(addr)
@@ -127,17 +137,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     watch_policy(config, &policy, &shutdown);
-    start_shipping(config, &audit, connector, &shutdown, &tasks);
-    let state = ProxyState::new(
+    if let Some(audit) = &audit {
+        start_shipping(config, audit, connector, &shutdown, &tasks)?;
+    }
+    let state = Arc::new(ProxyState {
         policy,
         providers,
         audit,
-        config.identity.clone(),
-        LeafCache::new(Arc::new(ca)),
+        identity: config.identity.clone(),
+        leaves: LeafCache::new(Arc::new(ca)),
         upstream,
-        shutdown.clone(),
-        tasks.clone(),
-    );
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+        warned_uncovered: Default::default(),
+    });
     tasks.spawn(listener::serve(proxy_listener, state.clone()));
     tasks.spawn(admin::serve(
         admin_listener,
@@ -155,7 +168,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tasks,
         grace: config.shutdown_grace,
-        audit: Some(audit_writer),
+        audit: audit_writer,
     })
 }
 
@@ -178,7 +191,9 @@ fn initial_policy(config: &Config) -> Result<crate::policy::Policy, StartError> 
             for e in &errors {
                 tracing::error!("policy: {e}");
             }
-            tracing::error!("policy_dir is invalid; running on the embedded default policy until it is fixed");
+            tracing::error!(
+                "policy_dir is invalid; running on the embedded default policy until it is fixed"
+            );
             load::embedded_default().map_err(|errors| {
                 StartError::Policy(errors.into_iter().next().unwrap_or_else(|| Located {
                     file: load::EMBEDDED_LABEL.into(),
@@ -199,9 +214,9 @@ fn start_shipping(
     connector: Connector,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
-) {
+) -> Result<(), StartError> {
     let Some(export) = &config.audit.export else {
-        return;
+        return Ok(());
     };
     let dir = audit.dir().to_path_buf();
     let ship_config = ship::ShipConfig {
@@ -210,13 +225,15 @@ fn start_shipping(
         headers: export.headers.clone(),
         device: config.identity.device.clone(),
     };
-    tasks.spawn(ship::spawn(dir.clone(), ship_config, connector, shutdown.clone()));
+    let shipper = ship::Shipper::new(dir.clone(), ship_config, connector)?;
+    tasks.spawn(shipper.spawn(shutdown.clone()));
     let audit = audit.clone();
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
         loop {
             let dir2 = dir.clone();
-            if let Ok(day) = tokio::task::spawn_blocking(move || ship::shipped_through(&dir2)).await {
+            if let Ok(day) = tokio::task::spawn_blocking(move || ship::shipped_through(&dir2)).await
+            {
                 audit.set_protect_from(day);
             }
             tokio::select! {
@@ -225,19 +242,26 @@ fn start_shipping(
             }
         }
     });
+    Ok(())
 }
 
 fn watch_policy(config: &Config, policy: &Arc<PolicyHandle>, shutdown: &CancellationToken) {
     let dir = config.policy_dir.clone();
     if let Err(err) = std::fs::create_dir_all(&dir) {
-        tracing::warn!("cannot create policy_dir {}: {err}; policy will not hot-reload", dir.display());
+        tracing::warn!(
+            "cannot create policy_dir {}: {err}; policy will not hot-reload",
+            dir.display()
+        );
         return;
     }
     // A start-up failure is still pending in the status: re-run the load so
     // the errors show there.
     watch::reload(&dir, policy);
     if let Err(err) = watch::spawn_watcher(dir.clone(), policy.clone(), shutdown.clone()) {
-        tracing::warn!("cannot watch policy_dir {}: {err}; policy will not hot-reload", dir.display());
+        tracing::warn!(
+            "cannot watch policy_dir {}: {err}; policy will not hot-reload",
+            dir.display()
+        );
     }
 }
 

@@ -145,6 +145,9 @@ const UNKNOWN: &str = "unknown";
 /// `[audit]`: the local audit log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
+    /// `[audit] enabled`: false turns the audit log off entirely (for
+    /// measurement and throwaway set-ups; no record is written).
+    pub enabled: bool,
     /// Day files kept; 0 keeps them forever. Files not yet shipped are kept
     /// regardless.
     pub retention_days: u32,
@@ -179,6 +182,7 @@ impl Default for AuditConfig {
     /// The embedded defaults, with the OS identity.
     fn default() -> AuditConfig {
         AuditConfig {
+            enabled: true,
             retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
             queue_capacity: DEFAULT_AUDIT_QUEUE_CAPACITY,
             checkpoint_every: DEFAULT_AUDIT_CHECKPOINT_EVERY,
@@ -258,6 +262,7 @@ struct RawIdentity {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
+    enabled: Option<bool>,
     retention_days: Option<u32>,
     queue_capacity: Option<Spanned<usize>>,
     checkpoint_every: Option<Spanned<u64>>,
@@ -487,6 +492,7 @@ fn audit(
         None => None,
     };
     Ok(AuditConfig {
+        enabled: raw.enabled.unwrap_or(true),
         retention_days: raw.retention_days.unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS),
         queue_capacity,
         checkpoint_every,

@@ -75,16 +75,23 @@ fn body_for(shape: Shape, id: usize) -> Value {
 
 /// One client connection through the proxy sending `ids` in turn; returns
 /// the ids whose response it read completely.
-async fn client(agent_proxy: std::net::SocketAddr, ca: PathBuf, ids: Vec<(usize, Shape)>) -> Vec<usize> {
+async fn client(
+    agent_proxy: std::net::SocketAddr,
+    ca: PathBuf,
+    ids: Vec<(usize, Shape)>,
+) -> Vec<usize> {
     let mut answered = Vec::new();
     let mut sender = None;
     for (id, shape) in ids {
         if sender.is_none() {
-            let Ok(tls) = tunnel::tls_through_proxy(agent_proxy, "api.openai.com", 443, &ca, &["http/1.1"]).await
+            let Ok(tls) =
+                tunnel::tls_through_proxy(agent_proxy, "api.openai.com", 443, &ca, &["http/1.1"])
+                    .await
             else {
                 return answered;
             };
-            let Ok((s, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await else {
+            let Ok((s, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await
+            else {
                 return answered;
             };
             tokio::spawn(conn);
@@ -187,16 +194,31 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
     assert_eq!(count("allow"), 600, "allowed and streamed");
     assert!(answered.len() >= 800, "answered {}", answered.len());
     let disconnect = recs.iter().find(|r| r["decision"] == "error").unwrap();
-    assert!(disconnect["error"].as_str().unwrap_or_default().contains("disconnect"), "{disconnect}");
+    assert!(
+        disconnect["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("disconnect"),
+        "{disconnect}"
+    );
     let blocked = recs.iter().find(|r| r["decision"] == "block").unwrap();
     assert_eq!(blocked["rules"][0]["id"], "no-secrets", "{blocked}");
     assert_eq!(blocked["status"], 403);
     let redacted = recs.iter().find(|r| r["decision"] == "redact").unwrap();
     assert_eq!(redacted["rules"][0]["id"], "card-numbers", "{redacted}");
-    assert!(redacted["content"]["prompt_sha256"].is_string(), "{redacted}");
+    assert!(
+        redacted["content"]["prompt_sha256"].is_string(),
+        "{redacted}"
+    );
     assert!(redacted["content"].get("prompt").is_none());
-    let streamed = recs.iter().find(|r| r["stream"] == true && r["decision"] == "allow").unwrap();
-    assert!(streamed["bytes_out"].as_u64().unwrap_or(0) > 0, "{streamed}");
+    let streamed = recs
+        .iter()
+        .find(|r| r["stream"] == true && r["decision"] == "allow")
+        .unwrap();
+    assert!(
+        streamed["bytes_out"].as_u64().unwrap_or(0) > 0,
+        "{streamed}"
+    );
     for r in &recs {
         assert_eq!(r["host"], "api.openai.com");
         assert_eq!(r["provider"], "openai");
@@ -209,7 +231,10 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
         .collect::<String>();
     assert!(!all.contains(SECRET), "the secret reached the audit log");
     assert!(!all.contains("4111 1111"), "the card reached the audit log");
-    assert!(!all.contains("sk-audit-test"), "the API key reached the audit log");
+    assert!(
+        !all.contains("sk-audit-test"),
+        "the API key reached the audit log"
+    );
 
     let ok = stack.agent.cli(&["audit", "verify"]);
     assert_eq!(ok.code, Some(0), "{}", ok.describe());
@@ -230,7 +255,10 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
     assert_eq!(bad.code, Some(1), "{}", bad.describe());
     let name = file.file_name().unwrap().to_string_lossy().to_string();
     let report = format!("{}{}", bad.stdout_text(), bad.stderr);
-    assert!(report.contains(&format!("{name}:{}", target + 1)), "{report}");
+    assert!(
+        report.contains(&format!("{name}:{}", target + 1)),
+        "{report}"
+    );
 
     // Restore, then delete a line.
     let mut missing: Vec<&str> = lines.clone();
@@ -256,13 +284,18 @@ fn kill_9_under_load_loses_no_answered_request() {
             block_on(async move {
                 let mut lanes = Vec::new();
                 for _ in 0..6 {
-                    let (stop, answered, next, ca) = (stop.clone(), answered.clone(), next.clone(), ca.clone());
+                    let (stop, answered, next, ca) =
+                        (stop.clone(), answered.clone(), next.clone(), ca.clone());
                     lanes.push(tokio::spawn(async move {
                         while !stop.load(Ordering::SeqCst) {
                             let batch: Vec<(usize, Shape)> = (0..20)
                                 .map(|_| {
                                     let id = next.fetch_add(1, Ordering::SeqCst);
-                                    let shape = if id % 5 == 0 { Shape::Stream } else { Shape::Allow };
+                                    let shape = if id % 5 == 0 {
+                                        Shape::Stream
+                                    } else {
+                                        Shape::Allow
+                                    };
                                     (id, shape)
                                 })
                                 .collect();
@@ -282,7 +315,11 @@ fn kill_9_under_load_loses_no_answered_request() {
     stop.store(true, Ordering::SeqCst);
     load.join().expect("load thread");
     let answered = answered.lock().unwrap().clone();
-    assert!(answered.len() > 50, "only {} answered before the kill", answered.len());
+    assert!(
+        answered.len() > 50,
+        "only {} answered before the kill",
+        answered.len()
+    );
 
     // Restart on the same state dir: repair (if torn), continue the chain.
     let restarted = Agent::builder()
@@ -299,6 +336,117 @@ fn kill_9_under_load_loses_no_answered_request() {
         .collect();
     for id in &answered {
         let prompt = format!("request {id}: hello");
-        assert!(prompts.contains(&prompt), "request {id} was answered but has no record");
+        assert!(
+            prompts.contains(&prompt),
+            "request {id} was answered but has no record"
+        );
     }
+}
+
+/// A minimal OTLP/HTTP logs receiver on `port`, recording `outpost.seq` of
+/// every log record it accepts.
+fn start_collector(port: u16, seen: Arc<Mutex<Vec<u64>>>) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("collector runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .expect("bind collector");
+    runtime.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let records = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default();
+                            for record in records {
+                                let attrs =
+                                    record["attributes"].as_array().cloned().unwrap_or_default();
+                                if let Some(seq) = attrs.iter().find(|a| a["key"] == "outpost.seq")
+                                {
+                                    let v = &seq["value"]["intValue"];
+                                    let n = v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64());
+                                    if let Some(n) = n {
+                                        seen.lock().unwrap().push(n);
+                                    }
+                                }
+                            }
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(
+                                Bytes::from_static(b"{}"),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    runtime
+}
+
+#[test]
+fn records_reach_the_collector_after_it_was_down() {
+    let port = free_port();
+    let ca = TestCa::new();
+    let fake = FakeProvider::tls(&ca).start();
+    let mut agent = Agent::builder()
+        .fake_upstream(&fake)
+        .log_level("info")
+        .audit_setting(&format!(
+            "export = {{ otlp_endpoint = \"http://127.0.0.1:{port}\", batch_size = 40 }}"
+        ))
+        .start();
+    // Collector down: requests are served and spooled.
+    let answered = run_load(&agent, (0..120).map(|i| (i, Shape::Allow)).collect(), 4);
+    assert_eq!(answered.len(), 120);
+    std::thread::sleep(Duration::from_millis(600));
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _collector = start_collector(port, seen.clone());
+    let state = agent.state_dir();
+    let wanted: Vec<u64> = records(&state)
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    assert_eq!(wanted.len(), 120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::HashSet<u64> = seen.lock().unwrap().iter().copied().collect();
+        if wanted.iter().all(|s| got.contains(s)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "collector got {} of {} records",
+            got.len(),
+            wanted.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // In order of first arrival.
+    let arrivals = seen.lock().unwrap().clone();
+    let mut first = Vec::new();
+    for s in arrivals {
+        if !first.contains(&s) {
+            first.push(s);
+        }
+    }
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(first, sorted, "records arrived out of order");
+    agent.sigterm();
+    assert!(agent.wait_exit(Duration::from_secs(30)).success());
 }

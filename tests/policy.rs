@@ -38,7 +38,10 @@ fn card_number_is_redacted_before_it_reaches_the_provider() {
     assert_eq!(result["ok"], true, "{result}");
     let seen = stack.fake.single_request();
     let content = seen.body_json()["messages"][0]["content"].clone();
-    assert_eq!(content, "Charge [REDACTED:card-numbers] please", "{content}");
+    assert_eq!(
+        content, "Charge [REDACTED:card-numbers] please",
+        "{content}"
+    );
     assert!(!String::from_utf8_lossy(&seen.body).contains("4111"));
     assert_eq!(
         seen.header("content-length"),
@@ -61,7 +64,10 @@ fn secret_is_blocked_with_the_sdks_own_error() {
     assert_eq!(openai["status"], 403, "{openai}");
     let message = openai["message"].as_str().unwrap_or_default();
     assert!(message.contains("no-secrets"), "{message}");
-    assert!(message.contains("must not be sent to AI providers"), "{message}");
+    assert!(
+        message.contains("must not be sent to AI providers"),
+        "{message}"
+    );
     assert!(!message.contains(GITHUB_TOKEN), "{message}");
 
     let anthropic = call(
@@ -72,11 +78,23 @@ fn secret_is_blocked_with_the_sdks_own_error() {
         &format!("deploy with {GITHUB_TOKEN}"),
     );
     assert_eq!(anthropic["ok"], false, "{anthropic}");
-    assert_eq!(anthropic["error_class"], "PermissionDeniedError", "{anthropic}");
-    assert!(anthropic["message"].as_str().unwrap_or_default().contains("no-secrets"));
+    assert_eq!(
+        anthropic["error_class"], "PermissionDeniedError",
+        "{anthropic}"
+    );
+    assert!(anthropic["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no-secrets"));
 
-    assert!(stack.fake.requests().is_empty(), "a blocked call reached the provider");
-    assert!(!stack.agent.log().contains(GITHUB_TOKEN), "the secret is in the log");
+    assert!(
+        stack.fake.requests().is_empty(),
+        "a blocked call reached the provider"
+    );
+    assert!(
+        !stack.agent.log().contains(GITHUB_TOKEN),
+        "the secret is in the log"
+    );
 }
 
 #[test]
@@ -85,12 +103,19 @@ fn blocked_request_is_not_retried_by_curl_or_sdks() {
     let out = Curl::new(OPENAI_CHAT)
         .via(&stack.agent)
         .cacert(&stack.agent.ca_pem_path())
-        .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": GITHUB_TOKEN}]}))
+        .post_json(
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": GITHUB_TOKEN}]}),
+        )
         .run();
     assert_eq!(out.status, 403, "{}", out.describe());
     assert_eq!(out.header("x-should-retry"), Some("false"));
     assert_eq!(out.header("x-outpost-rule"), Some("no-secrets"));
-    assert_eq!(out.json()["error"]["code"], "policy_blocked", "{}", out.describe());
+    assert_eq!(
+        out.json()["error"]["code"],
+        "policy_blocked",
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -108,7 +133,10 @@ fn denied_model_is_refused() {
     assert_eq!(denied["ok"], false, "{denied}");
     assert_eq!(denied["status"], 403, "{denied}");
     let message = denied["message"].as_str().unwrap_or_default();
-    assert!(message.contains("gpt-4.5-preview") && message.contains("*-preview"), "{message}");
+    assert!(
+        message.contains("gpt-4.5-preview") && message.contains("*-preview"),
+        "{message}"
+    );
     assert!(message.contains("Previews are not approved."), "{message}");
     let allowed = call(&stack.agent, "openai", false, "gpt-4o", "hi");
     assert_eq!(allowed["ok"], true, "{allowed}");
@@ -157,8 +185,7 @@ fn secret_in_a_response_is_redacted() {
     let result = call(&stack.agent, "openai", false, "gpt-4o", "tell me a token");
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(
-        result["text"],
-        "Here is the token: [REDACTED:secrets-in-output]. Done.",
+        result["text"], "Here is the token: [REDACTED:secrets-in-output]. Done.",
         "{result}"
     );
 }
@@ -209,7 +236,10 @@ fn gemini_calls_are_inspected_and_the_key_never_logged() {
         seen.body_json()["contents"][0]["parts"][0]["text"],
         "card [REDACTED:card-numbers]"
     );
-    assert!(seen.path_and_query.contains(key), "the key must still reach Google");
+    assert!(
+        seen.path_and_query.contains(key),
+        "the key must still reach Google"
+    );
     assert!(!agent.log().contains(key), "the ?key= reached the log");
 }
 
@@ -224,7 +254,10 @@ fn unparseable_body_is_blocked_with_a_clear_error() {
         .arg("{\"model\": \"gpt-4o\", \"messages\": 7}")
         .run();
     assert_eq!(out.status, 400, "{}", out.describe());
-    let message = out.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+    let message = out.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(message.contains("messages"), "{message}");
     assert!(stack.fake.requests().is_empty());
 }
@@ -233,8 +266,16 @@ fn unparseable_body_is_blocked_with_a_clear_error() {
 fn policy_check_reports_file_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("10-good.toml");
-    std::fs::write(&good, "[[guardrails]]\nid = \"k\"\nkeywords = [\"x\"]\naction = \"warn\"\n").unwrap();
-    let ok = outpost_cli(&["policy", "check", &good.to_string_lossy()], None, CLIENT_TIMEOUT);
+    std::fs::write(
+        &good,
+        "[[guardrails]]\nid = \"k\"\nkeywords = [\"x\"]\naction = \"warn\"\n",
+    )
+    .unwrap();
+    let ok = outpost_cli(
+        &["policy", "check", &good.to_string_lossy()],
+        None,
+        CLIENT_TIMEOUT,
+    );
     assert_eq!(ok.code, Some(0), "{}", ok.describe());
     let bad = dir.path().join("20-bad.toml");
     std::fs::write(
@@ -242,12 +283,22 @@ fn policy_check_reports_file_line_and_column() {
         "[[guardrails]]\nid = \"r\"\npattern = \"([a-z]\"\naction = \"block\"\n\n[[guardrails]]\nid = \"d\"\ndetect = \"dna\"\naction = \"log\"\n",
     )
     .unwrap();
-    let out = outpost_cli(&["policy", "check", &dir.path().to_string_lossy()], None, CLIENT_TIMEOUT);
+    let out = outpost_cli(
+        &["policy", "check", &dir.path().to_string_lossy()],
+        None,
+        CLIENT_TIMEOUT,
+    );
     assert_eq!(out.code, Some(1), "{}", out.describe());
     let text = out.stdout_text();
     let bad_name = bad.to_string_lossy();
-    assert!(text.contains(&format!("{bad_name}:3:11: guardrail `r`: bad regex")), "{text}");
-    assert!(text.contains(&format!("{bad_name}:8:10: guardrail `d`: unknown detector")), "{text}");
+    assert!(
+        text.contains(&format!("{bad_name}:3:11: guardrail `r`: bad regex")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{bad_name}:8:10: guardrail `d`: unknown detector")),
+        "{text}"
+    );
 }
 
 /// Sends chat calls in a loop from several threads; records (start time, status, rule).
@@ -266,8 +317,13 @@ impl Load {
         let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]});
         let threads = (0..threads)
             .map(|_| {
-                let (stop, results, proxy, ca, body) =
-                    (stop.clone(), results.clone(), proxy.clone(), ca.clone(), body.clone());
+                let (stop, results, proxy, ca, body) = (
+                    stop.clone(),
+                    results.clone(),
+                    proxy.clone(),
+                    ca.clone(),
+                    body.clone(),
+                );
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
                         let started = Instant::now();
@@ -277,12 +333,19 @@ impl Load {
                             .post_json(&body)
                             .run();
                         let rule = out.header("x-outpost-rule").unwrap_or("").to_string();
-                        results.lock().expect("results").push((started, out.status, rule));
+                        results
+                            .lock()
+                            .expect("results")
+                            .push((started, out.status, rule));
                     }
                 })
             })
             .collect();
-        Load { stop, results, threads }
+        Load {
+            stop,
+            results,
+            threads,
+        }
     }
 
     fn finish(self) -> Vec<(Instant, u16, String)> {
@@ -312,7 +375,11 @@ fn hot_reload_applies_within_a_second_and_fails_nothing() {
     std::thread::sleep(Duration::from_millis(2000));
 
     // An invalid edit: the last good policy must stay in force.
-    std::fs::write(policy_dir.join("10-codenames.toml"), "[[guardrails]]\nid = \"codenames\"\nkeywords = [\"bluebird\"]\naction = \"blokc\"\n").unwrap();
+    std::fs::write(
+        policy_dir.join("10-codenames.toml"),
+        "[[guardrails]]\nid = \"codenames\"\nkeywords = [\"bluebird\"]\naction = \"blokc\"\n",
+    )
+    .unwrap();
     let broken_at = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
     let results = load.finish();
@@ -325,8 +392,14 @@ fn hot_reload_applies_within_a_second_and_fails_nothing() {
             started.checked_duration_since(changed_at)
         );
     }
-    let before: Vec<_> = results.iter().filter(|r| r.0 + Duration::from_millis(50) < changed_at).collect();
-    assert!(!before.is_empty() && before.iter().all(|r| r.1 == 200), "calls before the change must pass");
+    let before: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 + Duration::from_millis(50) < changed_at)
+        .collect();
+    assert!(
+        !before.is_empty() && before.iter().all(|r| r.1 == 200),
+        "calls before the change must pass"
+    );
     let settled = changed_at + Duration::from_secs(1);
     let after: Vec<_> = results.iter().filter(|r| r.0 > settled).collect();
     assert!(!after.is_empty(), "no calls after the change");
@@ -335,19 +408,29 @@ fn hot_reload_applies_within_a_second_and_fails_nothing() {
         "the new rule was not in force 1 s after the change: {:?}",
         after.iter().map(|r| r.1).collect::<Vec<_>>()
     );
-    assert!(results.iter().any(|r| r.0 > broken_at + Duration::from_millis(500)));
+    assert!(results
+        .iter()
+        .any(|r| r.0 > broken_at + Duration::from_millis(500)));
 
     let status = Curl::new(&format!("http://{}/status", stack.agent.admin_addr())).run();
     let errors = status.json()["policy"]["errors"].clone();
-    assert!(errors.to_string().contains("10-codenames.toml:4:"), "{errors}");
-    assert!(stack.agent.log().contains("10-codenames.toml:4:"), "the invalid edit was not logged");
+    assert!(
+        errors.to_string().contains("10-codenames.toml:4:"),
+        "{errors}"
+    );
+    assert!(
+        stack.agent.log().contains("10-codenames.toml:4:"),
+        "the invalid edit was not logged"
+    );
 }
 
 #[test]
 fn warn_rule_forwards_and_adds_a_header() {
     let stack = Stack::start_with(
         |f| f,
-        |a| a.policy_file("10-warn.toml", "[[guardrails]]\nid = \"ticket-ids\"\npattern = 'ACME-[0-9]{6}'\naction = \"warn\"\non = [\"request\"]\n"),
+        |a| {
+            a.policy_file("10-warn.toml", "[[guardrails]]\nid = \"ticket-ids\"\npattern = 'ACME-[0-9]{6}'\naction = \"warn\"\non = [\"request\"]\n")
+        },
     );
     let out = Curl::new(OPENAI_CHAT)
         .via(&stack.agent)
@@ -355,7 +438,12 @@ fn warn_rule_forwards_and_adds_a_header() {
         .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "see ACME-123456"}]}))
         .run();
     assert_eq!(out.status, 200, "{}", out.describe());
-    assert_eq!(out.header("x-outpost-warning"), Some("ticket-ids"), "{}", out.describe());
+    assert_eq!(
+        out.header("x-outpost-warning"),
+        Some("ticket-ids"),
+        "{}",
+        out.describe()
+    );
     assert_eq!(
         stack.fake.single_request().body_json()["messages"][0]["content"],
         "see ACME-123456"
@@ -366,7 +454,12 @@ fn warn_rule_forwards_and_adds_a_header() {
 fn on_unparseable_forward_passes_bodies_uninspected() {
     let stack = Stack::start_with(
         |f| f,
-        |a| a.policy_file("10-fail-open.toml", "on_unparseable = \"forward\"\nmax_body_bytes = 2048\n"),
+        |a| {
+            a.policy_file(
+                "10-fail-open.toml",
+                "on_unparseable = \"forward\"\nmax_body_bytes = 2048\n",
+            )
+        },
     );
     let send = |body: String| {
         Curl::new(OPENAI_CHAT)
@@ -381,7 +474,8 @@ fn on_unparseable_forward_passes_bodies_uninspected() {
     let out = send("{\"model\": \"gpt-4o\", \"messages\": 7}".to_string());
     assert_ne!(out.status, 400, "{}", out.describe());
     // Over max_body_bytes: forwarded whole, uninspected.
-    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
     let out = send(big.to_string());
     assert_eq!(out.status, 200, "{}", out.describe());
     let seen = stack.fake.requests();
@@ -391,8 +485,12 @@ fn on_unparseable_forward_passes_bodies_uninspected() {
 
 #[test]
 fn over_size_body_is_blocked_by_default() {
-    let stack = Stack::start_with(|f| f, |a| a.policy_file("10-small.toml", "max_body_bytes = 1024\n"));
-    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let stack = Stack::start_with(
+        |f| f,
+        |a| a.policy_file("10-small.toml", "max_body_bytes = 1024\n"),
+    );
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
     let out = Curl::new(OPENAI_CHAT)
         .via(&stack.agent)
         .cacert(&stack.agent.ca_pem_path())

@@ -199,16 +199,13 @@ pub fn last_records(dir: &Path, n: usize) -> io::Result<(Vec<Found>, Option<Posi
     for (i, file) in files.iter().enumerate().rev() {
         let handle = File::open(&file.path)?;
         let len = handle.metadata()?.len();
-        let mut end = len;
         let mut lines = LinesBackwards::new(&handle, len)?;
         while found.len() < n {
             let Some(span) = lines.next_span()? else {
                 break;
             };
             if !span.terminated {
-                // A write in progress: not yet a record; follow from before it.
-                end = span.offset;
-                continue;
+                continue; // a write in progress: not yet a record
             }
             if span.len > MAX_LINE_BYTES {
                 continue;
@@ -223,9 +220,16 @@ pub fn last_records(dir: &Path, n: usize) -> io::Result<(Vec<Found>, Option<Posi
             }
         }
         if i == files.len() - 1 {
+            // Follow from the end of the last complete line, so a write in
+            // progress is read whole later.
+            let complete = match len {
+                0 => 0,
+                _ if byte_at(&handle, len - 1)? == b'\n' => len,
+                _ => newline_before(&handle, len)?.map_or(0, |at| at + 1),
+            };
             position = Some(Position {
                 day: file.day,
-                offset: end,
+                offset: complete,
             });
         }
         if found.len() >= n {
@@ -415,6 +419,30 @@ mod tests {
         let got = spans(&text);
         assert_eq!(got[0], (long.len() as u64 + 1, b"y".to_vec(), true));
         assert_eq!(got[1], (0, long, true));
+    }
+
+    #[test]
+    fn last_records_stop_before_a_line_in_progress() {
+        use crate::audit::record::{sample_event, GENESIS};
+        let dir = tempfile::tempdir().unwrap();
+        let d1 = Date::from_calendar_date(2026, time::Month::May, 1).unwrap();
+        let record = AuditRecord::chain(1, sample_event(), None, GENESIS);
+        let mut text = record.to_line();
+        text.push(b'\n');
+        let complete = text.len() as u64;
+        text.extend_from_slice(b"{\"seq\":2,");
+        std::fs::write(day::path(dir.path(), d1), &text).unwrap();
+        for n in [0, 5] {
+            let (found, position) = last_records(dir.path(), n).unwrap();
+            assert_eq!(found.len(), n.min(1));
+            assert_eq!(
+                position,
+                Some(Position {
+                    day: d1,
+                    offset: complete
+                })
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,11 @@
 //! but dropping audit records is not ours to decide: the batch is retried
 //! every 30 s, logged as an error, and [`ShipStats::stalled`] says so until
 //! an operator fixes the collector or the credentials.
+//!
+//! When caught up the task polls every 250 ms; the writer can poke
+//! [`Shipper::notifier`] after a flush to skip the wait. Shutdown abandons an
+//! export in flight (its records go again next run) and never waits out a
+//! backoff.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File};
@@ -80,7 +85,7 @@ const SEVERITY_INFO: u8 = 9;
 const SEVERITY_WARN: u8 = 13;
 
 /// What the shipper needs; the integrator builds it from `[audit.export]`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShipConfig {
     /// OTLP/HTTP base endpoint, e.g. `http://collector:4318`; logs go to
     /// `{endpoint}/v1/logs` (an endpoint that already ends in `/v1/logs` is
@@ -94,12 +99,25 @@ pub struct ShipConfig {
     pub device: String,
 }
 
+impl std::fmt::Debug for ShipConfig {
+    // Header values are often collector credentials: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ShipConfig")
+            .field("endpoint", &self.endpoint)
+            .field("batch_size", &self.batch_size)
+            .field("headers (values hidden)", &names)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
 /// Why a shipper could not be built: configuration errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
     /// The endpoint is not an absolute `http://` or `https://` URI.
     #[error(
-        "`audit.export` endpoint `{0}`: must be an absolute http:// or https:// URI with a host"
+        "`audit.export.otlp_endpoint` = `{0}`: must be an absolute http:// or https:// URI with a host"
     )]
     Endpoint(String),
     /// A header name or value cannot be sent.
@@ -125,6 +143,14 @@ pub enum SpoolError {
         path: PathBuf,
         /// The error.
         source: io::Error,
+    },
+    /// `ship-cursor.json` is not a cursor (the shipper then starts over).
+    #[error("{path}: not a shipping cursor: {source}")]
+    BadCursor {
+        /// The cursor file.
+        path: PathBuf,
+        /// Why it does not parse.
+        source: serde_json::Error,
     },
     /// The blocking reader task panicked or was cancelled.
     #[error("spool reader task failed: {0}")]
@@ -250,7 +276,7 @@ pub fn load_cursor(dir: &Path) -> Result<Option<Cursor>, SpoolError> {
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| SpoolError::io(&path, io::Error::new(io::ErrorKind::InvalidData, e)))
+        .map_err(|source| SpoolError::BadCursor { path, source })
 }
 
 /// Persist `cursor`: temp file, fsync, rename, fsync the directory, so a
@@ -287,6 +313,8 @@ fn sync_dir(dir: &Path) {
 /// `protect_from`). `None` when no existing day file needs keeping for
 /// shipping (there are none, or all are older than the cursor). Without a
 /// readable cursor nothing counts as shipped, so the oldest day is returned.
+/// The cursor is taken as stored; the shipper re-checks it against the
+/// records at start (see [`resume`]).
 pub fn shipped_through(dir: &Path) -> Option<Date> {
     let files = day_files(dir).ok()?;
     let oldest = files.first()?;
@@ -298,10 +326,10 @@ pub fn shipped_through(dir: &Path) -> Option<Date> {
     let index = files.iter().position(|f| *f >= cursor.file)?;
     let file = &files[index];
     if *file == cursor.file {
-        let len = fs::metadata(dir.join(file)).map(|m| m.len()).unwrap_or(0);
+        let len = fs::metadata(dir.join(file)).map(|m| m.len()).ok();
         // The cursor's file is done once every byte is shipped and the writer
         // has moved on to a later day.
-        if cursor.offset >= len {
+        if len.is_some_and(|len| cursor.offset >= len) {
             if let Some(next) = files.get(index + 1) {
                 return day_of(next);
             }
@@ -497,9 +525,9 @@ fn count_backlog(dir: &Path, pos: &Cursor) -> Result<u64, SpoolError> {
     Ok(total)
 }
 
-/// Check a persisted cursor against the files and, if it no longer fits,
-/// find the position it meant; log what was done. `None`: start from the
-/// oldest file.
+/// Where to start reading: the persisted `cursor` checked against the
+/// files, or, if it no longer fits, the position it meant (logged). No
+/// cursor (nothing ever acknowledged): the oldest file, from its start.
 ///
 /// A cursor fits when the line ending at its offset has its record id, or,
 /// at offset 0, when the file's first record chains onto it (`prev`). A
@@ -1575,7 +1603,10 @@ mod tests {
         assert_eq!(load_cursor(dir.path()).unwrap(), Some(moved));
         assert!(!dir.path().join(CURSOR_TMP).exists());
         fs::write(dir.path().join(CURSOR_FILE), b"{not json").unwrap();
-        assert!(load_cursor(dir.path()).is_err());
+        assert!(matches!(
+            load_cursor(dir.path()),
+            Err(SpoolError::BadCursor { .. })
+        ));
     }
 
     #[test]

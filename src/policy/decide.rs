@@ -229,7 +229,11 @@ mod tests {
         assert!(denied.message.ends_with("Ask IT."));
         let not_allowed = check_model(&p, "anthropic", "claude-3-opus").unwrap_err();
         assert_eq!(not_allowed.rule, "models.allow");
-        assert!(not_allowed.message.contains("20.toml"), "{}", not_allowed.message);
+        assert!(
+            not_allowed.message.contains("20.toml"),
+            "{}",
+            not_allowed.message
+        );
         assert!(check_model(&p, "groq", "gpt-oss-20b").is_ok());
         let p2 = policy(&[("a.toml", "[models.providers.groq]\ndeny = [\"llama*\"]\n")]);
         assert!(check_model(&p2, "groq", "llama-3.3-70b").is_err());
@@ -245,7 +249,8 @@ mod tests {
              [[guardrails]]\nid = \"keys\"\ndetect = \"secrets\"\naction = \"block\"\nmessage = \"No keys.\"\n",
         )]);
         let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"card 4111 1111 1111 1111 for bluebird"}]}"#;
-        let call = provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body).unwrap();
+        let call = provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body)
+            .unwrap();
         let scan = p.request_scan.as_ref().unwrap();
         let inspection = inspect_texts(&p, scan, &call.texts);
         assert!(inspection.block.is_none());
@@ -256,10 +261,15 @@ mod tests {
         assert!(!format!("{:?}", inspection.hits).contains("4111"));
 
         let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"key AKIAIOSFODNN7EXAMPLQ"}]}"#;
-        let call = provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body).unwrap();
+        let call = provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body)
+            .unwrap();
         let blocked = inspect_texts(&p, scan, &call.texts).block.unwrap();
         assert_eq!(blocked.rule, "keys");
-        assert!(blocked.message.contains("`keys`") && blocked.message.ends_with("No keys."), "{}", blocked.message);
+        assert!(
+            blocked.message.contains("`keys`") && blocked.message.ends_with("No keys."),
+            "{}",
+            blocked.message
+        );
         assert!(!blocked.message.contains("AKIA"));
     }
 }

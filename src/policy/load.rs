@@ -186,7 +186,12 @@ struct Merged {
 }
 
 /// Record `id` in `seen`, or report it as a duplicate.
-fn unique_id(ctx: &mut Ctx<'_>, seen: &mut HashMap<String, Seen>, kind: &str, id: &Spanned<String>) -> bool {
+fn unique_id(
+    ctx: &mut Ctx<'_>,
+    seen: &mut HashMap<String, Seen>,
+    kind: &str,
+    id: &Spanned<String>,
+) -> bool {
     let name = id.get_ref();
     if name.trim().is_empty() {
         ctx.error(Some(id.span()), format!("{kind} id must not be empty"));
@@ -205,7 +210,12 @@ fn unique_id(ctx: &mut Ctx<'_>, seen: &mut HashMap<String, Seen>, kind: &str, id
         );
         return false;
     }
-    seen.insert(name.clone(), Seen { at: ctx.locate(id.span()) });
+    seen.insert(
+        name.clone(),
+        Seen {
+            at: ctx.locate(id.span()),
+        },
+    );
     true
 }
 
@@ -213,7 +223,10 @@ impl Merged {
     fn add(&mut self, ctx: &mut Ctx<'_>, raw: RawPolicy) {
         if let Some(v) = raw.version {
             if *v.get_ref() != 1 {
-                ctx.error(Some(v.span()), format!("`version`: only version 1 exists, got {}", v.get_ref()));
+                ctx.error(
+                    Some(v.span()),
+                    format!("`version`: only version 1 exists, got {}", v.get_ref()),
+                );
             }
         }
         if let Some(v) = raw.max_body_bytes {
@@ -262,7 +275,9 @@ impl Merged {
                     match HostPattern::parse(item.get_ref()) {
                         Ok(p) if !into.contains(&p) => into.push(p),
                         Ok(_) => {}
-                        Err(msg) => ctx.error(Some(item.span()), format!("`intercept.{key}`: {msg}")),
+                        Err(msg) => {
+                            ctx.error(Some(item.span()), format!("`intercept.{key}`: {msg}"))
+                        }
                     }
                 }
             }
@@ -280,7 +295,10 @@ impl Merged {
                 continue;
             }
             if let Err(e) = regex::Regex::new(rule.regex.get_ref()) {
-                ctx.error(Some(rule.regex.span()), format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()));
+                ctx.error(
+                    Some(rule.regex.span()),
+                    format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()),
+                );
                 continue;
             }
             self.secret_sources
@@ -307,20 +325,29 @@ impl Merged {
                 other => {
                     ctx.error(
                         Some(b.window.span()),
-                        format!("budget `{}`: `window` must be hour, day, week or month, got {other:?}", b.id.get_ref()),
+                        format!(
+                            "budget `{}`: `window` must be hour, day, week or month, got {other:?}",
+                            b.id.get_ref()
+                        ),
                     );
                     None
                 }
             };
             let limit = *b.limit_usd.get_ref();
             if !(limit.is_finite() && limit > 0.0) {
-                ctx.error(Some(b.limit_usd.span()), format!("budget `{}`: `limit_usd` must be positive", b.id.get_ref()));
+                ctx.error(
+                    Some(b.limit_usd.span()),
+                    format!("budget `{}`: `limit_usd` must be positive", b.id.get_ref()),
+                );
                 continue;
             }
             if let Some(w) = &b.warn_at {
                 let f = *w.get_ref();
                 if !(f > 0.0 && f <= 1.0) {
-                    ctx.error(Some(w.span()), format!("budget `{}`: `warn_at` must be in (0, 1]", b.id.get_ref()));
+                    ctx.error(
+                        Some(w.span()),
+                        format!("budget `{}`: `warn_at` must be in (0, 1]", b.id.get_ref()),
+                    );
                     continue;
                 }
             }
@@ -357,7 +384,13 @@ impl Merged {
             let requests = r.requests.as_ref().map(|v| *v.get_ref());
             let tokens = r.tokens.as_ref().map(|v| *v.get_ref());
             if requests.unwrap_or(0) == 0 && tokens.unwrap_or(0) == 0 {
-                ctx.error(Some(r.id.span()), format!("rate limit `{}`: set `requests` or `tokens` (at least 1)", r.id.get_ref()));
+                ctx.error(
+                    Some(r.id.span()),
+                    format!(
+                        "rate limit `{}`: set `requests` or `tokens` (at least 1)",
+                        r.id.get_ref()
+                    ),
+                );
                 continue;
             }
             if let (Some(per), Some(window)) = (per, window) {
@@ -374,7 +407,10 @@ impl Merged {
             if let Some(v) = &audit.max_content_chars {
                 let n = *v.get_ref() as usize;
                 if n == 0 {
-                    ctx.error(Some(v.span()), "`audit.max_content_chars` must be at least 1");
+                    ctx.error(
+                        Some(v.span()),
+                        "`audit.max_content_chars` must be at least 1",
+                    );
                 } else {
                     self.max_content_chars = Some(self.max_content_chars.map_or(n, |m| m.min(n)));
                 }
@@ -389,7 +425,9 @@ impl Merged {
                     "full" => self.audit_content = Some(AuditContent::Full),
                     other => ctx.error(
                         Some(c.span()),
-                        format!("`audit.content`: expected none, hash, redacted or full, got {other:?}"),
+                        format!(
+                            "`audit.content`: expected none, hash, redacted or full, got {other:?}"
+                        ),
                     ),
                 }
             }
@@ -436,8 +474,20 @@ impl Merged {
             None => InterceptList::embedded_default().map_err(|e| vec![e])?,
         };
         let first = layers.first().map(|l| l.path.clone()).unwrap_or_default();
-        let request_scan = compile_scan(&self.guardrails, &self.secret_rules, &self.secret_sources, |g| g.on_request, &first)?;
-        let response_scan = compile_scan(&self.guardrails, &self.secret_rules, &self.secret_sources, |g| g.on_response, &first)?;
+        let request_scan = compile_scan(
+            &self.guardrails,
+            &self.secret_rules,
+            &self.secret_sources,
+            |g| g.on_request,
+            &first,
+        )?;
+        let response_scan = compile_scan(
+            &self.guardrails,
+            &self.secret_rules,
+            &self.secret_sources,
+            |g| g.on_response,
+            &first,
+        )?;
         let mut hash = Sha256::new();
         for layer in layers {
             hash.update(layer.path.to_string_lossy().as_bytes());
@@ -445,7 +495,10 @@ impl Merged {
             hash.update(layer.text.as_bytes());
             hash.update([0]);
         }
-        let version: String = hash.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let version: String = hash.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Policy {
             version,
             sources: layers.iter().map(|l| l.path.clone()).collect(),
@@ -539,9 +592,17 @@ fn guardrail(
             }
         },
         (None, None, Some(k)) => {
-            let words: Vec<String> = k.get_ref().iter().filter(|w| !w.trim().is_empty()).cloned().collect();
+            let words: Vec<String> = k
+                .get_ref()
+                .iter()
+                .filter(|w| !w.trim().is_empty())
+                .cloned()
+                .collect();
             if words.is_empty() {
-                ctx.error(Some(k.span()), format!("guardrail `{id}`: `keywords` is empty"));
+                ctx.error(
+                    Some(k.span()),
+                    format!("guardrail `{id}`: `keywords` is empty"),
+                );
                 None
             } else {
                 Some(DetectorSpec::Keywords(words))
@@ -563,7 +624,9 @@ fn guardrail(
         other => {
             ctx.error(
                 Some(raw.action.span()),
-                format!("guardrail `{id}`: `action` must be block, redact, warn or log, got {other:?}"),
+                format!(
+                    "guardrail `{id}`: `action` must be block, redact, warn or log, got {other:?}"
+                ),
             );
             None
         }
@@ -635,7 +698,10 @@ fn compile_scan(
             .map(|&g| guardrails[g].source.clone())
             .or_else(|| {
                 let id = e.secret_rule_id()?;
-                secret_sources.iter().find(|(s, _)| s == id).map(|(_, p)| p.clone())
+                secret_sources
+                    .iter()
+                    .find(|(s, _)| s == id)
+                    .map(|(_, p)| p.clone())
             })
             .unwrap_or_else(|| file.to_path_buf());
         vec![Located {
@@ -699,10 +765,22 @@ mod tests {
         let c = layer("c.toml", "[models]\nalow = [\"*\"]\n");
         let errs = errors(&[a, b, c]);
         assert_eq!(errs.len(), 4, "{errs:#?}");
-        assert!(errs[0].starts_with("c.toml:2:1:") && errs[0].contains("alow"), "{errs:#?}");
-        assert!(errs[1].starts_with("a.toml:3:11:") && errs[1].contains("bad regex"), "{errs:#?}");
-        assert!(errs[2].starts_with("a.toml:8:10:") && errs[2].contains("unknown detector"), "{errs:#?}");
-        assert!(errs[3].starts_with("b.toml:6:6:") && errs[3].contains("duplicate guardrail id `z`"), "{errs:#?}");
+        assert!(
+            errs[0].starts_with("c.toml:2:1:") && errs[0].contains("alow"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].starts_with("a.toml:3:11:") && errs[1].contains("bad regex"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[2].starts_with("a.toml:8:10:") && errs[2].contains("unknown detector"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[3].starts_with("b.toml:6:6:") && errs[3].contains("duplicate guardrail id `z`"),
+            "{errs:#?}"
+        );
         assert!(errs[3].contains("b.toml:2:6"), "{errs:#?}");
     }
 
@@ -758,7 +836,10 @@ mod tests {
 
     #[test]
     fn unknown_provider_in_model_rules_is_an_error() {
-        let errs = errors(&[layer("m.toml", "[models.providers.openia]\ndeny = [\"*\"]\n")]);
+        let errs = errors(&[layer(
+            "m.toml",
+            "[models.providers.openia]\ndeny = [\"*\"]\n",
+        )]);
         assert_eq!(errs.len(), 1, "{errs:#?}");
         assert!(errs[0].contains("unknown provider"), "{errs:#?}");
     }
@@ -766,13 +847,19 @@ mod tests {
     #[test]
     fn broken_secret_rule_is_reported_with_its_file() {
         let errs = errors(&[
-            layer("a.toml", "[[guardrails]]\nid = \"k\"\ndetect = \"secrets\"\naction = \"block\"\n"),
+            layer(
+                "a.toml",
+                "[[guardrails]]\nid = \"k\"\ndetect = \"secrets\"\naction = \"block\"\n",
+            ),
             layer(
                 "b.toml",
                 "[[secret_rules]]\nid = \"acme\"\nregex = \"(unclosed\"\nkeywords = [\"acme\"]\n",
             ),
         ]);
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert!(errs[0].starts_with("b.toml:3:9:") && errs[0].contains("acme"), "{errs:#?}");
+        assert!(
+            errs[0].starts_with("b.toml:3:9:") && errs[0].contains("acme"),
+            "{errs:#?}"
+        );
     }
 }

@@ -333,7 +333,9 @@ impl StreamInspector {
                 match provider::rewrite_event(&pending.event, &edits) {
                     Ok(bytes) => bytes,
                     Err(err) => {
-                        tracing::warn!("dropping a stream event that could not be rewritten: {err}");
+                        tracing::warn!(
+                            "dropping a stream event that could not be rewritten: {err}"
+                        );
                         continue;
                     }
                 }
@@ -401,7 +403,8 @@ mod tests {
     }
 
     fn chat_call() -> ApiCall {
-        let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let body =
+            br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body).unwrap()
     }
 
@@ -458,8 +461,15 @@ mod tests {
             out.extend(inspector.push(chunk("plain words ").as_bytes()));
             sent += "plain words ".len();
         }
-        assert!(!out.is_empty(), "held {sent} bytes of text with a hold-back of {hold}");
-        assert!(delivered(&out).starts_with("plain words "), "{:?}", delivered(&out));
+        assert!(
+            !out.is_empty(),
+            "held {sent} bytes of text with a hold-back of {hold}"
+        );
+        assert!(
+            delivered(&out).starts_with("plain words "),
+            "{:?}",
+            delivered(&out)
+        );
     }
 
     #[test]
@@ -483,10 +493,16 @@ mod tests {
         let mut out = inspector.push(chunk("The project is blue").as_bytes());
         out.extend(inspector.push(chunk("bird, launching soon").as_bytes()));
         out.extend(inspector.push(chunk("more").as_bytes()));
-        let all: String = out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+        let all: String = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
         assert!(!all.contains("blue"), "{all}");
         assert!(all.contains("\"error\""), "{all}");
-        assert!(all.contains("no-codename") && all.contains("Codenames stay inside."), "{all}");
+        assert!(
+            all.contains("no-codename") && all.contains("Codenames stay inside."),
+            "{all}"
+        );
         assert_eq!(inspector.blocked().unwrap().rule, "no-codename");
         assert!(inspector.finish().is_empty());
     }

@@ -80,8 +80,8 @@ pub struct ProxyState {
     pub policy: Arc<PolicyHandle>,
     /// Which host is which provider.
     pub providers: ProviderTable,
-    /// The audit log.
-    pub audit: AuditLog,
+    /// The audit log (`None` when `[audit] enabled = false`).
+    pub audit: Option<AuditLog>,
     /// Who and which device the agent acts for.
     pub identity: Identity,
     /// Leaf certificates.
@@ -92,34 +92,11 @@ pub struct ProxyState {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
-    warned_uncovered: Mutex<HashSet<String>>,
+    /// Hosts already warned about (policy intercepts, CA cannot cover).
+    pub warned_uncovered: Mutex<HashSet<String>>,
 }
 
 impl ProxyState {
-    /// Assemble the shared state.
-    pub fn new(
-        policy: Arc<PolicyHandle>,
-        providers: ProviderTable,
-        audit: AuditLog,
-        identity: Identity,
-        leaves: LeafCache,
-        upstream: Upstream,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Arc<ProxyState> {
-        Arc::new(ProxyState {
-            policy,
-            providers,
-            audit,
-            identity,
-            leaves,
-            upstream,
-            shutdown,
-            tasks,
-            warned_uncovered: Mutex::new(HashSet::new()),
-        })
-    }
-
     /// Intercept `host`? Only when the policy lists it *and* the CA may sign
     /// for it; otherwise it is tunnelled (and the gap is logged once).
     pub fn should_intercept(&self, host: &str) -> bool {

@@ -56,17 +56,20 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let policy = state.policy.current();
-    let permit = match state.audit.try_reserve() {
-        Some(permit) => Some(permit),
-        None if policy.on_audit_backlog == OnAuditBacklog::Block => {
-            state.audit.note_refused();
-            tracing::warn!(host = %route.target.host, "audit queue full: refusing the request");
-            return backlog_response(&route.target.host);
-        }
-        None => {
-            state.audit.note_dropped();
-            None
-        }
+    let permit = match &state.audit {
+        None => None,
+        Some(audit) => match audit.try_reserve() {
+            Some(permit) => Some(permit),
+            None if policy.on_audit_backlog == OnAuditBacklog::Block => {
+                audit.note_refused();
+                tracing::warn!(host = %route.target.host, "audit queue full: refusing the request");
+                return backlog_response(&route.target.host);
+            }
+            None => {
+                audit.note_dropped();
+                None
+            }
+        },
     };
     let path = audited_path(req.uri().path(), req.uri().query());
     let mut trail = CallTrail::start(
@@ -126,7 +129,8 @@ async fn run(
             return match policy.on_unparseable {
                 OnUnparseable::Forward => {
                     tracing::info!(host = %route.target.host, path, "forwarding an over-size body uninspected");
-                    trail.event.error = Some("forwarded uninspected: body over max_body_bytes".into());
+                    trail.event.error =
+                        Some("forwarded uninspected: body over max_body_bytes".into());
                     let request = Request::from_parts(parts, rest.boxed());
                     send(state, route, request, trail).await
                 }
@@ -401,7 +405,9 @@ async fn inspect_response(
         // Outpost asked for identity; a provider that compresses anyway
         // cannot be scanned.
         if policy.response_scan.is_some() && policy.on_unparseable == OnUnparseable::Block {
-            let refusal = uninspectable("The provider sent a compressed response Outpost cannot inspect.".into());
+            let refusal = uninspectable(
+                "The provider sent a compressed response Outpost cannot inspect.".into(),
+            );
             trail.refused(&refusal.rule, &refusal.message);
             return refusal_response(&call, &refusal);
         }
@@ -428,25 +434,39 @@ async fn inspect_response(
     trail.usage(provider::response_usage(&call, &bytes));
     let texts = match provider::response_texts(&call, &bytes) {
         Ok(texts) => texts,
-        Err(err) if policy.on_unparseable == OnUnparseable::Forward || policy.response_scan.is_none() => {
+        Err(err)
+            if policy.on_unparseable == OnUnparseable::Forward
+                || policy.response_scan.is_none() =>
+        {
             tracing::info!("response not inspected: {err}");
             return Response::from_parts(parts, full_body(bytes));
         }
         Err(err) => {
-            let refusal = uninspectable(format!("Outpost could not inspect the provider's response: {err}"));
+            let refusal = uninspectable(format!(
+                "Outpost could not inspect the provider's response: {err}"
+            ));
             trail.refused(&refusal.rule, &refusal.message);
             return refusal_response(&call, &refusal);
         }
     };
     let Some(scan) = &policy.response_scan else {
-        trail.completion(texts.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join("\n"));
+        trail.completion(
+            texts
+                .iter()
+                .map(|t| t.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
         return Response::from_parts(parts, full_body(bytes));
     };
     let inspection = decide::inspect_texts(policy, scan, &texts);
     trail.response_hits(inspection.hits.clone());
     if let Some(block) = &inspection.block {
         let refusal = Refusal {
-            message: format!("Response {}", block.message.replacen("Blocked", "blocked", 1)),
+            message: format!(
+                "Response {}",
+                block.message.replacen("Blocked", "blocked", 1)
+            ),
             ..block.clone()
         };
         trail.refused(&refusal.rule, &refusal.message);
@@ -466,7 +486,9 @@ async fn inspect_response(
                 (rewritten, delivered)
             }
             Err(err) => {
-                let refusal = uninspectable(format!("Outpost could not redact the provider's response: {err}"));
+                let refusal = uninspectable(format!(
+                    "Outpost could not redact the provider's response: {err}"
+                ));
                 trail.refused(&refusal.rule, &refusal.message);
                 return refusal_response(&call, &refusal);
             }

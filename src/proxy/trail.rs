@@ -305,10 +305,7 @@ impl CallTrail {
             AuditContent::None => None,
             AuditContent::Hash => Some(Content {
                 prompt_sha256: Some(sha256_hex(prompt.as_bytes())),
-                completion_sha256: self
-                    .completion
-                    .as_ref()
-                    .map(|c| sha256_hex(c.as_bytes())),
+                completion_sha256: self.completion.as_ref().map(|c| sha256_hex(c.as_bytes())),
                 ..Content::default()
             }),
             AuditContent::Redacted => Some(Content {
@@ -490,11 +487,17 @@ mod tests {
     #[test]
     fn credential_query_parameters_are_dropped() {
         assert_eq!(
-            audited_path("/v1beta/models/x:generateContent", Some("key=AIza123&alt=sse")),
+            audited_path(
+                "/v1beta/models/x:generateContent",
+                Some("key=AIza123&alt=sse")
+            ),
             "/v1beta/models/x:generateContent?alt=sse"
         );
         assert_eq!(audited_path("/v1/x", Some("API_KEY=1")), "/v1/x");
-        assert_eq!(audited_path("/v1/x", Some("api-version=2024-10-21")), "/v1/x?api-version=2024-10-21");
+        assert_eq!(
+            audited_path("/v1/x", Some("api-version=2024-10-21")),
+            "/v1/x?api-version=2024-10-21"
+        );
         assert_eq!(audited_path("/v1/x", None), "/v1/x");
     }
 
