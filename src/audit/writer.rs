@@ -815,6 +815,7 @@ mod tests {
 
     fn config(queue_capacity: usize, checkpoint_every: u64) -> AuditConfig {
         AuditConfig {
+            enabled: true,
             retention_days: 0,
             queue_capacity,
             checkpoint_every,
