@@ -33,14 +33,19 @@ const HOST: &str = "api.openai.com";
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
     Direct,
+    /// Through the agent with `[audit] enabled = false`.
+    ProxyNoAudit,
+    /// Through the agent with the audit log on (content = "hash").
     Proxy,
 }
 
 struct Endpoints {
     fake: std::net::SocketAddr,
     proxy: std::net::SocketAddr,
+    proxy_no_audit: std::net::SocketAddr,
     direct_tls: Arc<rustls::ClientConfig>,
     proxy_tls: Arc<rustls::ClientConfig>,
+    proxy_no_audit_tls: Arc<rustls::ClientConfig>,
 }
 
 fn main() {
@@ -60,26 +65,36 @@ fn main() {
         .fake_upstream(&fake)
         .log_level("warn")
         .start();
+    let agent_no_audit = Agent::builder()
+        .fake_upstream(&fake)
+        .log_level("warn")
+        .audit_setting("enabled = false")
+        .start();
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = rss_kb(agent.pid(), "VmRSS:");
 
     let endpoints = Arc::new(Endpoints {
         fake: fake.addr(),
         proxy: agent.proxy_addr(),
+        proxy_no_audit: agent_no_audit.proxy_addr(),
         direct_tls: tls_config(&certs_from_pem_file(&ca.pem_path())),
         proxy_tls: tls_config(&certs_from_pem_file(&agent.ca_pem_path())),
+        proxy_no_audit_tls: tls_config(&certs_from_pem_file(&agent_no_audit.ca_pem_path())),
     });
 
     println!("outpost proxy bench: {secs}s per cell, keep-alive HTTP/1.1 over TLS, 1 KB prompt");
     println!("machine: {}", machine());
     println!();
+    println!("(proxy = default policy + audit log with content=hash; no-audit = same agent config with [audit] enabled = false)");
     println!(
-        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7}",
+        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>12} {:>10} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7}",
         "mode",
         "conc",
         "direct p50",
         "p99",
         "req/s",
+        "no-audit p50",
+        "p99",
         "proxy p50",
         "p99",
         "req/s",
@@ -93,22 +108,20 @@ fn main() {
         .expect("runtime");
     for stream in [false, true] {
         for concurrency in [1usize, 8] {
-            let direct = runtime.block_on(run_cell(
-                &endpoints,
-                Path::Direct,
-                stream,
-                concurrency,
-                cell,
-            ));
-            let proxied =
-                runtime.block_on(run_cell(&endpoints, Path::Proxy, stream, concurrency, cell));
+            let run =
+                |path| runtime.block_on(run_cell(&endpoints, path, stream, concurrency, cell));
+            let direct = run(Path::Direct);
+            let no_audit = run(Path::ProxyNoAudit);
+            let proxied = run(Path::Proxy);
             println!(
-                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2}",
+                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>12} {:>10} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2}",
                 if stream { "stream" } else { "non-stream" },
                 concurrency,
                 us(direct.p50),
                 us(direct.p99),
                 direct.rps,
+                us(no_audit.p50),
+                us(no_audit.p99),
                 us(proxied.p50),
                 us(proxied.p99),
                 proxied.rps,
@@ -225,12 +238,20 @@ async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::Tls
             tcp.set_nodelay(true).expect("nodelay");
             (tcp, endpoints.direct_tls.clone())
         }
-        Path::Proxy => {
-            let reply = support::tunnel::send_connect(endpoints.proxy, &format!("{HOST}:443"))
+        Path::Proxy | Path::ProxyNoAudit => {
+            let (addr, tls) = if path == Path::Proxy {
+                (endpoints.proxy, endpoints.proxy_tls.clone())
+            } else {
+                (
+                    endpoints.proxy_no_audit,
+                    endpoints.proxy_no_audit_tls.clone(),
+                )
+            };
+            let reply = support::tunnel::send_connect(addr, &format!("{HOST}:443"))
                 .await
                 .expect("CONNECT");
             assert_eq!(reply.status, 200, "{}", reply.head);
-            (reply.stream, endpoints.proxy_tls.clone())
+            (reply.stream, tls)
         }
     };
     tokio_rustls::TlsConnector::from(config)
