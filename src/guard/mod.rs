@@ -40,6 +40,7 @@ mod boundary;
 mod card;
 mod digits;
 mod email;
+mod hold;
 mod iban;
 mod ip;
 mod keyword_finder;
@@ -54,6 +55,7 @@ mod ssn;
 
 use std::borrow::Cow;
 
+pub use hold::StreamHold;
 pub use limits::MATCH_LEN_CAP;
 pub use redact::redact;
 pub use scanner::{CompileError, Scanner};

@@ -2,18 +2,21 @@
 //!
 //! Words: the *window* is the concatenated text of the events not yet sent
 //! to the client; *decided* is how much of the window has been scanned with
-//! every match in it settled; the *hold-back* is the longest match any rule
-//! can produce ([`crate::guard::Scanner::max_match_len`]).
+//! every match in it settled; the *hold-back* is the tail of the window that
+//! could still be part of a match that is growing
+//! ([`crate::guard::StreamHold`]: for ordinary text, about the last word);
+//! the *context* is the last [`CONTEXT`] bytes already released, scanned
+//! again with the window so a match that began there is still recognised.
 //!
 //! Each event is parsed, its text deltas appended to the window, and the
-//! undecided part scanned. A match that starts more than a hold-back before
-//! the window's end cannot grow any more, so it is settled now: redacted in
-//! the events that carry it (even when it is split across events), counted,
-//! or — for `block` — the stream is ended with the provider's own error
-//! event. Events whose text is all decided are released to the client. So at
-//! most one hold-back of text (plus the event that crosses it) is ever held,
-//! never the whole stream. Events that carry no text keep their place in
-//! order, and events nobody touched are released byte-identical.
+//! window scanned. A match that starts before the hold-back cannot grow any
+//! more, so it is settled now: redacted in the events that carry it (even
+//! when it is split across events), counted, or — for `block` — the stream
+//! is ended with the provider's own error event. Events whose text is all
+//! decided are released to the client. So at most the hold-back (plus the
+//! event that crosses it) is ever held, never the whole stream. Events that
+//! carry no text keep their place in order, and events nobody touched are
+//! released byte-identical.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +28,9 @@ use super::rules::{Action, Policy};
 use crate::guard::Finding;
 use crate::provider::sse::{SseEvent, SseParser};
 use crate::provider::{self, ApiCall, ErrorKind, JsonPath, StreamState, TextSpan};
+
+/// Released text kept as scanning context.
+const CONTEXT: usize = 256;
 
 struct PendingEvent {
     event: SseEvent,
@@ -44,7 +50,7 @@ pub struct StreamInspector {
     state: StreamState,
     pending: VecDeque<PendingEvent>,
     decided: usize,
-    hold: usize,
+    context: String,
     counts: BTreeMap<usize, (usize, Vec<String>)>,
     blocked: Option<Refusal>,
     ended: bool,
@@ -55,10 +61,6 @@ pub struct StreamInspector {
 impl StreamInspector {
     /// Inspect a stream answering `call` under `policy`.
     pub fn new(policy: Arc<Policy>, call: ApiCall) -> StreamInspector {
-        let hold = policy
-            .response_scan
-            .as_ref()
-            .map_or(0, |s| s.scanner.max_match_len());
         let state = StreamState::new(&call);
         StreamInspector {
             policy,
@@ -67,7 +69,7 @@ impl StreamInspector {
             state,
             pending: VecDeque::new(),
             decided: 0,
-            hold,
+            context: String::new(),
             counts: BTreeMap::new(),
             blocked: None,
             ended: false,
@@ -195,22 +197,24 @@ impl StreamInspector {
             return;
         };
         let window = self.window();
-        let mut limit = if flush {
+        let limit = if flush {
             window.len()
         } else {
-            window.len().saturating_sub(self.hold)
+            window.len() - scan.hold.hold(&window)
         };
-        while !window.is_char_boundary(limit) {
-            limit -= 1;
-        }
         let from = self.decided.min(window.len());
+        let ctx = self.context.len();
+        let text = format!("{}{window}", self.context);
+        // Window coordinates; a match that began in released context is
+        // settled from where the window starts.
         let mut complete: Vec<Finding> = scan
             .scanner
-            .scan(&window[from..])
+            .scan(&text)
             .into_iter()
+            .filter(|f| f.end > ctx + from)
             .map(|mut f| {
-                f.start += from;
-                f.end += from;
+                f.start = f.start.saturating_sub(ctx).max(from);
+                f.end -= ctx;
                 f
             })
             .filter(|f| f.start < limit)
@@ -318,6 +322,7 @@ impl StreamInspector {
             released += len;
             for (_, text) in &pending.texts {
                 self.delivered_text.push_str(text);
+                self.context.push_str(text);
             }
             let mut edits = pending.texts.clone();
             for snapshot in std::mem::take(&mut pending.snapshots) {
@@ -345,6 +350,13 @@ impl StreamInspector {
             out.push(bytes);
         }
         self.decided -= released;
+        if self.context.len() > CONTEXT {
+            let mut cut = self.context.len() - CONTEXT;
+            while !self.context.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.context.drain(..cut);
+        }
     }
 }
 
@@ -451,8 +463,7 @@ mod tests {
     #[test]
     fn text_is_released_before_the_stream_ends() {
         let mut inspector = StreamInspector::new(policy(REDACT_CARDS), chat_call());
-        let hold = inspector.hold;
-        assert!(hold > 0 && hold < 200, "card hold-back is {hold}");
+        let hold = 64;
         let mut out = Vec::new();
         let mut sent = 0;
         // Once more than a hold-back of text follows the first event, the
@@ -483,7 +494,7 @@ mod tests {
             .iter()
             .flat_map(|p| p.texts.iter().map(|(_, t)| t.len()))
             .sum();
-        assert!(held <= inspector.hold + 12, "held {held} bytes");
+        assert!(held <= 64, "held {held} bytes");
     }
 
     #[test]
