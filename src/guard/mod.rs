@@ -40,7 +40,6 @@ mod boundary;
 mod card;
 mod digits;
 mod email;
-mod hold;
 mod iban;
 mod ip;
 mod keyword_finder;
@@ -52,11 +51,13 @@ mod redact;
 mod scanner;
 mod secrets;
 mod ssn;
+mod stream_hold;
 
 use std::borrow::Cow;
 
-pub use hold::StreamHold;
+
 pub use limits::MATCH_LEN_CAP;
+pub use stream_hold::StreamHold;
 pub use redact::redact;
 pub use scanner::{CompileError, Scanner};
 pub use secrets::{builtin_secret_rules, SecretRule, SecretRulesError};
