@@ -55,12 +55,11 @@ mod stream_hold;
 
 use std::borrow::Cow;
 
-
 pub use limits::MATCH_LEN_CAP;
-pub use stream_hold::StreamHold;
 pub use redact::redact;
 pub use scanner::{CompileError, Scanner};
 pub use secrets::{builtin_secret_rules, SecretRule, SecretRulesError};
+pub use stream_hold::StreamHold;
 
 /// A detector shipped with Outpost, named in policy files by
 /// [`Builtin::name`] (`detect = "credit_card"`).
