@@ -501,6 +501,62 @@ mod tests {
         assert_eq!(audited_path("/v1/x", None), "/v1/x");
     }
 
+    const SECRET: &str = "ghp_R7d9Kq2LmX4vB8nT1wZ6yH3cF5jP0sAeUiOg";
+
+    fn trail(content: &str) -> CallTrail {
+        let text = crate::policy::DEFAULT_POLICY
+            .replace("content = \"hash\"", &format!("content = \"{content}\""))
+            .replace("max_content_chars = 4096", "max_content_chars = 200");
+        let policy = crate::policy::load::load_layers(&[crate::policy::load::Layer {
+            path: "p.toml".into(),
+            text,
+        }])
+        .unwrap();
+        let mut trail = CallTrail::start(
+            None,
+            Arc::new(policy),
+            ("alice", "dev-1"),
+            "api.openai.com",
+            "POST",
+            "/v1/chat/completions".into(),
+        );
+        trail.prompt(vec![
+            format!("my token is {SECRET}"),
+            "card 4111 1111 1111 1111".into(),
+        ]);
+        trail.completion(format!("echo {SECRET}"));
+        trail
+    }
+
+    #[test]
+    fn content_modes_keep_secrets_out_of_the_record() {
+        let hash = trail("hash").content().unwrap();
+        let line = serde_json::to_string(&hash).unwrap();
+        assert!(!line.contains(SECRET) && !line.contains("4111"), "{line}");
+        assert_eq!(hash.prompt_sha256.as_ref().map(String::len), Some(64));
+        assert!(hash.prompt.is_none() && hash.completion.is_none());
+
+        let redacted = trail("redacted").content().unwrap();
+        let line = serde_json::to_string(&redacted).unwrap();
+        assert!(!line.contains(SECRET) && !line.contains("4111"), "{line}");
+        assert!(line.contains("[REDACTED:no-secrets]"), "{line}");
+        assert!(line.contains("[REDACTED:card-numbers]"), "{line}");
+        assert!(line.contains("[REDACTED:secrets-in-output]"), "{line}");
+
+        assert!(trail("none").content().is_none());
+
+        let full = trail("full").content().unwrap();
+        assert!(full.prompt.unwrap().contains(SECRET));
+    }
+
+    #[test]
+    fn long_content_is_truncated() {
+        let mut t = trail("full");
+        t.prompt(vec!["x".repeat(1000)]);
+        let prompt = t.content().unwrap().prompt.unwrap();
+        assert_eq!(prompt.chars().count(), 201, "200 chars and an ellipsis");
+    }
+
     #[test]
     fn timestamps_are_rfc3339_with_microseconds() {
         let ts = timestamp_now();
