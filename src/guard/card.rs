@@ -19,6 +19,7 @@
 use std::ops::Range;
 
 use super::boundary::{digit_run_end, number_ends_at, number_starts_at};
+use super::hold::{first_from, trailing_run_start};
 
 /// Longest card match in bytes: 19 digits and 18 separators.
 pub(crate) const MAX_LEN: usize = 19 + 18;
@@ -79,6 +80,21 @@ pub(crate) fn find_at(bytes: &[u8], first: Range<usize>) -> Option<Range<usize>>
         }
     }
     None
+}
+
+/// Where a card that more text could still change may start in `bytes`
+/// (the length if nowhere): the first digit of the trailing run of digits,
+/// spaces, dashes and dots, at most [`MAX_LEN`] back.
+///
+/// A candidate reads, from its first digit, only digits and separators,
+/// then one byte past them (two if it is a `.`: `4111….5` is a fraction).
+/// So a decision that reads past the end started inside that run, and at
+/// most 19 digits, 7 separators and a dot before the end.
+pub(crate) fn hold_from(bytes: &[u8]) -> usize {
+    let run = trailing_run_start(bytes, MAX_LEN, |b| {
+        b.is_ascii_digit() || matches!(b, b' ' | b'-' | b'.')
+    });
+    first_from(bytes, run, |b| b.is_ascii_digit())
 }
 
 /// Does `digits` (values 0–9) have a known network prefix and length and a

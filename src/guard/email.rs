@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use super::boundary::is_word_byte;
+use super::hold::trailing_run_start;
 
 const LOCAL_MAX: usize = 64;
 const DOMAIN_MAX: usize = 253;
@@ -69,6 +70,29 @@ pub(crate) fn find_around(bytes: &[u8], at: usize) -> Option<Range<usize>> {
         return None;
     }
     Some(start..end)
+}
+
+/// Where an address that more text could still change may start in
+/// `bytes` (the length if nowhere).
+///
+/// Two cases. The end may be a local part whose `@` has not come yet: the
+/// trailing run of local-part bytes, at most [`LOCAL_MAX`] of it. Or an `@`
+/// may be followed by domain bytes up to the end, within [`DOMAIN_MAX`]: its
+/// domain can still grow or be cancelled (`a@b.co` + `m`, + `_x`), so hold
+/// from its local part.
+pub(crate) fn hold_from(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    let mut from = trailing_run_start(bytes, LOCAL_MAX, is_local_byte);
+    let domain = trailing_run_start(bytes, DOMAIN_MAX + 1, is_domain_byte);
+    if n - domain <= DOMAIN_MAX && domain > 0 && bytes[domain - 1] == b'@' {
+        let at = domain - 1;
+        let local = trailing_run_start(&bytes[..at], LOCAL_MAX + 1, is_local_byte);
+        // A longer local part is rejected whatever follows.
+        if at - local <= LOCAL_MAX {
+            from = from.min(local);
+        }
+    }
+    from
 }
 
 fn domain_ok(domain: &[u8]) -> bool {

@@ -17,6 +17,7 @@
 use std::ops::Range;
 
 use super::boundary::{number_ends_at, number_starts_at};
+use super::hold::trailing_run_start;
 
 /// Longest IBAN match in bytes: 34 characters and a space after every four.
 pub(crate) const MAX_LEN: usize = 34 + 8;
@@ -141,6 +142,26 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
         return None;
     }
     mod97_is_one(&chars[..length]).then_some(start..pos)
+}
+
+/// Where an IBAN that more text could still change may start in `bytes`
+/// (the length if nowhere).
+///
+/// A candidate is two letters starting a word, then a digit run, then
+/// letters, digits and single spaces up to the country's length, decided
+/// by the byte after: one that reads past the end lies in the trailing run
+/// of letters, digits and spaces, within [`MAX_LEN`]. Its first two bytes
+/// are letters and the third a digit, unless the end comes first.
+pub(crate) fn hold_from(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    let run = trailing_run_start(bytes, MAX_LEN, |b| b.is_ascii_alphanumeric() || b == b' ');
+    let starts_here = |p: usize| {
+        bytes[p].is_ascii_alphabetic()
+            && bytes.get(p + 1).is_none_or(u8::is_ascii_alphabetic)
+            && bytes.get(p + 2).is_none_or(u8::is_ascii_digit)
+            && number_starts_at(bytes, p, b"")
+    };
+    (run..n).find(|&p| starts_here(p)).unwrap_or(n)
 }
 
 fn country_length(country: [u8; 2]) -> Option<usize> {

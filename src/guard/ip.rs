@@ -17,6 +17,7 @@ use std::net::Ipv6Addr;
 use std::ops::Range;
 
 use super::boundary::{byte_before, is_word_byte, number_ends_at, number_starts_at};
+use super::hold::{first_from, trailing_run_start};
 
 /// Longest IPv4 match in bytes: `255.255.255.255`.
 pub(crate) const IPV4_MAX_LEN: usize = 15;
@@ -54,6 +55,33 @@ pub(crate) fn find_ipv4_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usiz
         pos += len;
     }
     number_ends_at(bytes, pos, b".").then_some(run.start..pos)
+}
+
+/// Where an IPv4 address that more text could still change may start in
+/// `bytes` (the length if nowhere): the first digit of the trailing run of
+/// digits and dots, at most `IPV4_MAX_LEN + 1` back (`1.2.3.4.` becomes a
+/// version if a digit follows).
+pub(crate) fn ipv4_hold_from(bytes: &[u8]) -> usize {
+    let run = trailing_run_start(bytes, IPV4_MAX_LEN + 1, |b| b.is_ascii_digit() || b == b'.');
+    first_from(bytes, run, |b| b.is_ascii_digit())
+}
+
+/// Where an IPv6 address that more text could still change may start in
+/// `bytes` (the length if nowhere).
+///
+/// A token is read from at most five hex digits before a colon through the
+/// hex digits, colons and dots after it, and decided by the byte after it:
+/// a token that reaches the end lies in the trailing run of those bytes,
+/// within [`IPV6_MAX_LEN`] (a longer one is rejected whatever follows).
+/// Without a colon in that run, one may still come: then only the last five
+/// hex digits can join it.
+pub(crate) fn ipv6_hold_from(bytes: &[u8]) -> usize {
+    let is_token_byte = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    let mut run = trailing_run_start(bytes, IPV6_MAX_LEN, is_token_byte);
+    if !bytes[run..].contains(&b':') {
+        run = run.max(bytes.len().saturating_sub(5));
+    }
+    first_from(bytes, run, |b| b.is_ascii_hexdigit() || b == b':')
 }
 
 /// What [`find_ipv6_around`] learned about the token around a colon.

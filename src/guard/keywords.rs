@@ -12,6 +12,7 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
+use super::hold::PrefixSet;
 use super::scanner::CompileError;
 use super::Finding;
 
@@ -29,6 +30,8 @@ pub(crate) struct KeywordDetector {
     automaton: AhoCorasick,
     keywords: Vec<Keyword>,
     max_len: usize,
+    /// Every keyword, ASCII-lowercased, for the stream hold.
+    prefixes: PrefixSet,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -82,16 +85,28 @@ impl KeywordDetector {
                 message: e.to_string(),
             })?;
         let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let prefixes = PrefixSet::new(patterns.iter().map(|p| p.as_bytes().to_ascii_lowercase()));
         Ok(KeywordDetector {
             automaton,
             keywords,
             max_len,
+            prefixes,
         })
     }
 
     /// Longest finding, in bytes: the longest keyword.
     pub(crate) fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    /// Where a keyword finding that more text could still change may start
+    /// in `text` (its length if nowhere): at a keyword the end cuts off, or
+    /// one that ends at the end (the next char decides if it is a whole
+    /// word). Everything else a finding reads lies before its end.
+    pub(crate) fn hold_from(&self, text: &str) -> usize {
+        self.prefixes
+            .earliest_partial(text.as_bytes())
+            .unwrap_or(text.len())
     }
 
     /// Appends a finding for every whole-word keyword occurrence.

@@ -1,9 +1,10 @@
 //! How long a reported match can be: the bound behind
 //! [`Scanner::max_match_len`](super::Scanner::max_match_len).
 //!
-//! A streaming caller holds back the last `max_match_len() - 1` bytes of a
-//! stream so that a match across a chunk boundary is still seen whole. That
-//! only works if the bound is true, so every detector has one:
+//! The bound sets how far around a keyword a secret rule looks, and how
+//! far back a stream may have to hold text
+//! ([`Scanner::stream_hold`](super::Scanner::stream_hold)). That only works
+//! if the bound is true, so every detector has one:
 //! - the hand-written detectors have fixed maxima (an IBAN is at most 34
 //!   characters plus spaces, …);
 //! - a regex (admin pattern or secret rule) gets its maximum from

@@ -33,13 +33,15 @@
 //! `iban.rs`, `ssn.rs`, `ip.rs`, `secrets.rs`, `pattern.rs`, `keywords.rs`;
 //! shared pieces: `digits.rs` (the digit-run pass), `keyword_finder.rs`
 //! (the keyword pass for secrets), `boundary.rs` (where a match may start
-//! and end), `limits.rs` (how long a match may be), `scanner.rs`
+//! and end), `limits.rs` (how long a match may be), `hold.rs` (how much of
+//! a stream's end may still change, [`Scanner::stream_hold`]), `scanner.rs`
 //! (compiling rules, running a scan), `redact.rs`.
 
 mod boundary;
 mod card;
 mod digits;
 mod email;
+mod hold;
 mod iban;
 mod ip;
 mod keyword_finder;
@@ -51,7 +53,6 @@ mod redact;
 mod scanner;
 mod secrets;
 mod ssn;
-mod stream_hold;
 
 use std::borrow::Cow;
 
@@ -59,7 +60,6 @@ pub use limits::MATCH_LEN_CAP;
 pub use redact::redact;
 pub use scanner::{CompileError, Scanner};
 pub use secrets::{builtin_secret_rules, SecretRule, SecretRulesError};
-pub use stream_hold::StreamHold;
 
 /// A detector shipped with Outpost, named in policy files by
 /// [`Builtin::name`] (`detect = "credit_card"`).

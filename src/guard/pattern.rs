@@ -8,6 +8,7 @@
 
 use regex::Regex;
 
+use super::hold::{HoldSpec, RegexHold};
 use super::limits::{capped_regex_max_len, clip_to_cap};
 use super::scanner::CompileError;
 use super::Finding;
@@ -18,6 +19,7 @@ pub(crate) struct PatternDetector {
     rule: usize,
     regex: Regex,
     reach: usize,
+    hold: RegexHold,
 }
 
 impl PatternDetector {
@@ -29,16 +31,29 @@ impl PatternDetector {
             id: id.to_string(),
             message: e.to_string(),
         })?;
+        let reach = capped_regex_max_len(pattern);
+        let hold = RegexHold::new(&[HoldSpec {
+            pattern,
+            reach,
+            keywords: None,
+        }]);
         Ok(PatternDetector {
             rule,
             regex,
-            reach: capped_regex_max_len(pattern),
+            reach,
+            hold,
         })
     }
 
     /// Longest finding this pattern reports, in bytes.
     pub(crate) fn max_len(&self) -> usize {
         self.reach
+    }
+
+    /// Where a match that more text could still change may start in `text`
+    /// (its length if nowhere); see `hold.rs`.
+    pub(crate) fn hold_from(&self, text: &str) -> usize {
+        self.hold.hold_from(text)
     }
 
     /// Appends a finding for every non-empty match in `text`.

@@ -26,6 +26,7 @@
 use std::ops::Range;
 
 use super::boundary::{byte_before, digit_run_end, number_ends_at, number_starts_at};
+use super::hold::{first_from, trailing_run_start};
 
 /// Longest phone match in bytes; longer chains are not phone numbers.
 pub(crate) const MAX_LEN: usize = 32;
@@ -82,6 +83,22 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     };
     (valid && chain.end - start <= MAX_LEN && number_ends_at(bytes, chain.end, CONTINUING_AFTER))
         .then_some(start..chain.end)
+}
+
+/// Where a phone number that more text could still change may start in
+/// `bytes` (the length if nowhere): the first digit, `+` or `(` of the
+/// trailing run of digits, separators, parentheses and continuing
+/// punctuation, at most [`MAX_LEN`] back.
+///
+/// A candidate reads only such bytes, then at most three more to see if
+/// the chain goes on (` (4`) or two to see if a longer number does
+/// (`/3`). With fewer than 16 digits and 8 groups (beyond that it is
+/// rejected whatever follows) that is under 30 bytes from its start.
+pub(crate) fn hold_from(bytes: &[u8]) -> usize {
+    let run = trailing_run_start(bytes, MAX_LEN, |b| {
+        b.is_ascii_digit() || b" .-()+/:,".contains(&b)
+    });
+    first_from(bytes, run, |b| b.is_ascii_digit() || b == b'+' || b == b'(')
 }
 
 /// Reads groups from the digit at `pos` while a separator and another

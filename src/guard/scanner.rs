@@ -297,14 +297,73 @@ impl Scanner {
         out
     }
 
-    /// The longest match, in bytes, any finding of this scanner can span:
-    /// a stream that holds back `max_match_len() - 1` bytes sees every
-    /// match whole. Regexes that can match without bound count as
+    /// The longest match, in bytes, any finding of this scanner can span.
+    /// Regexes that can match without bound count as
     /// [`MATCH_LEN_CAP`](super::MATCH_LEN_CAP), and their longer matches are
     /// reported clipped to it (see `limits.rs` for the trade-off). 0 if
-    /// there are no rules.
+    /// there are no rules. A stream holds back much less: see
+    /// [`Scanner::stream_hold`].
     pub fn max_match_len(&self) -> usize {
         self.max_match_len
+    }
+
+    /// How many bytes at the end of `text` a stream must still hold back:
+    /// the ones that could be part of a finding that is not final yet,
+    /// because more text could complete, extend, cancel or create it.
+    ///
+    /// Contract: let `r = text.len() - stream_hold(text)` (a char boundary
+    /// of `text`). For any continuation `c`, the findings of
+    /// `scan(text + c)` that start before `r` are exactly the findings of
+    /// `scan(text)` that start before `r` (same rule, span and kind). So a
+    /// stream may settle and release everything before `r`.
+    ///
+    /// Each detector in use names the earliest place such a finding could
+    /// start (see `hold.rs` and each detector's `hold_from`); on prose that
+    /// is about the last word, on `4111 1111 11` the whole number, inside a
+    /// PEM key block everything from `-----BEGIN`.
+    ///
+    /// Bounds: at most `text.len()`, and at most [`Scanner::max_match_len`]
+    /// for the built-in set. Two things can need more, because a decision
+    /// reads past the match: a scanner whose longest rule is `us_ssn` or
+    /// `ipv4` (`123-45-6789.` is no SSN if a digit follows: up to
+    /// `max_match_len() + 1`), and a secret rule whose matches need not
+    /// contain one of its keywords (up to twice its longest match, see
+    /// `hold.rs`).
+    ///
+    /// The one gap: a match of an unbounded regex longer than
+    /// [`MATCH_LEN_CAP`](super::MATCH_LEN_CAP) is reported clipped, and is
+    /// held only while it starts within the cap of the end.
+    ///
+    /// Cost: linear in the last few KiB of `text`, whatever its length.
+    pub fn stream_hold(&self, text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let b = &self.builtins;
+        type HoldFrom = fn(&[u8]) -> usize;
+        let hand_written: [(&[usize], HoldFrom); 7] = [
+            (&b.email, email::hold_from),
+            (&b.card, card::hold_from),
+            (&b.phone, phone::hold_from),
+            (&b.iban, iban::hold_from),
+            (&b.ssn, ssn::hold_from),
+            (&b.ipv4, ip::ipv4_hold_from),
+            (&b.ipv6, ip::ipv6_hold_from),
+        ];
+        let mut from = text.len();
+        for (rules, hold_from) in hand_written {
+            if !rules.is_empty() {
+                from = from.min(hold_from(bytes));
+            }
+        }
+        if !b.secrets.is_empty() {
+            from = from.min(self.secrets.hold_from(text));
+        }
+        for pattern in &self.patterns {
+            from = from.min(pattern.hold_from(text));
+        }
+        if let Some(keywords) = &self.keywords {
+            from = from.min(keywords.hold_from(text));
+        }
+        text.len() - from
     }
 
     fn find_emails(&self, text: &str, out: &mut Vec<Finding>) {

@@ -32,6 +32,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::boundary::{ceil_char_boundary, floor_char_boundary};
+use super::hold::{HoldSpec, RegexHold};
 use super::keyword_finder::KeywordFinder;
 use super::limits::{capped_regex_max_len, clip_to_cap};
 use super::scanner::{CompileError, SecretRuleProblem};
@@ -105,6 +106,8 @@ pub(crate) struct SecretMatcher {
     keyword_rules: Vec<Vec<usize>>,
     /// Rules without keywords: run over the whole text.
     unkeyed: Vec<usize>,
+    /// Where an unfinished match may start, for streams.
+    hold: RegexHold,
 }
 
 impl SecretMatcher {
@@ -117,6 +120,7 @@ impl SecretMatcher {
         let mut distinct: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
         let mut unkeyed = Vec::new();
+        let mut sources: Vec<&SecretRule> = Vec::new();
         for rule in rules {
             let index = compiled.len();
             if compiled.iter().any(|c| c.id == rule.id) {
@@ -125,6 +129,7 @@ impl SecretMatcher {
                 });
             }
             compiled.push(compile_rule(rule)?);
+            sources.push(rule);
             if rule.keywords.is_empty() {
                 unkeyed.push(index);
             }
@@ -146,11 +151,22 @@ impl SecretMatcher {
         let keywords = KeywordFinder::new(&distinct).map_err(|e| CompileError::KeywordMatcher {
             message: e.to_string(),
         })?;
+        let specs: Vec<HoldSpec<'_>> = sources
+            .iter()
+            .zip(&compiled)
+            .map(|(source, rule)| HoldSpec {
+                pattern: &source.regex,
+                reach: rule.reach,
+                keywords: Some(&source.keywords),
+            })
+            .collect();
+        let hold = RegexHold::new(&specs);
         Ok(SecretMatcher {
             rules: compiled,
             keywords,
             keyword_rules,
             unkeyed,
+            hold,
         })
     }
 
@@ -162,6 +178,12 @@ impl SecretMatcher {
     /// Longest secret reported, in bytes.
     pub(crate) fn max_len(&self) -> usize {
         self.rules.iter().map(|r| r.reach).max().unwrap_or(0)
+    }
+
+    /// Where a secret that more text could still change may start in `text`
+    /// (its length if nowhere); see `hold.rs`.
+    pub(crate) fn hold_from(&self, text: &str) -> usize {
+        self.hold.hold_from(text)
     }
 
     /// Appends every secret in `text` to `out`, grouped by rule in rule

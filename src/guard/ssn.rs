@@ -15,6 +15,7 @@
 use std::ops::Range;
 
 use super::boundary::{digit_run_end, number_ends_at, number_starts_at};
+use super::hold::{first_from, trailing_run_start};
 
 /// Longest SSN match in bytes: `ddd-dd-dddd`.
 pub(crate) const MAX_LEN: usize = 11;
@@ -62,6 +63,18 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     let serial = digits[5..].iter().fold(0, |acc, &d| acc * 10 + d);
     let valid = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
     valid.then_some(run.start..end)
+}
+
+/// Where an SSN that more text could still change may start in `bytes`
+/// (the length if nowhere): the first digit of the trailing run of digits,
+/// spaces, dashes and dots, at most `MAX_LEN + 1` back (`123-45-6789.`
+/// stops being one if a digit follows). The context word lies before the
+/// number, so it never needs holding.
+pub(crate) fn hold_from(bytes: &[u8]) -> usize {
+    let run = trailing_run_start(bytes, MAX_LEN + 1, |b| {
+        b.is_ascii_digit() || matches!(b, b' ' | b'-' | b'.')
+    });
+    first_from(bytes, run, |b| b.is_ascii_digit())
 }
 
 /// Does a context word appear in the bytes just before `start`?

@@ -719,7 +719,6 @@ fn compile_scan(
     Ok(Some(Scan {
         scanner,
         guardrail_of,
-        hold: guard::StreamHold::new(&specs, secret_rules),
     }))
 }
 

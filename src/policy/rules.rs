@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::glob::Glob;
 use super::intercept::InterceptList;
-use crate::guard::{DetectorSpec, Scanner, StreamHold};
+use crate::guard::{DetectorSpec, Scanner};
 
 /// Default for `max_body_bytes` (32 MiB: large enough for image prompts).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -59,8 +59,6 @@ pub struct Scan {
     pub scanner: Scanner,
     /// Scanner rule index → index into [`Policy::guardrails`].
     pub guardrail_of: Vec<usize>,
-    /// How much of a stream's tail must wait before release.
-    pub hold: StreamHold,
 }
 
 /// `on_unparseable`.

@@ -4,9 +4,10 @@
 //! to the client; *decided* is how much of the window has been scanned with
 //! every match in it settled; the *hold-back* is the tail of the window that
 //! could still be part of a match that is growing
-//! ([`crate::guard::StreamHold`]: for ordinary text, about the last word);
-//! the *context* is the last [`CONTEXT`] bytes already released, scanned
-//! again with the window so a match that began there is still recognised.
+//! ([`crate::guard::Scanner::stream_hold`]: for ordinary text, about the last
+//! word); the *context* is the last [`CONTEXT`] bytes already released,
+//! scanned again with the window so a match that began there is still
+//! recognised.
 //!
 //! Each event is parsed, its text deltas appended to the window, and the
 //! window scanned. A match that starts before the hold-back cannot grow any
@@ -197,14 +198,19 @@ impl StreamInspector {
             return;
         };
         let window = self.window();
-        let limit = if flush {
-            window.len()
-        } else {
-            window.len() - scan.hold.hold(&window)
-        };
-        let from = self.decided.min(window.len());
         let ctx = self.context.len();
         let text = format!("{}{window}", self.context);
+        // Measured on what is scanned: a match still growing from the
+        // released context holds the whole window.
+        let mut limit = if flush {
+            window.len()
+        } else {
+            window.len().saturating_sub(scan.scanner.stream_hold(&text))
+        };
+        while !window.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let from = self.decided.min(window.len());
         // Window coordinates; a match that began in released context is
         // settled from where the window starts.
         let mut complete: Vec<Finding> = scan
