@@ -450,3 +450,54 @@ fn records_reach_the_collector_after_it_was_down() {
     agent.sigterm();
     assert!(agent.wait_exit(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn full_audit_queue_refuses_new_requests_with_a_clear_error() {
+    let stack = Stack::start_with(
+        |f| f.stream_events(5).stream_delay(Duration::from_millis(400)),
+        |a| a.audit_setting("queue_capacity = 16"),
+    );
+    let url = "https://api.openai.com/v1/chat/completions";
+    // Sixteen slow streams hold every audit slot.
+    let streams: Vec<_> = (0..16)
+        .map(|_| {
+            Curl::new(url)
+                .via(&stack.agent)
+                .cacert(&stack.agent.ca_pem_path())
+                .post_json(&openai_chat_body(true))
+                .spawn_streaming()
+        })
+        .collect();
+    stack.fake.wait_for_requests(16, Duration::from_secs(30));
+    let refused = Curl::new(url)
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&openai_chat_body(false))
+        .run();
+    assert_eq!(refused.status, 503, "{}", refused.describe());
+    assert!(
+        refused.text().contains("audit log is behind"),
+        "{}",
+        refused.describe()
+    );
+    let status = Curl::new(&format!("http://{}/status", stack.agent.admin_addr())).run();
+    assert!(
+        status.json()["audit"]["refused_backlog_full"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{}",
+        status.text()
+    );
+    for stream in streams {
+        let done = stream.finish();
+        assert_eq!(done.output.status, 200, "{}", done.output.describe());
+    }
+    // Slots are free again.
+    let after = Curl::new(url)
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&openai_chat_body(false))
+        .run();
+    assert_eq!(after.status, 200, "{}", after.describe());
+}
