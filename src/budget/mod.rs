@@ -1,0 +1,17 @@
+//! Budgets: what calls cost and how much of a budget they may use.
+//!
+//! - [`pricing`]: the price table and usage → USD.
+//! - [`window`]: the calendar hour/day/week/month a budget counts in.
+//! - [`reserve`]: a request's worst-case cost and the in-memory ledger that
+//!   holds it against every matching budget until the real cost is known.
+//!
+//! All three are pure (no I/O, no clock, no async); the proxy pipeline and a
+//! persistent ledger writer build on them.
+
+pub mod pricing;
+pub mod reserve;
+pub mod window;
+
+pub use pricing::{cost, Price, PriceDecision, PriceTable, Unpriced};
+pub use reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
+pub use window::{reset_at, window_of, Window};
