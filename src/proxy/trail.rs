@@ -386,7 +386,7 @@ impl AuditedBody {
     pub fn new(inner: ProxyBody, mut trail: CallTrail, status: u16) -> AuditedBody {
         trail.event.status = status;
         let exact = inner.size_hint().exact();
-        AuditedBody {
+        let mut body = AuditedBody {
             inner,
             trail: Some(trail),
             exact,
@@ -394,7 +394,13 @@ impl AuditedBody {
             held: None,
             ack: None,
             done: false,
+        };
+        if exact == Some(0) {
+            // An empty body (204, HEAD, refusals without one) may never be
+            // polled: record now rather than as a disconnect on drop.
+            body.finish();
         }
+        body
     }
 
     fn finish(&mut self) {
