@@ -8,10 +8,12 @@
 //! All three are pure (no I/O, no clock, no async); the proxy pipeline and a
 //! persistent ledger writer build on them.
 
+pub mod ledger;
 pub mod pricing;
 pub mod reserve;
 pub mod window;
 
+pub use ledger::{BudgetLine, Committed, Hold, Ledger, LedgerError, LedgerWriter, Settlement};
 pub use pricing::{cost, Price, PriceDecision, PriceTable, Unpriced};
 pub use reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
 pub use window::{reset_at, window_of, Window};

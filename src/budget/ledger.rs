@@ -1,0 +1,1003 @@
+//! The persistent budget ledger: every settled charge, kept in
+//! `state_dir/budget/ledger.db` (SQLite, WAL) so budgets survive restarts
+//! and `kill -9` without losing a charge.
+//!
+//! Words:
+//! - *charge*: one settled request's real cost on one counter (budget id,
+//!   scope key, window start), with its request id, time and whether the
+//!   cost was estimated (a stream cut off before its usage).
+//! - *reset*: an admin's `outpost budget reset ID`. It is a row, not a
+//!   delete: charges of that budget recorded before it stop counting, and
+//!   the history stays.
+//! - *hold*: a live reservation ([`Hold`]), the token a request carries from
+//!   [`Ledger::reserve`] to exactly one [`Ledger::settle`] or
+//!   [`Ledger::release`].
+//!
+//! Split: the request path only touches the in-memory [`Reservations`]
+//! (one mutex, no I/O). A settle also queues its charge rows on a bounded
+//! channel to one writer thread ([`LedgerWriter`]), which drains whatever is
+//! queued, inserts it in one transaction and commits, then resolves each
+//! charge's [`Committed`]. A commit follows as soon as work arrives, so a
+//! queued charge waits at most one commit (a few ms), well inside 100 ms;
+//! under load batches grow and one fsync covers many charges.
+//!
+//! Crash safety: WAL with `synchronous = FULL`, so a commit has reached the
+//! disk (fsync of the WAL) before [`Committed`] resolves; a process killed
+//! at any point loses only charges whose `Committed` had not resolved, and
+//! SQLite rolls back a half-written transaction on the next open. The audit
+//! log should record a charge after awaiting its `Committed`, which gives
+//! "a charge acknowledged to the audit log is in the ledger".
+//!
+//! On open, charges of windows that started in the last
+//! [`RESTORE_LOOKBACK`] (the longest window plus slack) are summed per
+//! counter, net of resets, into [`Reservations::add_spent`], so a restarted
+//! agent refuses exactly what the one before it would have.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::{future::Future, pin::Pin};
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
+use super::window::{window_of, WindowError};
+use crate::policy::rules::BudgetRule;
+
+/// The schema this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How far back window starts are restored on open: a month window (at most
+/// 31 days, plus a DST hour) that is still current started within this.
+pub const RESTORE_LOOKBACK: SignedDuration = SignedDuration::from_hours(24 * 32);
+
+/// Charges the request path may queue before `settle` waits for the writer.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Most jobs written in one transaction, so one commit's latency stays small.
+const MAX_BATCH: usize = 1024;
+
+const NANOS_PER_USD: f64 = 1e9;
+
+/// Why the ledger could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The state directory could not be created or restricted (the host's
+    /// fault: permissions, disk).
+    #[error("ledger directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// SQLite refused an open, query or commit (disk full, corrupt file,
+    /// another process holding a lock past the busy timeout).
+    #[error("ledger database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The file was written by a newer Outpost (operator's fault: downgrade).
+    #[error("ledger schema version {found} is newer than this build's {SCHEMA_VERSION}")]
+    SchemaTooNew {
+        /// The file's `user_version`.
+        found: i64,
+    },
+    /// A commit failed; the charge is counted in memory but not on disk.
+    #[error("ledger write not committed: {0}")]
+    NotCommitted(String),
+    /// The writer thread has stopped (shut down, or it panicked).
+    #[error("ledger writer stopped")]
+    WriterStopped,
+    /// A budget window could not be computed (policy's fault: time zone).
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// A timestamp outside what the file stores (±292 years around 1970;
+    /// ours: only a broken clock reaches it).
+    #[error("timestamp {0} out of the ledger's range")]
+    TimeOutOfRange(Timestamp),
+}
+
+/// A settled request's real cost, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    /// What the request cost, in USD.
+    pub usd: f64,
+    /// The request's id, as in the audit log.
+    pub request_id: String,
+    /// When it settled.
+    pub at: Timestamp,
+    /// The cost was estimated from the text that passed (usage never came).
+    pub estimated: bool,
+}
+
+/// One live reservation; settle or release it exactly once. Dropping it
+/// unsettled leaks the hold until restart, so the request path must not.
+#[derive(Debug)]
+#[must_use = "a Hold keeps budget reserved until settled or released"]
+pub struct Hold {
+    id: ReservationId,
+    keys: Vec<CounterKey>,
+    // The in-memory ledger it was reserved on: a reset swaps in a new one.
+    on: Arc<Reservations>,
+}
+
+/// One row of `outpost budget show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetLine {
+    /// The `[[budgets]]` id.
+    pub budget_id: String,
+    /// Who or what is counted (`alice`, `openai`, `*`).
+    pub scope_key: String,
+    /// Settled spend in the current window, USD.
+    pub spent_usd: f64,
+    /// Held by requests in flight, USD (zero when read by another process).
+    pub reserved_usd: f64,
+    /// The budget's limit per window, USD.
+    pub limit_usd: f64,
+    /// Start of the current window.
+    pub window_start: Timestamp,
+    /// When the window resets.
+    pub window_end: Timestamp,
+}
+
+/// Resolves once a charge (or flush) is durably committed. Dropping it does
+/// not cancel the write.
+#[derive(Debug)]
+#[must_use = "a Committed does nothing unless awaited (the charge is written either way)"]
+pub struct Committed {
+    rx: oneshot::Receiver<Result<(), String>>,
+}
+
+impl Committed {
+    /// Block until committed. Not from inside an async runtime (it panics
+    /// there): await the `Committed` instead.
+    pub fn wait(self) -> Result<(), LedgerError> {
+        map_ack(self.rx.blocking_recv())
+    }
+
+    fn stopped() -> Committed {
+        // The sender is dropped at once, so the receiver reports "stopped".
+        let (_, rx) = oneshot::channel();
+        Committed { rx }
+    }
+}
+
+impl Future for Committed {
+    type Output = Result<(), LedgerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(map_ack)
+    }
+}
+
+fn map_ack(ack: Result<Result<(), String>, oneshot::error::RecvError>) -> Result<(), LedgerError> {
+    match ack {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(LedgerError::NotCommitted(message)),
+        Err(_) => Err(LedgerError::WriterStopped),
+    }
+}
+
+/// One charge row as stored.
+#[derive(Debug)]
+struct Row {
+    budget_id: String,
+    scope_key: String,
+    window_start_ns: i64,
+    usd_nanos: i64,
+    request_id: String,
+    at_ns: i64,
+    estimated: bool,
+}
+
+enum Ack {
+    Async(oneshot::Sender<Result<(), String>>),
+    // For `reset`, which blocks and may be called from inside a runtime,
+    // where a oneshot's `blocking_recv` panics.
+    Blocking(SyncSender<Result<(), String>>),
+}
+
+impl Ack {
+    fn send(self, result: Result<(), String>) {
+        // The waiter may have gone away; the write stands either way.
+        match self {
+            Ack::Async(tx) => drop(tx.send(result)),
+            Ack::Blocking(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+enum Job {
+    Charges(Vec<Row>, Ack),
+    Reset {
+        budget_id: String,
+        at_ns: i64,
+        ack: Ack,
+    },
+    Flush(Ack),
+    Stop(Ack),
+}
+
+/// The persistent ledger: in-memory reservations plus a queue to the
+/// writer. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    // Read on every reserve/settle (uncontended); written only by `reset`.
+    current: RwLock<Arc<Reservations>>,
+    queue: SyncSender<Job>,
+    // For `snapshot` and `reset`'s reload; never on the request path.
+    reader: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+/// The writer thread's owner handle. [`LedgerWriter::shutdown`] commits what
+/// is queued and joins the thread; dropping the handle leaves the thread to
+/// finish on its own once every [`Ledger`] clone is gone.
+#[derive(Debug)]
+pub struct LedgerWriter {
+    queue: SyncSender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl LedgerWriter {
+    /// Commit everything queued so far, stop the writer and wait for it.
+    /// Blocking: from async code, call it in `spawn_blocking`.
+    pub fn shutdown(self) -> Result<(), LedgerError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self.queue.send(Job::Stop(Ack::Blocking(tx))).is_ok();
+        let result = if sent {
+            match rx.recv() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(LedgerError::NotCommitted(message)),
+                Err(_) => Err(LedgerError::WriterStopped),
+            }
+        } else {
+            Err(LedgerError::WriterStopped)
+        };
+        self.thread.join().map_err(|_| LedgerError::WriterStopped)?;
+        result
+    }
+}
+
+impl Ledger {
+    /// Open (or create) `state_dir/budget/ledger.db`, restore the spend of
+    /// windows that may still be current at `now`, and start the writer.
+    pub fn open(state_dir: &Path, now: Timestamp) -> Result<(Ledger, LedgerWriter), LedgerError> {
+        let dir = state_dir.join("budget");
+        create_private_dir(&dir)?;
+        let path = dir.join("ledger.db");
+        let mut writer_conn = connect(&path)?;
+        migrate(&mut writer_conn)?;
+        let reader = connect(&path)?;
+        let reservations = restore(&reader, now)?;
+
+        let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("outpost-ledger".into())
+            .spawn(move || run_writer(writer_conn, jobs))
+            .map_err(|source| LedgerError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        let ledger = Ledger {
+            shared: Arc::new(Shared {
+                current: RwLock::new(Arc::new(reservations)),
+                queue: queue.clone(),
+                reader: Mutex::new(reader),
+            }),
+        };
+        Ok((ledger, LedgerWriter { queue, thread }))
+    }
+
+    /// Hold `amount_usd` on every counter of `charges`, or refuse (see
+    /// [`Reservations::reserve`]). No I/O.
+    pub fn reserve(&self, charges: &[Charge], amount_usd: f64) -> Result<Hold, Exceeded> {
+        let on = self.current();
+        let id = on.reserve(charges, amount_usd)?;
+        let mut keys: Vec<CounterKey> = Vec::with_capacity(charges.len());
+        for charge in charges {
+            // Held once per counter, as `Reservations::reserve` does.
+            if !keys.contains(&charge.key) {
+                keys.push(charge.key.clone());
+            }
+        }
+        Ok(Hold { id, keys, on })
+    }
+
+    /// The request cost `settlement.usd`: move it from held to spent in
+    /// memory, and queue one charge row per counter for the writer. The
+    /// returned [`Committed`] resolves once the rows are on disk.
+    ///
+    /// Waits only if the writer's queue is full: losing a charge is worse
+    /// than slowing requests while the disk catches up.
+    pub fn settle(&self, hold: Hold, settlement: Settlement) -> Committed {
+        let rows = match charge_rows(&hold.keys, &settlement) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(
+                    "budget ledger: charge {} not recorded: {e}",
+                    settlement.request_id
+                );
+                self.release(hold);
+                return Committed::stopped();
+            }
+        };
+        // Held across the queueing, so a `reset` (write lock) sees this
+        // charge either wholly before it or wholly after.
+        let current = self.read_current();
+        // The hold came from this ledger and is consumed here, so it is live.
+        let _ = hold.on.settle(hold.id, settlement.usd);
+        if !Arc::ptr_eq(&hold.on, &current) {
+            // Reserved before a reset: the new counters never held it, but
+            // the charge happened after the reset and counts.
+            for key in &hold.keys {
+                current.add_spent(key.clone(), settlement.usd);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Job::Charges(rows, Ack::Async(tx)));
+        drop(current);
+        Committed { rx }
+    }
+
+    /// The request failed before costing anything: drop its hold. No I/O.
+    pub fn release(&self, hold: Hold) {
+        // Consumed here, so live (see `settle`).
+        let _ = hold.on.release(hold.id);
+    }
+
+    /// The in-memory counters (for `totals`, and tests).
+    pub fn reservations(&self) -> Arc<Reservations> {
+        self.current()
+    }
+
+    /// Resolves once everything queued before it is committed.
+    pub fn flush(&self) -> Committed {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Job::Flush(Ack::Async(tx)));
+        Committed { rx }
+    }
+
+    /// Zero `budget_id`'s spend persistently: a reset row makes every
+    /// earlier charge of that budget stop counting, here and after restarts.
+    /// Charges settled later count, including those of requests in flight
+    /// now; their holds are forgotten, so until they settle the budget may
+    /// admit up to that much more.
+    ///
+    /// Blocking (a commit and a reload; reserve/settle wait meanwhile): from
+    /// async code, call it in `spawn_blocking`.
+    pub fn reset(&self, budget_id: &str, now: Timestamp) -> Result<(), LedgerError> {
+        let at_ns = to_ns(now)?;
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.enqueue(Job::Reset {
+            budget_id: budget_id.to_string(),
+            at_ns,
+            ack: Ack::Blocking(tx),
+        });
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(LedgerError::NotCommitted(message)),
+            Err(_) => return Err(LedgerError::WriterStopped),
+        }
+        // Every charge settled before the write lock was queued before the
+        // reset, so it is committed now and the reload sees it.
+        let fresh = restore(&self.reader(), now)?;
+        *current = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// `outpost budget show`: for each of `budgets` (the policy's), each
+    /// scope key with charges in the window current at `now` in `tz`.
+    /// Spent and reserved come from memory; which scope keys exist comes
+    /// from the file, so a key with only requests in flight is not listed.
+    pub fn snapshot(
+        &self,
+        now: Timestamp,
+        budgets: &[BudgetRule],
+        tz: &TimeZone,
+    ) -> Result<Vec<BudgetLine>, LedgerError> {
+        let reservations = self.current();
+        let reader = self.reader();
+        let mut query = reader.prepare_cached(
+            "SELECT DISTINCT scope_key FROM charges
+             WHERE budget_id = ?1 AND window_start_ns = ?2 ORDER BY scope_key",
+        )?;
+        let mut lines = Vec::new();
+        for budget in budgets {
+            let window = window_of(now, budget.window, tz)?;
+            let start_ns = to_ns(window.start)?;
+            let scope_keys = query
+                .query_map(params![budget.id, start_ns], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            for scope_key in scope_keys {
+                let key = CounterKey {
+                    budget_id: budget.id.clone(),
+                    scope_key,
+                    window_start: window.start,
+                };
+                let totals = reservations.totals(&key);
+                lines.push(BudgetLine {
+                    budget_id: key.budget_id,
+                    scope_key: key.scope_key,
+                    spent_usd: totals.spent_usd,
+                    reserved_usd: totals.reserved_usd,
+                    limit_usd: budget.limit_usd,
+                    window_start: window.start,
+                    window_end: window.end,
+                });
+            }
+        }
+        Ok(lines)
+    }
+
+    fn enqueue(&self, job: Job) {
+        let job = match self.shared.queue.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(job)) => job,
+            Err(TrySendError::Disconnected(job)) => {
+                // Dropping the job drops its ack: the waiter sees "stopped".
+                drop(job);
+                tracing::error!("budget ledger: writer stopped; charge kept in memory only");
+                return;
+            }
+        };
+        if self.shared.queue.send(job).is_err() {
+            tracing::error!("budget ledger: writer stopped; charge kept in memory only");
+        }
+    }
+
+    fn current(&self) -> Arc<Reservations> {
+        Arc::clone(&self.read_current())
+    }
+
+    fn read_current(&self) -> std::sync::RwLockReadGuard<'_, Arc<Reservations>> {
+        // Guarded sections only swap or clone an Arc: nothing to leave half done.
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // A connection has no invariant of ours that a panic could break.
+        self.shared
+            .reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn charge_rows(keys: &[CounterKey], s: &Settlement) -> Result<Vec<Row>, LedgerError> {
+    let at_ns = to_ns(s.at)?;
+    let usd_nanos = to_nanos(s.usd);
+    keys.iter()
+        .map(|key| {
+            Ok(Row {
+                budget_id: key.budget_id.clone(),
+                scope_key: key.scope_key.clone(),
+                window_start_ns: to_ns(key.window_start)?,
+                usd_nanos,
+                request_id: s.request_id.clone(),
+                at_ns,
+                estimated: s.estimated,
+            })
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| LedgerError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    // An existing directory keeps its mode through `create`: tighten it.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
+    std::fs::create_dir_all(dir).map_err(|source| LedgerError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn connect(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path)?;
+    // Another process (the CLI) may hold the write lock briefly.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never block the writer. FULL: the WAL is fsynced at
+    // every commit, so a resolved `Committed` survives power loss, not
+    // only kill -9 (NORMAL would).
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!("budget ledger: journal mode is {mode}, not wal");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    // IMMEDIATE: two processes opening a new file do not both create it.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew { found });
+    }
+    if found < 1 {
+        // Times are Unix nanoseconds; money is integer nano-dollars, as in
+        // `reserve`, so sums are exact. `through_seq`: charges of the budget
+        // with `seq` up to it no longer count.
+        tx.execute_batch(
+            "CREATE TABLE charges (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 budget_id TEXT NOT NULL,
+                 scope_key TEXT NOT NULL,
+                 window_start_ns INTEGER NOT NULL,
+                 usd_nanos INTEGER NOT NULL,
+                 request_id TEXT NOT NULL,
+                 at_ns INTEGER NOT NULL,
+                 estimated INTEGER NOT NULL
+             );
+             CREATE INDEX charges_window ON charges (window_start_ns, budget_id);
+             CREATE TABLE resets (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 budget_id TEXT NOT NULL,
+                 at_ns INTEGER NOT NULL,
+                 through_seq INTEGER NOT NULL
+             );
+             CREATE INDEX resets_budget ON resets (budget_id);
+             PRAGMA user_version = 1;",
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sum the counters of windows that started since `now - RESTORE_LOOKBACK`,
+/// net of resets, into a fresh in-memory ledger.
+fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerError> {
+    let since = now
+        .checked_sub(RESTORE_LOOKBACK)
+        .map_err(|_| LedgerError::TimeOutOfRange(now))?;
+    let mut query = conn.prepare_cached(
+        "SELECT c.budget_id, c.scope_key, c.window_start_ns, SUM(c.usd_nanos)
+         FROM charges c
+         WHERE c.window_start_ns >= ?1
+           AND c.seq > COALESCE(
+               (SELECT MAX(r.through_seq) FROM resets r WHERE r.budget_id = c.budget_id), 0)
+         GROUP BY c.budget_id, c.scope_key, c.window_start_ns",
+    )?;
+    let reservations = Reservations::new();
+    let mut rows = query.query(params![to_ns(since)?])?;
+    while let Some(row) = rows.next()? {
+        let window_ns: i64 = row.get(2)?;
+        let nanos: i64 = row.get(3)?;
+        let window_start = Timestamp::from_nanosecond(i128::from(window_ns))
+            .map_err(|_| LedgerError::TimeOutOfRange(now))?;
+        let key = CounterKey {
+            budget_id: row.get(0)?,
+            scope_key: row.get(1)?,
+            window_start,
+        };
+        reservations.add_spent(key, nanos as f64 / NANOS_PER_USD);
+    }
+    Ok(reservations)
+}
+
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+    // Ends when told to stop, or when every sender (all `Ledger` clones and
+    // the `LedgerWriter`) is gone.
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|job| matches!(job, Job::Stop(_)));
+        let result = write_batch(&mut conn, &batch).map_err(|e| {
+            tracing::error!("budget ledger: commit failed: {e}");
+            e.to_string()
+        });
+        for job in batch {
+            let ack = match job {
+                Job::Charges(_, ack)
+                | Job::Reset { ack, .. }
+                | Job::Flush(ack)
+                | Job::Stop(ack) => ack,
+            };
+            ack.send(result.clone());
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert_charge = tx.prepare_cached(
+            "INSERT INTO charges
+                 (budget_id, scope_key, window_start_ns, usd_nanos, request_id, at_ns, estimated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut insert_reset = tx.prepare_cached(
+            "INSERT INTO resets (budget_id, at_ns, through_seq)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) FROM charges))",
+        )?;
+        for job in batch {
+            match job {
+                Job::Charges(rows, _) => {
+                    for r in rows {
+                        insert_charge.execute(params![
+                            r.budget_id,
+                            r.scope_key,
+                            r.window_start_ns,
+                            r.usd_nanos,
+                            r.request_id,
+                            r.at_ns,
+                            r.estimated
+                        ])?;
+                    }
+                }
+                Job::Reset {
+                    budget_id, at_ns, ..
+                } => {
+                    insert_reset.execute(params![budget_id, at_ns])?;
+                }
+                Job::Flush(_) | Job::Stop(_) => {}
+            }
+        }
+    }
+    tx.commit()
+}
+
+fn to_ns(t: Timestamp) -> Result<i64, LedgerError> {
+    i64::try_from(t.as_nanosecond()).map_err(|_| LedgerError::TimeOutOfRange(t))
+}
+
+/// USD → nano-dollars, rounded to the nearest as `reserve` does, so the
+/// restored spend equals what memory held.
+fn to_nanos(usd: f64) -> i64 {
+    (usd * NANOS_PER_USD).round().max(0.0) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::rules::{BudgetWindow, Scope};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn day_key(budget: &str, day: &str) -> CounterKey {
+        CounterKey {
+            budget_id: budget.into(),
+            scope_key: "alice".into(),
+            window_start: ts(&format!("{day}T00:00:00Z")),
+        }
+    }
+
+    fn charge(budget: &str, day: &str, limit_usd: f64) -> Charge {
+        Charge {
+            key: day_key(budget, day),
+            limit_usd,
+        }
+    }
+
+    fn settlement(usd: f64, request_id: &str) -> Settlement {
+        Settlement {
+            usd,
+            request_id: request_id.into(),
+            at: ts("2025-03-10T12:00:00Z"),
+            estimated: false,
+        }
+    }
+
+    fn rule(id: &str, limit_usd: f64) -> BudgetRule {
+        BudgetRule {
+            id: id.into(),
+            per: Scope::User,
+            limit_usd,
+            window: BudgetWindow::Day,
+            warn_at: None,
+            providers: None,
+            models: None,
+        }
+    }
+
+    const NOW: &str = "2025-03-10T12:00:00Z";
+    const TODAY: &str = "2025-03-10";
+
+    fn spent(ledger: &Ledger, budget: &str, day: &str) -> f64 {
+        ledger
+            .reservations()
+            .totals(&day_key(budget, day))
+            .spent_usd
+    }
+
+    #[test]
+    fn spend_is_restored_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
+        ledger.settle(hold, settlement(0.3, "r1")).wait().unwrap();
+        writer.shutdown().unwrap();
+        drop(ledger);
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.3);
+        // 0.3 spent + 0.8 > 1.0: the restarted ledger refuses.
+        assert!(ledger.reserve(&[charge("day", TODAY, 1.0)], 0.8).is_err());
+        writer.shutdown().unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (_ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let mode = std::fs::metadata(dir.path().join("budget"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        writer.shutdown().unwrap();
+    }
+
+    #[tokio::test]
+    async fn committed_charge_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
+        ledger.settle(hold, settlement(0.25, "r1")).await.unwrap();
+        // No shutdown, no flush: as after kill -9, only what was committed
+        // is in the file. (The thread lingers; a second connection reads.)
+        std::mem::forget(writer);
+        std::mem::forget(ledger);
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.25);
+        writer.shutdown().unwrap();
+    }
+
+    /// Child half of `kill_9_loses_no_acknowledged_charge`: settles charges
+    /// forever, printing the count after each one's `Committed` resolved.
+    #[test]
+    fn crash_child() {
+        let Some(dir) = std::env::var_os("OUTPOST_LEDGER_CRASH_DIR") else {
+            return;
+        };
+        let (ledger, _writer) = Ledger::open(Path::new(&dir), ts(NOW)).unwrap();
+        for i in 1.. {
+            let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.01).unwrap();
+            ledger
+                .settle(hold, settlement(0.01, &format!("r{i}")))
+                .wait()
+                .unwrap();
+            println!("committed {i}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn kill_9_loses_no_acknowledged_charge() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "budget::ledger::tests::crash_child",
+                "--nocapture",
+            ])
+            .env("OUTPOST_LEDGER_CRASH_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acknowledged = 0;
+        while acknowledged < 50 {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(n) = line.strip_prefix("committed ") {
+                acknowledged = n.parse().unwrap();
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let spent = spent(&ledger, "day", TODAY);
+        assert!(
+            spent >= acknowledged as f64 * 0.01 - 1e-9,
+            "spent {spent} < {acknowledged} acknowledged charges"
+        );
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn concurrent_settles_are_persisted_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let charges = [
+            charge("day", TODAY, 100.0),
+            charge("month", "2025-03-01", 100.0),
+        ];
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (ledger, charges) = (ledger.clone(), charges.clone());
+                std::thread::spawn(move || {
+                    let waits: Vec<Committed> = (0..50)
+                        .map(|i| {
+                            let hold = ledger.reserve(&charges, 0.02).unwrap();
+                            ledger.settle(hold, settlement(0.01, &format!("t{t}-{i}")))
+                        })
+                        .collect();
+                    for committed in waits {
+                        committed.wait().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        writer.shutdown().unwrap();
+
+        let conn = Connection::open(dir.path().join("budget/ledger.db")).unwrap();
+        let (rows, distinct, sum): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT request_id || budget_id), SUM(usd_nanos)
+                 FROM charges",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        // 800 requests × 2 counters, each once.
+        assert_eq!((rows, distinct, sum), (1600, 1600, 1600 * 10_000_000));
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert!((spent(&ledger, "day", TODAY) - 8.0).abs() < 1e-9);
+        assert!((spent(&ledger, "month", "2025-03-01") - 8.0).abs() < 1e-9);
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn reset_persists_and_later_charges_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let other = charge("other", TODAY, 1.0);
+        let hold = ledger
+            .reserve(&[charge("day", TODAY, 1.0), other.clone()], 0.9)
+            .unwrap();
+        ledger.settle(hold, settlement(0.9, "r1")).wait().unwrap();
+        // A request in flight across the reset.
+        let in_flight = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.05).unwrap();
+
+        ledger.reset("day", ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.0);
+        assert_eq!(spent(&ledger, "other", TODAY), 0.9);
+        ledger
+            .settle(in_flight, settlement(0.05, "r2"))
+            .wait()
+            .unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.05);
+        writer.shutdown().unwrap();
+        drop(ledger);
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.05);
+        assert_eq!(spent(&ledger, "other", TODAY), 0.9);
+        let conn = ledger.reader();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM charges", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "a reset keeps the history");
+        drop(conn);
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn old_windows_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger
+            .reserve(&[charge("day", "2025-03-09", 1.0)], 0.9)
+            .unwrap();
+        ledger
+            .settle(hold, settlement(0.9, "yesterday"))
+            .wait()
+            .unwrap();
+        // Today's window is a different counter: the full limit is free.
+        let today = ledger.reserve(&[charge("day", TODAY, 1.0)], 1.0).unwrap();
+        ledger.release(today);
+        writer.shutdown().unwrap();
+        drop(ledger);
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.0);
+        assert!(ledger.reserve(&[charge("day", TODAY, 1.0)], 1.0).is_ok());
+        let lines = ledger
+            .snapshot(ts(NOW), &[rule("day", 1.0)], &TimeZone::UTC)
+            .unwrap();
+        assert!(lines.is_empty(), "yesterday's key is not in today's window");
+        writer.shutdown().unwrap();
+        drop(ledger);
+
+        // Windows older than the lookback are not even loaded.
+        let much_later = ts(NOW) + SignedDuration::from_hours(24 * 40);
+        let (ledger, writer) = Ledger::open(dir.path(), much_later).unwrap();
+        assert_eq!(spent(&ledger, "day", "2025-03-09"), 0.0);
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn snapshot_lists_spent_reserved_limit_and_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 2.0)], 0.5).unwrap();
+        ledger.settle(hold, settlement(0.4, "r1")).wait().unwrap();
+        let _held = ledger.reserve(&[charge("day", TODAY, 2.0)], 0.3).unwrap();
+        let lines = ledger
+            .snapshot(
+                ts(NOW),
+                &[rule("day", 2.0), rule("unused", 5.0)],
+                &TimeZone::UTC,
+            )
+            .unwrap();
+        assert_eq!(
+            lines,
+            vec![BudgetLine {
+                budget_id: "day".into(),
+                scope_key: "alice".into(),
+                spent_usd: 0.4,
+                reserved_usd: 0.3,
+                limit_usd: 2.0,
+                window_start: ts("2025-03-10T00:00:00Z"),
+                window_end: ts("2025-03-11T00:00:00Z"),
+            }]
+        );
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn settle_after_shutdown_reports_the_writer_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        writer.shutdown().unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.1).unwrap();
+        let result = ledger.settle(hold, settlement(0.1, "late")).wait();
+        assert!(matches!(result, Err(LedgerError::WriterStopped)));
+        // Still counted in memory.
+        assert_eq!(spent(&ledger, "day", TODAY), 0.1);
+    }
+}
