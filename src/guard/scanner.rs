@@ -11,6 +11,7 @@
 //! every request of a policy version.
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
 use super::digits::digit_runs;
 use super::keywords::KeywordDetector;
@@ -183,10 +184,33 @@ impl BuiltinRules {
 #[derive(Debug)]
 pub struct Scanner {
     builtins: BuiltinRules,
-    secrets: SecretMatcher,
+    secrets: Arc<SecretMatcher>,
     patterns: Vec<PatternDetector>,
     keywords: Option<KeywordDetector>,
     max_match_len: usize,
+}
+
+/// The secret matcher for the shipped rules plus `extra`, shared with the
+/// last scanner compiled from the same rules. A policy compiles two scanners
+/// (requests, responses) and every reload compiles them again; the secret
+/// rules and their stream-hold regexes are the bulk of a scanner's memory,
+/// and are the same in all of them.
+fn shared_secret_matcher(
+    shipped: &[SecretRule],
+    extra: &[SecretRule],
+) -> Result<Arc<SecretMatcher>, CompileError> {
+    type Cached = Option<(Vec<SecretRule>, Arc<SecretMatcher>)>;
+    static LAST: Mutex<Cached> = Mutex::new(None);
+    // A poisoned lock only means a compile panicked; the cache is still valid.
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((rules, matcher)) = last.as_ref() {
+        if rules.as_slice() == extra {
+            return Ok(matcher.clone());
+        }
+    }
+    let matcher = Arc::new(SecretMatcher::compile(shipped.iter().chain(extra))?);
+    *last = Some((extra.to_vec(), matcher.clone()));
+    Ok(matcher)
 }
 
 /// Appends one finding per rule in `rules` for the span `start..end`.
@@ -234,7 +258,7 @@ impl Scanner {
             Some(KeywordDetector::compile(keyword_rules)?)
         };
         let shipped = builtin_secret_rules()?;
-        let secrets = SecretMatcher::compile(shipped.iter().chain(extra_secret_rules))?;
+        let secrets = shared_secret_matcher(&shipped, extra_secret_rules)?;
 
         let mut max_match_len = 0;
         let mut widen = |used: &[usize], len: usize| {
