@@ -50,6 +50,9 @@ pub enum StartError {
     /// The audit log could not be opened.
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// The budget ledger could not be opened.
+    #[error("budget ledger: {0}")]
+    Ledger(#[from] crate::budget::ledger::LedgerError),
     /// `[audit.export]` is unusable.
     #[error("`audit.export`: {0}")]
     Shipping(#[from] ship::ShipError),
@@ -75,6 +78,7 @@ pub struct Running {
     tasks: TaskTracker,
     grace: std::time::Duration,
     audit: Option<AuditWriter>,
+    ledger: Option<crate::budget::ledger::LedgerWriter>,
 }
 
 impl Running {
@@ -95,6 +99,11 @@ impl Running {
         // agent acknowledges shutdown.
         if let Some(audit) = self.audit.take() {
             audit.shutdown().await;
+        }
+        if let Some(ledger) = self.ledger.take() {
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || ledger.shutdown()).await {
+                tracing::error!("budget ledger did not close cleanly: {err}");
+            }
         }
     }
 }
@@ -124,6 +133,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         (None, None)
     };
 
+    let (ledger, ledger_writer) =
+        crate::budget::ledger::Ledger::open(&config.state_dir, jiff::Timestamp::now())?;
+    let budgets = crate::proxy::spend::Budgets {
+        ledger,
+        prices: crate::budget::PriceTable::embedded(),
+    };
+
     let bind = |key, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -145,6 +161,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         providers,
         audit,
         identity: config.identity.clone(),
+        budgets,
         leaves: LeafCache::new(Arc::new(ca)),
         upstream,
         shutdown: shutdown.clone(),
@@ -169,6 +186,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks,
         grace: config.shutdown_grace,
         audit: audit_writer,
+        ledger: Some(ledger_writer),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod forward;
 pub mod intercept;
 pub mod listener;
 pub mod pipeline;
+pub mod spend;
 pub mod trail;
 pub mod websocket;
 
@@ -84,6 +85,8 @@ pub struct ProxyState {
     pub audit: Option<AuditLog>,
     /// Who and which device the agent acts for.
     pub identity: Identity,
+    /// Budget ledger and prices.
+    pub budgets: spend::Budgets,
     /// Leaf certificates.
     pub leaves: LeafCache,
     /// Pooled upstream client and connector.

@@ -166,6 +166,21 @@ async fn run(
         Ok(body) => body,
         Err(refusal) => return refuse(trail, &call, refusal),
     };
+    match state.budgets.reserve(
+        policy,
+        &state.identity,
+        &provider_name,
+        &call,
+        jiff::Timestamp::now(),
+    ) {
+        Ok(Some(spend)) => trail.spend(spend),
+        Ok(None) => {}
+        Err(refusal) => {
+            tracing::info!(host = %route.target.host, budget = %refusal.budget_id, "budget exhausted");
+            trail.refused(&refusal.budget_id, &refusal.message);
+            return budget_refusal(&call, &refusal);
+        }
+    }
 
     let mut parts = parts;
     if parts.headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
@@ -196,6 +211,23 @@ async fn send(
         .and_then(|v| v.to_str().ok())
     {
         trail.failed(format!("{code}: {}", route.target.host));
+    }
+    response
+}
+
+/// A 429 in the caller's API shape, retryable only when the window resets.
+fn budget_refusal(call: &ApiCall, refusal: &super::spend::BudgetRefusal) -> Response<ProxyBody> {
+    let kind = ErrorKind::BudgetExhausted;
+    let body = provider::error_body_for(call, kind, &refusal.message);
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
+    headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs));
+    if let Ok(rule) = HeaderValue::from_str(&refusal.budget_id) {
+        headers.insert("x-outpost-rule", rule);
     }
     response
 }

@@ -26,6 +26,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::spend::Spend;
 use super::ProxyBody;
 use crate::audit::record::{sha256_hex, AuditEvent, Content, Decision, Kind, RuleCount};
 use crate::audit::writer::{AuditPermit, Written};
@@ -113,6 +114,8 @@ pub struct CallTrail {
     request_hits: Vec<RuleHit>,
     redacted: bool,
     stream_facts: Option<SharedFacts>,
+    usage: Option<Usage>,
+    spend: Option<Spend>,
 }
 
 impl CallTrail {
@@ -164,6 +167,8 @@ impl CallTrail {
             request_hits: Vec::new(),
             redacted: false,
             stream_facts: None,
+            usage: None,
+            spend: None,
         }
     }
 
@@ -197,10 +202,18 @@ impl CallTrail {
 
     /// Token usage.
     pub fn usage(&mut self, usage: Option<Usage>) {
+        if usage.is_some() {
+            self.usage = usage;
+        }
         if let Some(u) = usage {
             self.event.input_tokens = Some(u.input_tokens);
             self.event.output_tokens = Some(u.output_tokens);
         }
+    }
+
+    /// The call's budget reservation, settled when the record is written.
+    pub fn spend(&mut self, spend: Spend) {
+        self.spend = Some(spend);
     }
 
     /// Facts a streaming body will fill in.
@@ -257,9 +270,42 @@ impl CallTrail {
                 self.event.decision = Decision::Block;
             }
         }
+        self.settle_spend();
         self.settle_decision();
         self.event.content = self.content();
         Some(permit.submit(self.event.clone()))
+    }
+
+    /// Charge the budgets: the real usage, or an estimate from the text that
+    /// passed when the provider answered but usage never came (a stream cut
+    /// short), or release the reservation when nothing was generated.
+    fn settle_spend(&mut self) {
+        let Some(spend) = self.spend.take() else {
+            return;
+        };
+        let answered = (200..300).contains(&self.event.status) || self.event.bytes_out > 0;
+        let estimate = (self.usage.is_none() && answered).then(|| {
+            let prompt: usize = self.prompt.iter().map(String::len).sum();
+            let completion = self.completion.as_ref().map_or(0, String::len);
+            Usage {
+                input_tokens: crate::budget::reserve::estimate_prompt_tokens(prompt),
+                output_tokens: (completion as u64).div_ceil(3),
+                ..Usage::default()
+            }
+        });
+        let id = format!(
+            "{}:{}",
+            self.event.ts,
+            self.event.request_sha256.as_deref().unwrap_or("-")
+        );
+        if let Some((usd, estimated)) = spend.settle(self.usage, estimate, id) {
+            self.event.cost_usd = Some(usd);
+            self.event.estimated = estimated;
+            if estimated {
+                self.event.input_tokens = estimate.map(|e| e.input_tokens);
+                self.event.output_tokens = estimate.map(|e| e.output_tokens);
+            }
+        }
     }
 
     fn settle_decision(&mut self) {
