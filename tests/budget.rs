@@ -66,3 +66,63 @@ fn budget_is_exhausted_and_refused_with_rate_limit_error() {
         .unwrap_or(0);
     assert!(retry > 0 && retry <= 86_400, "Retry-After {retry}");
 }
+
+#[test]
+fn streams_are_charged_from_usage_the_client_did_not_ask_for() {
+    let stack = Stack::start_with(
+        |f| {
+            f.stream_events(3)
+                .stream_delay(std::time::Duration::from_millis(5))
+        },
+        |a| {
+            a.policy_file(
+                "10-budget.toml",
+                "[[budgets]]\nid = \"all\"\nper = \"all\"\nlimit_usd = 100.0\nwindow = \"month\"\n",
+            )
+        },
+    );
+    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&openai_chat_body(true))
+        .run();
+    assert_eq!(out.status, 200, "{}", out.describe());
+    // Outpost asked upstream for the usage chunk…
+    let seen = stack.fake.single_request();
+    assert_eq!(
+        seen.body_json()["stream_options"]["include_usage"],
+        true,
+        "{}",
+        seen.body_json()
+    );
+    // …and took it out of what the client sees.
+    let text = out.text();
+    assert!(!text.contains("\"usage\""), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    // The audit record carries the cost from the real usage.
+    let audit = stack.agent.state_dir().join("audit");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let record = loop {
+        let lines: Vec<Value> = std::fs::read_dir(&audit)
+            .expect("audit dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|r| r["kind"] == "request")
+            .collect();
+        if let Some(r) = lines.into_iter().next() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit record");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(record["input_tokens"], 9, "{record}");
+    assert_eq!(record["estimated"], false, "{record}");
+    assert!(record["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{record}");
+}

@@ -55,6 +55,7 @@ pub struct StreamInspector {
     counts: BTreeMap<usize, (usize, Vec<String>)>,
     blocked: Option<Refusal>,
     ended: bool,
+    drop_usage_chunks: bool,
     /// All text the client was sent (after redaction), for audit.
     delivered_text: String,
 }
@@ -74,13 +75,21 @@ impl StreamInspector {
             counts: BTreeMap::new(),
             blocked: None,
             ended: false,
+            drop_usage_chunks: false,
             delivered_text: String::new(),
         }
     }
 
     /// Whether response guardrails apply (otherwise bytes pass unchanged).
     pub fn rewrites(&self) -> bool {
-        self.policy.response_scan.is_some()
+        self.policy.response_scan.is_some() || self.drop_usage_chunks
+    }
+
+    /// Outpost asked for `stream_options.include_usage` on the client's
+    /// behalf: take the usage-only chunk out of what the client sees (its
+    /// usage is still read for budgets and audit).
+    pub fn drop_usage_chunks(&mut self) {
+        self.drop_usage_chunks = true;
     }
 
     /// Feed bytes from upstream; returns what to send to the client now.
@@ -176,6 +185,9 @@ impl StreamInspector {
     fn accept(&mut self, event: SseEvent, out: &mut Vec<Bytes>) {
         let item = self.state.on_event(&event);
         let terminal = item.terminal;
+        if self.drop_usage_chunks && provider::is_usage_only_chunk(&event) {
+            return;
+        }
         self.pending.push_back(PendingEvent {
             event,
             texts: item.deltas.into_iter().map(Into::into).collect(),
@@ -195,6 +207,9 @@ impl StreamInspector {
     /// Scan the undecided window, settle complete matches, release events.
     fn settle(&mut self, flush: bool, out: &mut Vec<Bytes>) {
         let Some(scan) = self.policy.response_scan.as_ref() else {
+            // Nothing to scan for: every event goes out as it came.
+            self.decided = self.window().len();
+            self.release(out);
             return;
         };
         let window = self.window();

@@ -182,6 +182,22 @@ async fn run(
         }
     }
 
+    // Streams are charged from their usage: ask for it where the host
+    // accepts the option, and hide the extra chunk from a client that did
+    // not ask for it.
+    let mut body = body;
+    let mut hide_usage_chunk = false;
+    if call.stream
+        && state
+            .providers
+            .lookup(&route.target.host)
+            .is_some_and(|entry| entry.stream_options)
+    {
+        if let Ok(Some(with_usage)) = provider::ensure_stream_usage(&call, &body) {
+            body = Bytes::from(with_usage);
+            hide_usage_chunk = true;
+        }
+    }
     let mut parts = parts;
     if parts.headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
         parts
@@ -190,7 +206,7 @@ async fn run(
     }
     let request = Request::from_parts(parts, full_body(body));
     let response = send(state, route, request, trail).await;
-    let mut response = inspect_response(policy, call, response, trail).await;
+    let mut response = inspect_response(policy, call, response, trail, hide_usage_chunk).await;
     add_warnings(response.headers_mut(), inspection.warnings());
     response
 }
@@ -428,6 +444,7 @@ async fn inspect_response(
     call: ApiCall,
     response: Response<ProxyBody>,
     trail: &mut CallTrail,
+    hide_usage_chunk: bool,
 ) -> Response<ProxyBody> {
     if !response.status().is_success() || !call.api.generates() {
         return response;
@@ -448,7 +465,10 @@ async fn inspect_response(
     if is_event_stream(headers) {
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(CONTENT_LENGTH);
-        let inspector = StreamInspector::new(policy.clone(), call);
+        let mut inspector = StreamInspector::new(policy.clone(), call);
+        if hide_usage_chunk {
+            inspector.drop_usage_chunks();
+        }
         let facts = trail.stream_facts();
         return Response::from_parts(parts, InspectedStream::new(body, inspector, facts).boxed());
     }
