@@ -14,11 +14,8 @@ use outpost::audit::record::{sha256_hex, AuditEvent, Content, Decision, Kind, Ru
 use outpost::config::{AuditConfig, KeyStoreChoice};
 
 fn event(i: u64) -> AuditEvent {
+    let redacted = i % 10 == 0;
     AuditEvent {
-        kind: Kind::Request,
-        ts: "2026-11-24T10:00:00.000001Z".into(),
-        device: "bench-device".into(),
-        user: "bench-user".into(),
         provider: Some("openai".into()),
         host: Some("api.openai.com".into()),
         method: Some("POST".into()),
@@ -26,12 +23,7 @@ fn event(i: u64) -> AuditEvent {
         api: Some("chat_completions".into()),
         model: Some("gpt-4o-mini".into()),
         stream: i % 3 == 0,
-        decision: if i % 10 == 0 {
-            Decision::Redact
-        } else {
-            Decision::Allow
-        },
-        rules: if i % 10 == 0 {
+        rules: if redacted {
             vec![RuleCount {
                 id: "card-numbers".into(),
                 action: "redact".into(),
@@ -43,20 +35,28 @@ fn event(i: u64) -> AuditEvent {
         status: 200,
         input_tokens: Some(312),
         output_tokens: Some(87),
-        cost_usd: None,
-        estimated: false,
         latency_ms: 412,
         upstream_ms: Some(380),
         bytes_in: 1400,
         bytes_out: 2100,
         request_sha256: Some(sha256_hex(&i.to_le_bytes())),
-        error: None,
         policy_version: Some("0a1b2c3d4e5f".into()),
         content: Some(Content {
             prompt_sha256: Some(sha256_hex(b"prompt")),
             completion_sha256: Some(sha256_hex(b"completion")),
             ..Content::default()
         }),
+        ..AuditEvent::new(
+            Kind::Request,
+            "2026-11-24T10:00:00.000001Z".into(),
+            "bench-user",
+            "bench-device",
+            if redacted {
+                Decision::Redact
+            } else {
+                Decision::Allow
+            },
+        )
     }
 }
 

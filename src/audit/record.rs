@@ -136,6 +136,41 @@ pub struct AuditEvent {
     pub content: Option<Content>,
 }
 
+impl AuditEvent {
+    /// An event of `kind` at `ts` for `identity` (user, device) with every
+    /// request field empty; callers fill in what they know.
+    pub fn new(kind: Kind, ts: String, user: &str, device: &str, decision: Decision) -> AuditEvent {
+        AuditEvent {
+            kind,
+            ts,
+            device: device.to_string(),
+            user: user.to_string(),
+            provider: None,
+            host: None,
+            method: None,
+            path: None,
+            api: None,
+            model: None,
+            stream: false,
+            decision,
+            rules: Vec::new(),
+            status: 0,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: None,
+            estimated: false,
+            latency_ms: 0,
+            upstream_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            request_sha256: None,
+            error: None,
+            policy_version: None,
+            content: None,
+        }
+    }
+}
+
 /// A record in the chain: the event plus its place and hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {

@@ -647,32 +647,14 @@ impl Sink {
         error: Option<String>,
     ) -> AuditEvent {
         AuditEvent {
-            kind,
-            ts: rfc3339_micros(now),
-            device: self.identity.device.clone(),
-            user: self.identity.user.clone(),
-            provider: None,
-            host: None,
-            method: None,
-            path: None,
-            api: None,
-            model: None,
-            stream: false,
-            decision,
-            rules: Vec::new(),
-            status: 0,
-            input_tokens: None,
-            output_tokens: None,
-            cost_usd: None,
-            estimated: false,
-            latency_ms: 0,
-            upstream_ms: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            request_sha256: None,
             error,
-            policy_version: None,
-            content: None,
+            ..AuditEvent::new(
+                kind,
+                rfc3339_micros(now),
+                &self.identity.user,
+                &self.identity.device,
+                decision,
+            )
         }
     }
 

@@ -32,21 +32,23 @@ use crate::policy::decide::{self, Inspection, Refusal, RefusalReason};
 use crate::policy::rules::{OnAuditBacklog, OnUnparseable};
 use crate::policy::stream::StreamInspector;
 use crate::policy::Policy;
-use crate::provider::{self, ApiCall, ErrorKind, Provider};
+use crate::provider::{self, ApiCall, ErrorKind, Provider, ProviderEntry};
 use crate::upstream::BoxError;
 
 /// Response header naming `warn` rules that matched.
 pub const WARNING_HEADER: &str = "x-outpost-warning";
 
-/// The provider a host belongs to: table name and API family.
-pub fn provider_of(state: &ProxyState, host: &str) -> (String, Provider) {
-    match state.providers.lookup(host) {
-        Some(entry) => (entry.name.clone(), entry.kind),
-        None => {
-            let kind = Provider::for_host(host);
-            (kind.name().to_string(), kind)
+/// The provider a host belongs to: its table entry, or the native provider
+/// for the host (never asked to add `stream_options`).
+pub fn provider_of(state: &ProxyState, host: &str) -> ProviderEntry {
+    state.providers.lookup(host).cloned().unwrap_or_else(|| {
+        let kind = Provider::for_host(host);
+        ProviderEntry {
+            name: kind.name().to_string(),
+            kind,
+            stream_options: false,
         }
-    }
+    })
 }
 
 /// Handle one request on an intercepted host: one audit record, always.
@@ -93,7 +95,8 @@ async fn run(
     policy: &Arc<Policy>,
     trail: &mut CallTrail,
 ) -> Response<ProxyBody> {
-    let (provider_name, provider) = provider_of(state, &route.target.host);
+    let entry = provider_of(state, &route.target.host);
+    let (provider_name, provider) = (entry.name.clone(), entry.kind);
     trail.event.provider = Some(provider_name.clone());
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
@@ -158,7 +161,7 @@ async fn run(
     trail.event.api = Some(call.api.name().to_string());
     trail.event.model = call.model.clone();
     trail.event.stream = call.stream;
-    trail.prompt(call.texts.iter().map(|t| t.text.clone()).collect());
+    trail.prompt(&call.texts);
 
     let (decided, inspection) = decide_request(policy, &provider_name, &call, body);
     trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
@@ -187,12 +190,7 @@ async fn run(
     // not ask for it.
     let mut body = body;
     let mut hide_usage_chunk = false;
-    if call.stream
-        && state
-            .providers
-            .lookup(&route.target.host)
-            .is_some_and(|entry| entry.stream_options)
-    {
+    if call.stream && entry.stream_options {
         if let Ok(Some(with_usage)) = provider::ensure_stream_usage(&call, &body) {
             body = Bytes::from(with_usage);
             hide_usage_chunk = true;

@@ -96,9 +96,17 @@ impl Budgets {
         let mut charges = Vec::new();
         let mut resets = Vec::new();
         for rule in &rules {
-            let Ok(window) = window_of(now, rule.window, &jiff::tz::TimeZone::UTC) else {
-                continue;
-            };
+            // Skipping a budget would let spend through unmetered: refuse.
+            let window = window_of(now, rule.window, &jiff::tz::TimeZone::UTC).map_err(|err| {
+                BudgetRefusal {
+                    budget_id: rule.id.clone(),
+                    message: format!(
+                        "Outpost cannot place this call in budget `{}`'s window: {err}",
+                        rule.id
+                    ),
+                    retry_after_secs: 60,
+                }
+            })?;
             resets.push((rule.id.clone(), window.end));
             charges.push(Charge {
                 key: CounterKey {

@@ -28,12 +28,14 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::spend::Spend;
 use super::ProxyBody;
-use crate::audit::record::{sha256_hex, AuditEvent, Content, Decision, Kind, RuleCount};
+use sha2::{Digest, Sha256};
+
+use crate::audit::record::{hex, sha256_hex, AuditEvent, Content, Decision, Kind, RuleCount};
 use crate::audit::writer::{AuditPermit, Written};
 use crate::policy::decide::{redaction_label, RuleHit};
 use crate::policy::rules::{Action, AuditContent, Scan};
 use crate::policy::Policy;
-use crate::provider::Usage;
+use crate::provider::{TextSpan, Usage};
 use crate::upstream::BoxError;
 
 /// Query parameters that can carry credentials; dropped from audited paths.
@@ -69,19 +71,9 @@ pub fn audited_path(path: &str, query: Option<&str>) -> String {
     }
 }
 
-/// RFC 3339 UTC with microseconds.
+/// Now, RFC 3339 UTC with microseconds.
 pub fn timestamp_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.microsecond()
-    )
+    crate::audit::rfc3339_micros(time::OffsetDateTime::now_utc())
 }
 
 /// Facts a response body learns as it streams (filled by the stream
@@ -108,7 +100,11 @@ pub struct CallTrail {
     /// The event being built.
     pub event: AuditEvent,
     policy: Arc<Policy>,
-    prompt: Vec<String>,
+    /// Bytes of prompt text (budget estimates).
+    prompt_bytes: usize,
+    /// What `[audit] content` keeps of the prompt: its digest (`hash`) or
+    /// its text (`redacted`, `full`); nothing is copied for `none`.
+    prompt: Option<String>,
     completion: Option<String>,
     response_hits: Vec<RuleHit>,
     request_hits: Vec<RuleHit>,
@@ -133,35 +129,21 @@ impl CallTrail {
             permit,
             started: Instant::now(),
             event: AuditEvent {
-                kind: Kind::Request,
-                ts: timestamp_now(),
-                device: identity.1.to_string(),
-                user: identity.0.to_string(),
-                provider: None,
                 host: Some(host.to_string()),
                 method: Some(method.to_string()),
                 path: Some(path),
-                api: None,
-                model: None,
-                stream: false,
-                decision: Decision::Allow,
-                rules: Vec::new(),
-                status: 0,
-                input_tokens: None,
-                output_tokens: None,
-                cost_usd: None,
-                estimated: false,
-                latency_ms: 0,
-                upstream_ms: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                request_sha256: None,
-                error: None,
                 policy_version: Some(policy.version.clone()),
-                content: None,
+                ..AuditEvent::new(
+                    Kind::Request,
+                    timestamp_now(),
+                    identity.0,
+                    identity.1,
+                    Decision::Allow,
+                )
             },
             policy,
-            prompt: Vec::new(),
+            prompt_bytes: 0,
+            prompt: None,
             completion: None,
             response_hits: Vec::new(),
             request_hits: Vec::new(),
@@ -178,9 +160,27 @@ impl CallTrail {
         self.event.request_sha256 = Some(sha256_hex(body));
     }
 
-    /// The prompt texts (as the client sent them).
-    pub fn prompt(&mut self, texts: Vec<String>) {
-        self.prompt = texts;
+    /// The prompt texts (as the client sent them), kept only as far as
+    /// `[audit] content` needs them.
+    pub fn prompt(&mut self, texts: &[TextSpan]) {
+        self.prompt_bytes = texts.iter().map(|t| t.text.len()).sum();
+        let pieces = || texts.iter().map(|t| t.text.as_str());
+        self.prompt = match self.policy.audit.content {
+            AuditContent::None => None,
+            AuditContent::Hash => {
+                let mut digest = Sha256::new();
+                for (i, text) in pieces().enumerate() {
+                    if i > 0 {
+                        digest.update(b"\n");
+                    }
+                    digest.update(text.as_bytes());
+                }
+                Some(hex(&digest.finalize()))
+            }
+            AuditContent::Redacted | AuditContent::Full => {
+                Some(pieces().collect::<Vec<_>>().join("\n"))
+            }
+        };
     }
 
     /// Request guardrail hits, and whether anything was redacted.
@@ -285,7 +285,7 @@ impl CallTrail {
         };
         let answered = (200..300).contains(&self.event.status) || self.event.bytes_out > 0;
         let estimate = (self.usage.is_none() && answered).then(|| {
-            let prompt: usize = self.prompt.iter().map(String::len).sum();
+            let prompt = self.prompt_bytes;
             let completion = self.completion.as_ref().map_or(0, String::len);
             Usage {
                 input_tokens: crate::budget::reserve::estimate_prompt_tokens(prompt),
@@ -339,39 +339,30 @@ impl CallTrail {
 
     fn content(&self) -> Option<Content> {
         let settings = &self.policy.audit;
-        let prompt = self.prompt.join("\n");
-        let completion = self.completion.clone().unwrap_or_default();
+        let prompt = self.prompt.as_deref().unwrap_or("");
+        let completion = self.completion.as_deref();
         let truncate = |s: String| -> String {
             match s.char_indices().nth(settings.max_content_chars) {
                 Some((at, _)) => format!("{}…", &s[..at]),
                 None => s,
             }
         };
+        let redacted = |scan, text: &str| truncate(redact_all(scan, &self.policy, text));
         match settings.content {
             AuditContent::None => None,
             AuditContent::Hash => Some(Content {
-                prompt_sha256: Some(sha256_hex(prompt.as_bytes())),
-                completion_sha256: self.completion.as_ref().map(|c| sha256_hex(c.as_bytes())),
+                prompt_sha256: self.prompt.clone(),
+                completion_sha256: completion.map(|c| sha256_hex(c.as_bytes())),
                 ..Content::default()
             }),
             AuditContent::Redacted => Some(Content {
-                prompt: Some(truncate(redact_all(
-                    self.policy.request_scan.as_ref(),
-                    &self.policy,
-                    &prompt,
-                ))),
-                completion: self.completion.as_ref().map(|_| {
-                    truncate(redact_all(
-                        self.policy.response_scan.as_ref(),
-                        &self.policy,
-                        &completion,
-                    ))
-                }),
+                prompt: Some(redacted(self.policy.request_scan.as_ref(), prompt)),
+                completion: completion.map(|c| redacted(self.policy.response_scan.as_ref(), c)),
                 ..Content::default()
             }),
             AuditContent::Full => Some(Content {
-                prompt: Some(truncate(prompt)),
-                completion: self.completion.as_ref().map(|_| truncate(completion)),
+                prompt: Some(truncate(prompt.to_string())),
+                completion: completion.map(|c| truncate(c.to_string())),
                 ..Content::default()
             }),
         }
@@ -553,6 +544,17 @@ mod tests {
         assert_eq!(audited_path("/v1/x", None), "/v1/x");
     }
 
+    fn spans(texts: &[&str]) -> Vec<TextSpan> {
+        texts
+            .iter()
+            .map(|t| TextSpan {
+                path: crate::provider::JsonPath::root(),
+                role: crate::provider::TextRole::User,
+                text: t.to_string(),
+            })
+            .collect()
+    }
+
     const SECRET: &str = "ghp_R7d9Kq2LmX4vB8nT1wZ6yH3cF5jP0sAeUiOg";
 
     fn trail(content: &str) -> CallTrail {
@@ -572,10 +574,10 @@ mod tests {
             "POST",
             "/v1/chat/completions".into(),
         );
-        trail.prompt(vec![
-            format!("my token is {SECRET}"),
-            "card 4111 1111 1111 1111".into(),
-        ]);
+        trail.prompt(&spans(&[
+            &format!("my token is {SECRET}"),
+            "card 4111 1111 1111 1111",
+        ]));
         trail.completion(format!("echo {SECRET}"));
         trail
     }
@@ -585,7 +587,8 @@ mod tests {
         let hash = trail("hash").content().unwrap();
         let line = serde_json::to_string(&hash).unwrap();
         assert!(!line.contains(SECRET) && !line.contains("4111"), "{line}");
-        assert_eq!(hash.prompt_sha256.as_ref().map(String::len), Some(64));
+        let joined = format!("my token is {SECRET}\ncard 4111 1111 1111 1111");
+        assert_eq!(hash.prompt_sha256, Some(sha256_hex(joined.as_bytes())));
         assert!(hash.prompt.is_none() && hash.completion.is_none());
 
         let redacted = trail("redacted").content().unwrap();
@@ -604,7 +607,7 @@ mod tests {
     #[test]
     fn long_content_is_truncated() {
         let mut t = trail("full");
-        t.prompt(vec!["x".repeat(1000)]);
+        t.prompt(&spans(&[&"x".repeat(1000)]));
         let prompt = t.content().unwrap().prompt.unwrap();
         assert_eq!(prompt.chars().count(), 201, "200 chars and an ellipsis");
     }
