@@ -4,12 +4,14 @@
 //! - [`window`]: the calendar hour/day/week/month a budget counts in.
 //! - [`reserve`]: a request's worst-case cost and the in-memory ledger that
 //!   holds it against every matching budget until the real cost is known.
+//! - [`ratelimit`]: token buckets for `[[rate_limits]]`.
 //!
-//! All three are pure (no I/O, no clock, no async); the proxy pipeline and a
-//! persistent ledger writer build on them.
+//! These four are pure (no I/O, no clock, no async); [`ledger`] persists
+//! charges, and the proxy pipeline builds on all of them.
 
 pub mod ledger;
 pub mod pricing;
+pub mod ratelimit;
 pub mod reserve;
 pub mod window;
 

@@ -228,6 +228,18 @@ pub enum RateWindow {
     Day,
 }
 
+impl RateWindow {
+    /// Its length.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            RateWindow::Second => 1,
+            RateWindow::Minute => 60,
+            RateWindow::Hour => 3600,
+            RateWindow::Day => 86_400,
+        })
+    }
+}
+
 /// One `[[rate_limits]]` rule.
 #[derive(Debug, Clone)]
 pub struct RateLimitRule {
