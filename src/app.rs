@@ -135,10 +135,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let (ledger, ledger_writer) =
         crate::budget::ledger::Ledger::open(&config.state_dir, jiff::Timestamp::now())?;
-    let budgets = crate::proxy::spend::Budgets {
-        ledger,
-        prices: crate::budget::PriceTable::embedded(),
-    };
+    let budgets = crate::proxy::spend::Budgets::new(ledger);
 
     let bind = |key, addr| async move {
         TcpListener::bind(addr)

@@ -18,15 +18,18 @@
 //! channel to one writer thread ([`LedgerWriter`]), which drains whatever is
 //! queued, inserts it in one transaction and commits, then resolves each
 //! charge's [`Committed`]. A commit follows as soon as work arrives, so a
-//! queued charge waits at most one commit (a few ms), well inside 100 ms;
-//! under load batches grow and one fsync covers many charges.
+//! queued charge waits at most one commit (tens of µs); under load batches
+//! grow and one commit covers many charges.
 //!
-//! Crash safety: WAL with `synchronous = FULL`, so a commit has reached the
-//! disk (fsync of the WAL) before [`Committed`] resolves; a process killed
-//! at any point loses only charges whose `Committed` had not resolved, and
-//! SQLite rolls back a half-written transaction on the next open. The audit
-//! log should record a charge after awaiting its `Committed`, which gives
-//! "a charge acknowledged to the audit log is in the ledger".
+//! Crash safety, the same promise as the audit log's: WAL with
+//! `synchronous = NORMAL`, so a commit is in the WAL file (write(2), no
+//! fsync) before [`Committed`] resolves. A process killed at any point
+//! loses only charges whose `Committed` had not resolved, and SQLite rolls
+//! back a half-written transaction on the next open. Against power loss, a
+//! checkpoint (which fsyncs the WAL) runs at most [`SYNC_EVERY`] after a
+//! commit. The request path submits a charged call's audit record only
+//! after its `Committed` resolves: "a charge acknowledged to the audit log
+//! is in the ledger".
 //!
 //! On open, charges of windows that started in the last
 //! [`RESTORE_LOOKBACK`] (the longest window plus slack) are summed per
@@ -34,13 +37,12 @@
 //! agent refuses exactly what the one before it would have.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::{future::Future, pin::Pin};
 
-use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -55,6 +57,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How far back window starts are restored on open: a month window (at most
 /// 31 days, plus a DST hour) that is still current started within this.
 pub const RESTORE_LOOKBACK: SignedDuration = SignedDuration::from_hours(24 * 32);
+
+/// Longest a commit waits for its fsync (a WAL checkpoint).
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Charges the request path may queue before `settle` waits for the writer.
 const QUEUE_CAPACITY: usize = 4096;
@@ -405,14 +410,14 @@ impl Ledger {
     }
 
     /// `outpost budget show`: for each of `budgets` (the policy's), each
-    /// scope key with charges in the window current at `now` in `tz`.
+    /// scope key with charges in the window current at `now` (in the
+    /// budget's time zone).
     /// Spent and reserved come from memory; which scope keys exist comes
     /// from the file, so a key with only requests in flight is not listed.
     pub fn snapshot(
         &self,
         now: Timestamp,
         budgets: &[BudgetRule],
-        tz: &TimeZone,
     ) -> Result<Vec<BudgetLine>, LedgerError> {
         let reservations = self.current();
         let reader = self.reader();
@@ -422,7 +427,7 @@ impl Ledger {
         )?;
         let mut lines = Vec::new();
         for budget in budgets {
-            let window = window_of(now, budget.window, tz)?;
+            let window = window_of(now, budget.window, &budget.time_zone)?;
             let start_ns = to_ns(window.start)?;
             let scope_keys = query
                 .query_map(params![budget.id, start_ns], |row| row.get::<_, String>(0))?
@@ -531,14 +536,13 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path)?;
     // Another process (the CLI) may hold the write lock briefly.
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL: readers never block the writer. FULL: the WAL is fsynced at
-    // every commit, so a resolved `Committed` survives power loss, not
-    // only kill -9 (NORMAL would).
+    // WAL: readers never block the writer. NORMAL: a commit is written to
+    // the WAL, and fsynced at the next checkpoint (see `run_writer`).
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!("budget ledger: journal mode is {mode}, not wal");
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(conn)
 }
 
@@ -613,7 +617,29 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
 fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
     // Ends when told to stop, or when every sender (all `Ledger` clones and
     // the `LedgerWriter`) is gone.
-    while let Ok(first) = jobs.recv() {
+    let mut unsynced_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match unsynced_since {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(since) => {
+                let left = SYNC_EVERY.saturating_sub(since.elapsed());
+                match jobs.recv_timeout(left) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        sync(&conn);
+                        unsynced_since = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        sync(&conn);
+                        return;
+                    }
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -626,6 +652,10 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
             tracing::error!("budget ledger: commit failed: {e}");
             e.to_string()
         });
+        unsynced_since.get_or_insert_with(std::time::Instant::now);
+        if stop {
+            sync(&conn);
+        }
         for job in batch {
             let ack = match job {
                 Job::Charges(_, ack)
@@ -638,6 +668,13 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
         if stop {
             return;
         }
+    }
+}
+
+/// Fsync what is committed: a passive checkpoint syncs the WAL first.
+fn sync(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!("budget ledger: checkpoint failed: {e}");
     }
 }
 
@@ -694,6 +731,7 @@ fn to_nanos(usd: f64) -> i64 {
 mod tests {
     use super::*;
     use crate::policy::rules::{BudgetWindow, Scope};
+    use jiff::tz::TimeZone;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -732,6 +770,7 @@ mod tests {
             warn_at: None,
             providers: None,
             models: None,
+            time_zone: TimeZone::UTC,
         }
     }
 
@@ -946,9 +985,7 @@ mod tests {
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         assert_eq!(spent(&ledger, "day", TODAY), 0.0);
         assert!(ledger.reserve(&[charge("day", TODAY, 1.0)], 1.0).is_ok());
-        let lines = ledger
-            .snapshot(ts(NOW), &[rule("day", 1.0)], &TimeZone::UTC)
-            .unwrap();
+        let lines = ledger.snapshot(ts(NOW), &[rule("day", 1.0)]).unwrap();
         assert!(lines.is_empty(), "yesterday's key is not in today's window");
         writer.shutdown().unwrap();
         drop(ledger);
@@ -968,11 +1005,7 @@ mod tests {
         ledger.settle(hold, settlement(0.4, "r1")).wait().unwrap();
         let _held = ledger.reserve(&[charge("day", TODAY, 2.0)], 0.3).unwrap();
         let lines = ledger
-            .snapshot(
-                ts(NOW),
-                &[rule("day", 2.0), rule("unused", 5.0)],
-                &TimeZone::UTC,
-            )
+            .snapshot(ts(NOW), &[rule("day", 2.0), rule("unused", 5.0)])
             .unwrap();
         assert_eq!(
             lines,

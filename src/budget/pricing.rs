@@ -195,6 +195,14 @@ pub struct PriceEntry {
     pub long_context: Option<LongContextEntry>,
 }
 
+impl PriceEntry {
+    /// What is wrong with this entry, if anything (rates negative or not
+    /// numbers, no providers, no models).
+    pub fn check(&self) -> Result<(), &'static str> {
+        compile(self.clone()).map(drop)
+    }
+}
+
 /// The `long_context = { … }` of a [`PriceEntry`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,9 +275,14 @@ pub struct PriceTable {
 impl PriceTable {
     /// The table shipped in `policy/pricing.toml`.
     pub fn embedded() -> PriceTable {
+        static TABLE: std::sync::OnceLock<PriceTable> = std::sync::OnceLock::new();
         // The file is compiled in, so it cannot change under a running agent;
         // the test `embedded_table_parses` keeps a broken edit from shipping.
-        PriceTable::from_toml(EMBEDDED).expect("policy/pricing.toml is valid (unit-tested)")
+        TABLE
+            .get_or_init(|| {
+                PriceTable::from_toml(EMBEDDED).expect("policy/pricing.toml is valid (unit-tested)")
+            })
+            .clone()
     }
 
     /// A one-layer table from text in the shape of `pricing.toml`.
@@ -369,22 +382,24 @@ fn layer(entries: Vec<PriceEntry>, delegates: Vec<DelegateEntry>) -> Result<Laye
     let entries = entries
         .into_iter()
         .enumerate()
-        .map(|(index, e)| compile(index, e))
+        .map(|(index, e)| {
+            let first_model = e.models.first().cloned().unwrap_or_default();
+            compile(e).map_err(|problem| PricingError::Invalid {
+                index,
+                first_model,
+                problem,
+            })
+        })
         .collect::<Result<_, _>>()?;
     Ok(Layer { entries, delegates })
 }
 
-fn compile(index: usize, e: PriceEntry) -> Result<Entry, PricingError> {
-    let invalid = |problem| PricingError::Invalid {
-        index,
-        first_model: e.models.first().cloned().unwrap_or_default(),
-        problem,
-    };
+fn compile(e: PriceEntry) -> Result<Entry, &'static str> {
     if e.providers.is_empty() {
-        return Err(invalid("`providers` is empty"));
+        return Err("`providers` is empty");
     }
     if e.models.is_empty() {
-        return Err(invalid("`models` is empty"));
+        return Err("`models` is empty");
     }
     let long_context = e.long_context.as_ref().map(|l| LongContext {
         above_input_tokens: l.above_input_tokens,
@@ -410,7 +425,7 @@ fn compile(index: usize, e: PriceEntry) -> Result<Entry, PricingError> {
         rates.extend([l.input, l.output, l.cached_input, l.cache_write]);
     }
     if rates.iter().any(|r| !r.is_finite() || *r < 0.0) {
-        return Err(invalid("a rate is negative or not a number"));
+        return Err("a rate is negative or not a number");
     }
     let patterns = e
         .models

@@ -183,9 +183,9 @@ impl RateLimiter {
                     (!wait.is_zero()).then(|| throttled(wait, false))
                 };
                 if let Some(c) = candidate {
-                    let longer = refused.as_ref().is_none_or(|r| {
-                        (c.never, c.retry_after) > (r.never, r.retry_after)
-                    });
+                    let longer = refused
+                        .as_ref()
+                        .is_none_or(|r| (c.never, c.retry_after) > (r.never, r.retry_after));
                     if longer {
                         refused = Some(c);
                     }
@@ -374,7 +374,9 @@ mod tests {
         let t0 = Instant::now();
         let rpm = limit("rpm", Some(1), None, 60);
         let rph = limit("rph", Some(2), None, 3600);
-        let a = limiter.admit(&[rpm.clone()], 0, t0).expect("first");
+        let a = limiter
+            .admit(std::slice::from_ref(&rpm), 0, t0)
+            .expect("first");
         limiter.settle(a, 0);
         // rpm is empty: the call is refused, and rph is not charged for it.
         let refused = limiter
@@ -384,9 +386,11 @@ mod tests {
         assert_eq!(limiter.remaining(&rph, t0), vec![(Metric::Requests, 2.0)]);
         // Both empty after two more calls an hour apart… the longer wait wins.
         let later = t0 + Duration::from_secs(60);
-        let a = limiter.admit(&[rph.clone(), rpm.clone()], 0, later).unwrap();
+        let a = limiter
+            .admit(&[rph.clone(), rpm.clone()], 0, later)
+            .unwrap();
         limiter.settle(a, 0);
-        let a = limiter.admit(&[rph.clone()], 0, later).unwrap();
+        let a = limiter.admit(std::slice::from_ref(&rph), 0, later).unwrap();
         limiter.settle(a, 0);
         let refused = limiter
             .admit(&[rpm.clone(), rph.clone()], 0, later)
@@ -404,7 +408,7 @@ mod tests {
             scope_key: "bob".into(),
             ..alice.clone()
         };
-        let a = limiter.admit(&[alice.clone()], 0, t0).unwrap();
+        let a = limiter.admit(std::slice::from_ref(&alice), 0, t0).unwrap();
         limiter.settle(a, 0);
         assert!(limiter.admit(&[alice], 0, t0).is_err());
         assert!(limiter.admit(&[bob], 0, t0).is_ok());

@@ -13,6 +13,9 @@
 //! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
 //!   layer says so;
 //! - `[audit] content` is the last layer's that sets it;
+//! - `unpriced` is the tightest set (block, then the higher default rate,
+//!   then allow); `[[prices]]` overrides stack in file order, a later
+//!   file's entry winning over an earlier one's for the same model;
 //! - with no `[intercept]` table in any layer, the embedded default's applies.
 //!
 //! Every problem is reported as `file:line:col: message`, and all problems
@@ -20,6 +23,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
 
 use sha2::{Digest, Sha256};
 use toml::Spanned;
@@ -28,6 +34,8 @@ use super::glob::Glob;
 use super::intercept::{HostPattern, InterceptList};
 use super::model::{RawGuardrail, RawModelRules, RawModels, RawPolicy};
 use super::rules::*;
+use crate::budget::pricing::{PriceEntry, PriceTable, Unpriced};
+use crate::budget::window::parse_time_zone;
 use crate::guard::{self, Builtin, DetectorSpec, RuleSpec, SecretRule};
 use crate::located::{parse_toml, Located};
 
@@ -178,6 +186,9 @@ struct Merged {
     budget_ids: HashMap<String, Seen>,
     rate_limits: Vec<RateLimitRule>,
     rate_ids: HashMap<String, Seen>,
+    /// `[[prices]]` of each file that has some, in file order.
+    price_layers: Vec<Vec<PriceEntry>>,
+    unpriced: Option<Unpriced>,
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
     on_audit_backlog: Option<OnAuditBacklog>,
@@ -351,6 +362,19 @@ impl Merged {
                     continue;
                 }
             }
+            let time_zone = match &b.time_zone {
+                None => TimeZone::UTC,
+                Some(name) => match parse_time_zone(name.get_ref()) {
+                    Ok(tz) => tz,
+                    Err(e) => {
+                        ctx.error(
+                            Some(name.span()),
+                            format!("budget `{}`: `time_zone`: {e}", b.id.get_ref()),
+                        );
+                        continue;
+                    }
+                },
+            };
             if let (Some(per), Some(window)) = (per, window) {
                 self.budgets.push(BudgetRule {
                     id: b.id.into_inner(),
@@ -360,6 +384,7 @@ impl Merged {
                     warn_at: b.warn_at.map(Spanned::into_inner),
                     providers: b.providers,
                     models: b.models.map(|m| m.iter().map(|g| Glob::new(g)).collect()),
+                    time_zone,
                 });
             }
         }
@@ -402,6 +427,44 @@ impl Merged {
                     window,
                 });
             }
+        }
+        if let Some(v) = &raw.unpriced {
+            if let Some(unpriced) = unpriced(ctx, v) {
+                self.unpriced = Some(match self.unpriced {
+                    Some(before) => tighter(before, unpriced),
+                    None => unpriced,
+                });
+            }
+        }
+        let mut prices = Vec::new();
+        for entry in raw.prices {
+            let span = entry.span();
+            let entry = entry.into_inner();
+            let first = entry.models.first().cloned().unwrap_or_default();
+            if let Err(problem) = entry.check() {
+                ctx.error(Some(span), format!("price for {first:?}: {problem}"));
+                continue;
+            }
+            let unknown: Vec<&String> = entry
+                .providers
+                .iter()
+                .filter(|p| !super::known_provider_name(p))
+                .collect();
+            if !unknown.is_empty() {
+                ctx.error(
+                    Some(span),
+                    format!(
+                        "price for {first:?}: unknown provider {:?} (known: {})",
+                        unknown[0],
+                        super::known_provider_names().join(", ")
+                    ),
+                );
+                continue;
+            }
+            prices.push(entry);
+        }
+        if !prices.is_empty() {
+            self.price_layers.push(prices);
         }
         if let Some(audit) = &raw.audit {
             if let Some(v) = &audit.max_content_chars {
@@ -499,6 +562,18 @@ impl Merged {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let mut prices = PriceTable::embedded();
+        for layer in self.price_layers {
+            prices = prices.with_overrides(layer).map_err(|e| {
+                // Each entry was checked as it was read.
+                vec![Located {
+                    file: first.clone(),
+                    line: 1,
+                    col: 1,
+                    message: e.to_string(),
+                }]
+            })?;
+        }
         Ok(Policy {
             version,
             sources: layers.iter().map(|l| l.path.clone()).collect(),
@@ -512,6 +587,8 @@ impl Merged {
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
             budgets: self.budgets,
             rate_limits: self.rate_limits,
+            prices: Arc::new(prices),
+            unpriced: self.unpriced.unwrap_or_default(),
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
@@ -544,6 +621,41 @@ fn add_model_rules(ctx: &mut Ctx<'_>, into: &mut ModelRules, raw: RawModelRules)
                 source: source.clone(),
             });
         }
+    }
+}
+
+/// `unpriced = "block" | "allow" | { default_usd_per_mtok = … }`.
+fn unpriced(ctx: &mut Ctx<'_>, value: &Spanned<toml::Value>) -> Option<Unpriced> {
+    const EXPECTED: &str =
+        "`unpriced`: expected \"block\", \"allow\" or { default_usd_per_mtok = <USD> }";
+    let parsed = match value.get_ref() {
+        toml::Value::String(s) if s == "block" => Some(Unpriced::Block),
+        toml::Value::String(s) if s == "allow" => Some(Unpriced::Allow),
+        toml::Value::Table(t) if t.len() == 1 => match t.get("default_usd_per_mtok") {
+            Some(toml::Value::Float(f)) => Some(*f),
+            Some(toml::Value::Integer(i)) => Some(*i as f64),
+            _ => None,
+        }
+        .filter(|rate| rate.is_finite() && *rate >= 0.0)
+        .map(Unpriced::Default),
+        _ => None,
+    };
+    if parsed.is_none() {
+        ctx.error(Some(value.span()), EXPECTED);
+    }
+    parsed
+}
+
+/// Of two layers' `unpriced`, the one that lets less through: block, then
+/// the higher default rate, then allow.
+fn tighter(a: Unpriced, b: Unpriced) -> Unpriced {
+    match (a, b) {
+        (Unpriced::Block, _) | (_, Unpriced::Block) => Unpriced::Block,
+        (Unpriced::Default(x), Unpriced::Default(y)) => Unpriced::Default(x.max(y)),
+        (Unpriced::Default(x), Unpriced::Allow) | (Unpriced::Allow, Unpriced::Default(x)) => {
+            Unpriced::Default(x)
+        }
+        (Unpriced::Allow, Unpriced::Allow) => Unpriced::Allow,
     }
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::budget::pricing::PriceEntry;
+
 /// One policy file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,12 @@ pub struct RawPolicy {
     /// Request and token rate limits.
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    /// What a model without a price costs: `"block"`, `"allow"` or
+    /// `{ default_usd_per_mtok = … }` (default: a conservative rate, warned).
+    pub unpriced: Option<Spanned<toml::Value>>,
+    /// Price overrides, same fields as `policy/pricing.toml`'s `[[price]]`.
+    #[serde(default)]
+    pub prices: Vec<Spanned<PriceEntry>>,
     /// Audit settings.
     pub audit: Option<RawAudit>,
 }
@@ -140,6 +148,8 @@ pub struct RawBudget {
     pub providers: Option<Vec<String>>,
     /// Restrict to models matching these globs.
     pub models: Option<Vec<String>>,
+    /// IANA zone whose calendar the window follows (default UTC).
+    pub time_zone: Option<Spanned<String>>,
 }
 
 /// One `[[rate_limits]]` entry.

@@ -5,9 +5,13 @@
 //! has been checked by `policy::load`; nothing on the request path parses.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use jiff::tz::TimeZone;
 
 use super::glob::Glob;
 use super::intercept::InterceptList;
+use crate::budget::pricing::{PriceTable, Unpriced};
 use crate::guard::{DetectorSpec, Scanner};
 
 /// Default for `max_body_bytes` (32 MiB: large enough for image prompts).
@@ -39,6 +43,10 @@ pub struct Policy {
     pub budgets: Vec<BudgetRule>,
     /// Rate limits.
     pub rate_limits: Vec<RateLimitRule>,
+    /// The shipped price table with every `[[prices]]` override on top.
+    pub prices: Arc<PriceTable>,
+    /// What a model without a price costs.
+    pub unpriced: Unpriced,
     /// Audit settings.
     pub audit: AuditSettings,
 }
@@ -213,6 +221,8 @@ pub struct BudgetRule {
     pub providers: Option<Vec<String>>,
     /// Only models matching these globs (None = all).
     pub models: Option<Vec<Glob>>,
+    /// The zone whose calendar the window follows.
+    pub time_zone: TimeZone,
 }
 
 /// Windows for rate limits.

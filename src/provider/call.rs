@@ -94,6 +94,12 @@ impl Api {
         )
     }
 
+    /// True when this call is billed by tokens: it generates, or embeds.
+    /// Budgets and rate limits count these calls.
+    pub fn metered(self) -> bool {
+        self.generates() || matches!(self, Api::Embeddings | Api::GeminiEmbed)
+    }
+
     /// The wire format of this API; for calls whose body we do not read, the
     /// host's native one (it decides the shape of errors we answer with).
     pub(crate) fn wire_format(self, provider: Provider) -> WireFormat {

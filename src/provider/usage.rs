@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 
-use super::call::{Api, ApiCall, WireFormat};
+use super::call::{ApiCall, WireFormat};
 use super::{anthropic, gemini, openai};
 
 /// Tokens one call used, in the convention of the module doc.
@@ -55,7 +55,7 @@ impl Usage {
 /// the call consumed tokens. Token-counting calls (`count_tokens`,
 /// `countTokens`) answer with a count but use nothing: `None`.
 pub fn response_usage(call: &ApiCall, body: &[u8]) -> Option<Usage> {
-    if !call.api.generates() && !matches!(call.api, Api::Embeddings | Api::GeminiEmbed) {
+    if !call.api.metered() {
         return None;
     }
     let root: Value = serde_json::from_slice(body).ok()?;

@@ -3,8 +3,9 @@
 //! Stages, one function each:
 //! 1. [`read_body`]: the request body, up to the policy's `max_body_bytes`;
 //! 2. `parse_request` (provider adapter): API, model, stream flag, texts;
-//! 3. [`decide_request`]: model rules, then request guardrails → refuse,
-//!    or forward with redactions written into the JSON;
+//! 3. model rules, then rate limits and budgets (`spend`), then
+//!    [`inspect_request`]: request guardrails → refuse, or forward with
+//!    redactions written into the JSON;
 //! 4. forward (streaming), then [`inspect_response`]: SSE streams go through
 //!    a [`StreamInspector`] event by event; JSON bodies are scanned whole.
 //!
@@ -26,6 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::forward::{self, Route};
+use super::spend::LimitRefusal;
 use super::trail::{audited_path, AuditedBody, CallTrail, SharedFacts};
 use super::{full_body, ProxyBody, ProxyState};
 use crate::policy::decide::{self, Inspection, Refusal, RefusalReason};
@@ -163,27 +165,38 @@ async fn run(
     trail.event.stream = call.stream;
     trail.prompt(&call.texts);
 
-    let (decided, inspection) = decide_request(policy, &provider_name, &call, body);
-    trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
-    let body = match decided {
-        Ok(body) => body,
-        Err(refusal) => return refuse(trail, &call, refusal),
-    };
-    match state.budgets.reserve(
+    let metering_warnings: Vec<String>;
+    // Cheap checks first: the model, then rate limits and budgets, and
+    // only then the guardrail scan.
+    if let Some(model) = &call.model {
+        if let Err(refusal) = decide::check_model(policy, &provider_name, model) {
+            return refuse(trail, &call, refusal);
+        }
+    }
+    match state.budgets.admit(
         policy,
         &state.identity,
         &provider_name,
         &call,
         jiff::Timestamp::now(),
+        Instant::now(),
     ) {
-        Ok(Some(spend)) => trail.spend(spend),
-        Ok(None) => {}
+        Ok(metered) => {
+            metering_warnings = metered.warnings.iter().map(|w| w.message.clone()).collect();
+            trail.metered(metered);
+        }
         Err(refusal) => {
-            tracing::info!(host = %route.target.host, budget = %refusal.budget_id, "budget exhausted");
-            trail.refused(&refusal.budget_id, &refusal.message);
-            return budget_refusal(&call, &refusal);
+            tracing::info!(host = %route.target.host, rule = %refusal.rule, "{}", refusal.message);
+            trail.refused(&refusal.rule, &refusal.message);
+            return limit_refusal(&call, &refusal);
         }
     }
+    let (decided, inspection) = inspect_request(policy, &call, body);
+    trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
+    let body = match decided {
+        Ok(body) => body,
+        Err(refusal) => return refuse(trail, &call, refusal),
+    };
 
     // Streams are charged from their usage: ask for it where the host
     // accepts the option, and hide the extra chunk from a client that did
@@ -206,6 +219,10 @@ async fn run(
     let response = send(state, route, request, trail).await;
     let mut response = inspect_response(policy, call, response, trail, hide_usage_chunk).await;
     add_warnings(response.headers_mut(), inspection.warnings());
+    add_warnings(
+        response.headers_mut(),
+        metering_warnings.iter().map(String::as_str),
+    );
     response
 }
 
@@ -229,18 +246,23 @@ async fn send(
     response
 }
 
-/// A 429 in the caller's API shape, retryable only when the window resets.
-fn budget_refusal(call: &ApiCall, refusal: &super::spend::BudgetRefusal) -> Response<ProxyBody> {
-    let kind = ErrorKind::BudgetExhausted;
+/// A budget, rate-limit or unpriced-model refusal in the caller's API
+/// shape, with `Retry-After` when waiting helps.
+fn limit_refusal(call: &ApiCall, refusal: &LimitRefusal) -> Response<ProxyBody> {
+    let kind = refusal.kind;
     let body = provider::error_body_for(call, kind, &refusal.message);
     let mut response = Response::new(full_body(body));
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    *response.status_mut() =
+        StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    let retry = if refusal.retry { "true" } else { "false" };
+    headers.insert("x-should-retry", HeaderValue::from_static(retry));
     headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
-    headers.insert("retry-after", HeaderValue::from(refusal.retry_after_secs));
-    if let Ok(rule) = HeaderValue::from_str(&refusal.budget_id) {
+    if let Some(secs) = refusal.retry_after_secs {
+        headers.insert("retry-after", HeaderValue::from(secs));
+    }
+    if let Ok(rule) = HeaderValue::from_str(&refusal.rule) {
         headers.insert("x-outpost-rule", rule);
     }
     response
@@ -256,19 +278,13 @@ fn backlog_response(host: &str) -> Response<ProxyBody> {
     response
 }
 
-/// Model rules, then request guardrails. Returns the body to forward
-/// (rewritten if anything was redacted) or the refusal, and what matched.
-pub fn decide_request(
+/// Request guardrails. Returns the body to forward (rewritten if anything
+/// was redacted) or the refusal, and what matched.
+pub fn inspect_request(
     policy: &Policy,
-    provider_name: &str,
     call: &ApiCall,
     body: Bytes,
 ) -> (Result<Bytes, Refusal>, Inspection) {
-    if let Some(model) = &call.model {
-        if let Err(refusal) = decide::check_model(policy, provider_name, model) {
-            return (Err(refusal), Inspection::default());
-        }
-    }
     let Some(scan) = &policy.request_scan else {
         return (Ok(body), Inspection::default());
     };
@@ -444,10 +460,27 @@ async fn inspect_response(
     trail: &mut CallTrail,
     hide_usage_chunk: bool,
 ) -> Response<ProxyBody> {
-    if !response.status().is_success() || !call.api.generates() {
+    if !response.status().is_success() || !call.api.metered() {
         return response;
     }
     let headers = response.headers();
+    if !call.api.generates() {
+        // Embeddings: nothing to scan, but a budget needs the usage.
+        if !trail.has_budget() || !is_json(headers) || is_encoded(headers) {
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        return match collect_limited(body, policy.max_body_bytes).await {
+            Ok(bytes) => {
+                trail.usage(provider::response_usage(&call, &bytes));
+                Response::from_parts(parts, full_body(bytes))
+            }
+            Err(message) => {
+                trail.failed(message.clone());
+                refusal_response(&call, &uninspectable(message))
+            }
+        };
+    }
     if is_encoded(headers) {
         // Outpost asked for identity; a provider that compresses anyway
         // cannot be scanned.

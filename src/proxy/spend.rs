@@ -1,113 +1,225 @@
-//! Budgets on the request path: reserve a call's worst case before it is
-//! forwarded, settle its real cost when its usage arrives.
+//! Rate limits and budgets on the request path: admit a call before it is
+//! forwarded, charge it when its usage arrives.
 //!
-//! A *charge* is one budget counter a call counts against: the budget id,
-//! the call's key in the budget's scope (the user, the device, the
-//! provider, the model, or `*`), and the calendar window it falls in
-//! (UTC). Every `[[budgets]]` rule whose provider and model filters match
-//! is charged. The reservation is all-or-nothing across charges, so
-//! concurrent calls cannot jointly pass a limit (see `budget::reserve`).
+//! Admission, in the design's order: rate limits (cheap, in memory), then
+//! the price, then the budget reservation.
+//! - A *limit* is one `[[rate_limits]]` rule applied to the call's key in
+//!   its scope; the call takes one request and its estimated tokens from
+//!   every matching limit, all or none (`budget::ratelimit`).
+//! - A *charge* is one budget counter the call counts against: the budget
+//!   id, the call's key in the budget's scope (the user, the device, the
+//!   provider, the model, or `*`), and the calendar window it falls in (in
+//!   the budget's time zone). Every `[[budgets]]` rule whose provider and
+//!   model filters match is charged; the worst case is reserved on all of
+//!   them at once, so concurrent calls cannot jointly pass a limit.
 //!
-//! A model with no price is charged at a conservative default rate
-//! ([`UNPRICED_USD_PER_MTOK`]), never for free. Refusals are 429s in the
-//! provider's shape, with `Retry-After` at the window's reset and
-//! `x-should-retry: false`.
+//! A model with no price follows the policy's `unpriced`: refused, let
+//! through uncharged (warned), or charged a flat default rate (warned; the
+//! default). Refusals are 429s in the provider's shape: budgets with
+//! `Retry-After` at the window's reset and `x-should-retry: false`; rate
+//! limits with `Retry-After` when enough has refilled, retryable when that
+//! is within a minute (SDKs wait that long and then succeed).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::budget::ledger::{Hold, Ledger, Settlement};
-use crate::budget::pricing::{cost, Price, PriceDecision, PriceTable, Unpriced};
-use crate::budget::reserve::{worst_case_cost, worst_case_usage, Charge, CounterKey};
+use crate::budget::ledger::{Committed, Hold, Ledger, Settlement};
+use crate::budget::pricing::{cost, Price, PriceDecision};
+use crate::budget::ratelimit::{Admission, Limit, RateLimiter, Throttled};
+use crate::budget::reserve::{
+    estimate_prompt_tokens, worst_case_cost, worst_case_usage, Charge, CounterKey,
+};
 use crate::budget::window::window_of;
 use crate::config::Identity;
 use crate::policy::rules::{BudgetRule, Scope};
 use crate::policy::Policy;
-use crate::provider::{ApiCall, Usage};
+use crate::provider::{ApiCall, ErrorKind, Usage};
 
-/// Rate for models the price table does not know (USD per million tokens,
-/// all token kinds): high on purpose, so an unpriced model is never cheap.
-pub const UNPRICED_USD_PER_MTOK: f64 = 75.0;
 /// Output tokens assumed when a request sets no `max_tokens`.
 pub const DEFAULT_OUTPUT_CAP: u64 = 8192;
 
-/// Prices and the ledger, shared by all requests.
+/// The longest `Retry-After` SDKs wait for on their own: a rate-limit
+/// refusal asking for longer says "do not retry".
+pub const SDK_RETRY_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// The ledger and the rate limiter, shared by all requests.
 pub struct Budgets {
-    /// The persistent ledger.
-    pub ledger: Ledger,
-    /// The price table.
-    pub prices: PriceTable,
+    ledger: Ledger,
+    limiter: Arc<RateLimiter>,
+    /// (provider, model) pairs already logged as unpriced.
+    warned_unpriced: Mutex<HashSet<(String, String)>>,
 }
 
-/// A call's reservation, settled when the call ends.
-pub struct Spend {
+/// What an admitted call holds until it ends: its budget reservation and
+/// its rate-limit token estimate.
+#[derive(Default)]
+pub struct Metered {
+    spend: Option<Spend>,
+    rate: Option<(Admission, Arc<RateLimiter>, u64)>,
+    /// Budgets past their `warn_at`, and an unpriced model: each says why.
+    pub warnings: Vec<MeterWarning>,
+}
+
+/// A warning to show the caller (response header) and put on record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterWarning {
+    /// The budget id, or `unpriced`.
+    pub rule: String,
+    /// For people.
+    pub message: String,
+}
+
+struct Spend {
     hold: Hold,
     price: Price,
     ledger: Ledger,
 }
 
-/// Why a call was refused for budget.
+/// What a settled call was charged.
+pub struct Charged {
+    /// USD.
+    pub usd: f64,
+    /// From an estimate: the usage never came.
+    pub estimated: bool,
+    /// Resolves once the charge is in the ledger file.
+    pub committed: Committed,
+}
+
+/// Why a call was refused before it was forwarded.
 #[derive(Debug, Clone)]
-pub struct BudgetRefusal {
-    /// The budget id.
-    pub budget_id: String,
-    /// The message for the caller.
+pub struct LimitRefusal {
+    /// The budget or rate-limit id (or `unpriced`).
+    pub rule: String,
+    /// How the caller's SDK should see it.
+    pub kind: ErrorKind,
+    /// For the caller: names the rule, what was used and the limit.
     pub message: String,
-    /// Seconds until the window resets.
-    pub retry_after_secs: u64,
+    /// Seconds until a retry can pass (none: it cannot).
+    pub retry_after_secs: Option<u64>,
+    /// Whether SDKs should retry on their own.
+    pub retry: bool,
 }
 
 impl Budgets {
-    /// Reserve `call`'s worst case on every matching budget. `Ok(None)` when
-    /// no budget applies.
-    pub fn reserve(
+    /// Budgets over `ledger`; every rate limit starts full.
+    pub fn new(ledger: Ledger) -> Budgets {
+        Budgets {
+            ledger,
+            limiter: Arc::new(RateLimiter::new()),
+            warned_unpriced: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The persistent ledger (for `budget show` and `reset`).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Admit `call` on every matching rate limit and budget, or refuse it.
+    /// `now` places it in budget windows; `instant` drives rate limits.
+    pub fn admit(
         &self,
         policy: &Policy,
         identity: &Identity,
         provider: &str,
         call: &ApiCall,
         now: Timestamp,
-    ) -> Result<Option<Spend>, BudgetRefusal> {
+        instant: Instant,
+    ) -> Result<Metered, LimitRefusal> {
+        let mut metered = Metered::default();
+        if !call.api.metered() {
+            return Ok(metered);
+        }
         let model = call.model.as_deref().unwrap_or("");
+        let prompt_bytes: usize = call.texts.iter().map(|t| t.text.len()).sum();
+
+        let limits: Vec<Limit> = policy
+            .rate_limits
+            .iter()
+            .map(|rule| Limit {
+                rule_id: rule.id.clone(),
+                scope_key: scope_key(rule.per, identity, provider, model),
+                requests: rule.requests,
+                tokens: rule.tokens,
+                window: rule.window.duration(),
+            })
+            .collect();
+        if !limits.is_empty() {
+            let estimate = estimate_prompt_tokens(prompt_bytes) + call.max_tokens.unwrap_or(0);
+            let admission = self
+                .limiter
+                .admit(&limits, estimate, instant)
+                .map_err(throttled)?;
+            metered.rate = Some((admission, self.limiter.clone(), estimate));
+        }
+
         let rules: Vec<&BudgetRule> = policy
             .budgets
             .iter()
             .filter(|b| applies(b, provider, model))
             .collect();
-        if rules.is_empty() || !call.api.generates() {
-            return Ok(None);
+        if rules.is_empty() {
+            return Ok(metered);
         }
-        let price =
-            match self
-                .prices
-                .decide(provider, model, Unpriced::Default(UNPRICED_USD_PER_MTOK))
-            {
-                PriceDecision::Listed(listed) => *listed.price,
-                PriceDecision::Default(price) => {
-                    tracing::warn!(
-                        provider,
-                        model,
-                        "no price for this model: charging the conservative default rate"
-                    );
-                    price
-                }
-                PriceDecision::Free => Price::flat(0.0),
-                PriceDecision::Block => Price::flat(UNPRICED_USD_PER_MTOK),
-            };
-        let mut charges = Vec::new();
-        let mut resets = Vec::new();
+        let price = match policy.prices.decide(provider, model, policy.unpriced) {
+            PriceDecision::Listed(listed) => *listed.price,
+            PriceDecision::Default(price) => {
+                self.warn_unpriced(provider, model, "charging the conservative default rate");
+                metered.warnings.push(MeterWarning {
+                    rule: "unpriced".into(),
+                    message: format!(
+                        "no price for model {model:?}: charged at ${}/M tokens",
+                        price.input
+                    ),
+                });
+                price
+            }
+            PriceDecision::Free => {
+                self.warn_unpriced(provider, model, "not charged (unpriced = \"allow\")");
+                metered.warnings.push(MeterWarning {
+                    rule: "unpriced".into(),
+                    message: format!("no price for model {model:?}: not charged"),
+                });
+                Price::flat(0.0)
+            }
+            PriceDecision::Block => {
+                metered.release();
+                return Err(LimitRefusal {
+                    rule: "unpriced".into(),
+                    kind: ErrorKind::PolicyBlocked,
+                    message: format!(
+                        "Outpost has no price for model {model:?} at {provider}, and policy \
+                         (unpriced = \"block\") refuses models it cannot charge to a budget."
+                    ),
+                    retry_after_secs: None,
+                    retry: false,
+                });
+            }
+        };
+        let mut charges = Vec::with_capacity(rules.len());
+        let mut windows = Vec::with_capacity(rules.len());
         for rule in &rules {
             // Skipping a budget would let spend through unmetered: refuse.
-            let window = window_of(now, rule.window, &jiff::tz::TimeZone::UTC).map_err(|err| {
-                BudgetRefusal {
-                    budget_id: rule.id.clone(),
-                    message: format!(
-                        "Outpost cannot place this call in budget `{}`'s window: {err}",
-                        rule.id
-                    ),
-                    retry_after_secs: 60,
+            let window = match window_of(now, rule.window, &rule.time_zone) {
+                Ok(window) => window,
+                Err(err) => {
+                    metered.release();
+                    return Err(LimitRefusal {
+                        rule: rule.id.clone(),
+                        kind: ErrorKind::BudgetExhausted,
+                        message: format!(
+                            "Outpost cannot place this call in budget `{}`'s window: {err}",
+                            rule.id
+                        ),
+                        retry_after_secs: Some(60),
+                        retry: false,
+                    });
                 }
-            })?;
-            resets.push((rule.id.clone(), window.end));
+            };
+            windows.push(window);
             charges.push(Charge {
                 key: CounterKey {
                     budget_id: rule.id.clone(),
@@ -117,25 +229,22 @@ impl Budgets {
                 limit_usd: rule.limit_usd,
             });
         }
-        let prompt_bytes: usize = call.texts.iter().map(|t| t.text.len()).sum();
         let worst = worst_case_usage(prompt_bytes, call.max_tokens, DEFAULT_OUTPUT_CAP);
         let amount = worst_case_cost(&worst, &price);
-        match self.ledger.reserve(&charges, amount) {
-            Ok(hold) => Ok(Some(Spend {
-                hold,
-                price,
-                ledger: self.ledger.clone(),
-            })),
+        let hold = match self.ledger.reserve(&charges, amount) {
+            Ok(hold) => hold,
             Err(exceeded) => {
-                let reset = resets
+                metered.release();
+                let reset = rules
                     .iter()
-                    .find(|(id, _)| *id == exceeded.budget_id)
-                    .map(|(_, end)| *end)
-                    .unwrap_or(now);
-                let retry_after_secs = reset.duration_since(now).as_secs().max(1) as u64;
-                Err(BudgetRefusal {
+                    .zip(&windows)
+                    .find(|(rule, _)| rule.id == exceeded.budget_id)
+                    .map_or(now, |(_, window)| window.end);
+                let wait = reset.duration_since(now).as_secs().max(1) as u64;
+                return Err(LimitRefusal {
                     message: format!(
-                        "Outpost budget `{}` is used up for {}: spent ${:.4} of ${:.2} (this call could cost up to ${:.4}); it resets at {}.",
+                        "Outpost budget `{}` is used up for {}: spent ${:.4} of ${:.2} (this call \
+                         could cost up to ${:.4}); it resets at {}.",
                         exceeded.budget_id,
                         exceeded.scope_key,
                         exceeded.spent_usd + exceeded.reserved_usd,
@@ -143,45 +252,148 @@ impl Budgets {
                         exceeded.requested_usd,
                         reset
                     ),
-                    budget_id: exceeded.budget_id,
-                    retry_after_secs,
-                })
+                    rule: exceeded.budget_id,
+                    kind: ErrorKind::BudgetExhausted,
+                    retry_after_secs: Some(wait),
+                    retry: false,
+                });
             }
+        };
+        let totals = self.ledger.reservations();
+        for (rule, charge) in rules.iter().zip(&charges) {
+            let Some(warn_at) = rule.warn_at else {
+                continue;
+            };
+            let spent = totals.totals(&charge.key).spent_usd;
+            if spent >= warn_at * rule.limit_usd {
+                metered.warnings.push(MeterWarning {
+                    rule: rule.id.clone(),
+                    message: format!(
+                        "budget {} for {}: ${spent:.2} of ${:.2} spent ({:.0}%)",
+                        rule.id,
+                        charge.key.scope_key,
+                        rule.limit_usd,
+                        100.0 * spent / rule.limit_usd
+                    ),
+                });
+            }
+        }
+        metered.spend = Some(Spend {
+            hold,
+            price,
+            ledger: self.ledger.clone(),
+        });
+        Ok(metered)
+    }
+
+    fn warn_unpriced(&self, provider: &str, model: &str, what: &str) {
+        let first = self
+            .warned_unpriced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((provider.to_string(), model.to_string()));
+        if first {
+            tracing::warn!(provider, model, "no price for this model: {what}");
         }
     }
 }
 
-impl Spend {
-    /// Settle at the real cost of `usage`, or release when there is none and
-    /// nothing was generated (the call failed before the provider answered).
-    /// Returns the cost charged and whether it is an estimate.
+impl Metered {
+    /// True when a budget holds a reservation for this call.
+    pub fn has_budget(&self) -> bool {
+        self.spend.is_some()
+    }
+
+    /// Charge the call: its real `usage`, else `estimate` (the provider
+    /// answered but the usage never came), else nothing (it failed before
+    /// the provider answered: the reservation is released and the token
+    /// estimate refunded). The request itself stays counted by rate limits.
     pub fn settle(
-        self,
+        mut self,
         usage: Option<Usage>,
         estimate: Option<Usage>,
         request_id: String,
-    ) -> Option<(f64, bool)> {
-        let (usage, estimated) = match (usage, estimate) {
-            (Some(u), _) => (u, false),
-            (None, Some(e)) => (e, true),
-            (None, None) => {
-                self.ledger.release(self.hold);
-                return None;
-            }
+    ) -> Option<Charged> {
+        let (used, estimated) = match (usage, estimate) {
+            (Some(u), _) => (Some(u), false),
+            (None, Some(e)) => (Some(e), true),
+            (None, None) => (None, false),
         };
-        let usd = cost(&usage, &self.price);
-        // The charge is queued now and committed off the request path;
-        // dropping the acknowledgement does not cancel it.
-        drop(self.ledger.settle(
-            self.hold,
+        if let Some((admission, limiter, _)) = self.rate.take() {
+            limiter.settle(admission, used.map_or(0, |u| u.total_tokens()));
+        }
+        let spend = self.spend.take()?;
+        let Some(used) = used else {
+            spend.ledger.release(spend.hold);
+            return None;
+        };
+        let usd = cost(&used, &spend.price);
+        let committed = spend.ledger.settle(
+            spend.hold,
             Settlement {
                 usd,
                 request_id,
                 at: Timestamp::now(),
                 estimated,
             },
-        ));
-        Some((usd, estimated))
+        );
+        Some(Charged {
+            usd,
+            estimated,
+            committed,
+        })
+    }
+
+    fn release(&mut self) {
+        if let Some((admission, limiter, _)) = self.rate.take() {
+            limiter.settle(admission, 0);
+        }
+        if let Some(spend) = self.spend.take() {
+            spend.ledger.release(spend.hold);
+        }
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        // Not settled (refused after admission, or the trail was dropped
+        // without a record): nothing was used.
+        self.release();
+    }
+}
+
+fn throttled(t: Throttled) -> LimitRefusal {
+    let window = match t.window.as_secs() {
+        1 => "second".to_string(),
+        60 => "minute".to_string(),
+        3600 => "hour".to_string(),
+        86_400 => "day".to_string(),
+        n => format!("{n} s"),
+    };
+    let what = t.metric.name();
+    if t.never {
+        return LimitRefusal {
+            message: format!(
+                "Outpost rate limit `{}` allows {} {what} per {window} for {}; this call alone \
+                 needs more. Send a smaller request or lower max_tokens.",
+                t.rule_id, t.limit, t.scope_key
+            ),
+            rule: t.rule_id,
+            kind: ErrorKind::RateLimited,
+            retry_after_secs: None,
+            retry: false,
+        };
+    }
+    let wait = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    LimitRefusal {
+        message: format!(
+            "Outpost rate limit `{}` reached for {}: {} {what} per {window}; retry in {wait} s.",
+            t.rule_id, t.scope_key, t.limit
+        ),
+        rule: t.rule_id,
+        kind: ErrorKind::RateLimited,
+        retry_after_secs: Some(wait),
+        retry: Duration::from_secs(wait) <= SDK_RETRY_WAIT_LIMIT,
     }
 }
 

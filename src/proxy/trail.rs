@@ -3,12 +3,11 @@
 //!
 //! A [`CallTrail`] is created when the request arrives, holding an audit
 //! queue slot (the writer's permit), and ends in one of three ways:
-//! - a refusal or error answered by Outpost: [`CallTrail::finish_now`];
-//! - a response body that runs to its end: [`AuditedBody`] submits the
-//!   record and holds back the body's last bytes until the record is in the
-//!   file (write(2), not fsync: the request path never waits on the disk),
-//!   so a client that saw a complete answer always has a record, even
-//!   across `kill -9`;
+//! - a response body that runs to its end (Outpost's own refusals too):
+//!   [`AuditedBody`] submits the record and holds back the body's last
+//!   bytes until the record is in the file (write(2), not fsync: the
+//!   request path never waits on the disk), so a client that saw a complete
+//!   answer always has a record, even across `kill -9`;
 //! - the client goes away (the request future or the body is dropped): the
 //!   trail's `Drop` submits an `error` record saying so.
 //!
@@ -16,6 +15,10 @@
 //! (SHA-256 of the prompt and of the completion); `redacted` (every
 //! guardrail match replaced, whatever the rule's action, then truncated);
 //! `full` (truncated). Headers, query keys and cookies are never recorded.
+//!
+//! A call charged to a budget is submitted to the audit log only once its
+//! charge is committed to the ledger (WAL write, not fsync), so every
+//! `cost_usd` in the audit log is in the ledger, across `kill -9` too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,12 +29,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::spend::Spend;
+use super::spend::{Charged, Metered};
 use super::ProxyBody;
 use sha2::{Digest, Sha256};
 
 use crate::audit::record::{hex, sha256_hex, AuditEvent, Content, Decision, Kind, RuleCount};
 use crate::audit::writer::{AuditPermit, Written};
+use crate::audit::AuditError;
 use crate::policy::decide::{redaction_label, RuleHit};
 use crate::policy::rules::{Action, AuditContent, Scan};
 use crate::policy::Policy;
@@ -111,7 +115,42 @@ pub struct CallTrail {
     redacted: bool,
     stream_facts: Option<SharedFacts>,
     usage: Option<Usage>,
-    spend: Option<Spend>,
+    metered: Option<Metered>,
+}
+
+/// A submitted record: resolves once it is in the audit file.
+pub enum Recorded {
+    /// Queued to the writer.
+    Submitted(Written),
+    /// Waiting for the call's ledger charge to commit; queued after it.
+    AfterCharge(Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + Sync>>),
+}
+
+impl Recorded {
+    /// Let the record be written with nobody waiting for it.
+    pub fn detach(self) {
+        match self {
+            // Queued already; the write happens whether awaited or not.
+            Recorded::Submitted(_) => {}
+            Recorded::AfterCharge(pending) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(pending)),
+                Err(_) => {
+                    tracing::error!("audit record of a charged call lost: no runtime to queue it")
+                }
+            },
+        }
+    }
+}
+
+impl Future for Recorded {
+    type Output = Result<(), AuditError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Recorded::Submitted(written) => Pin::new(written).poll(cx),
+            Recorded::AfterCharge(pending) => pending.as_mut().poll(cx),
+        }
+    }
 }
 
 impl CallTrail {
@@ -150,7 +189,7 @@ impl CallTrail {
             redacted: false,
             stream_facts: None,
             usage: None,
-            spend: None,
+            metered: None,
         }
     }
 
@@ -185,7 +224,7 @@ impl CallTrail {
 
     /// Request guardrail hits, and whether anything was redacted.
     pub fn request_hits(&mut self, hits: Vec<RuleHit>, redacted: bool) {
-        self.request_hits = hits;
+        self.request_hits.extend(hits);
         self.redacted |= redacted;
     }
 
@@ -211,9 +250,23 @@ impl CallTrail {
         }
     }
 
-    /// The call's budget reservation, settled when the record is written.
-    pub fn spend(&mut self, spend: Spend) {
-        self.spend = Some(spend);
+    /// What the call holds on budgets and rate limits, settled when the
+    /// record is written. Its warnings go on record as `warn` hits.
+    pub fn metered(&mut self, metered: Metered) {
+        for warning in &metered.warnings {
+            self.request_hits.push(RuleHit {
+                rule: warning.rule.clone(),
+                action: Action::Warn,
+                count: 1,
+                kinds: Vec::new(),
+            });
+        }
+        self.metered = Some(metered);
+    }
+
+    /// True when a budget holds a reservation for this call.
+    pub fn has_budget(&self) -> bool {
+        self.metered.as_ref().is_some_and(Metered::has_budget)
     }
 
     /// Facts a streaming body will fill in.
@@ -247,15 +300,7 @@ impl CallTrail {
         self.event.error = Some(reason);
     }
 
-    /// Submit the record now (refusals and errors Outpost answers itself);
-    /// the returned future resolves once it is written.
-    pub fn finish_now(mut self, status: u16, bytes_out: u64) -> Option<Written> {
-        self.event.status = status;
-        self.event.bytes_out = bytes_out;
-        self.submit()
-    }
-
-    fn submit(&mut self) -> Option<Written> {
+    fn submit(&mut self) -> Option<Recorded> {
         let permit = self.permit.take()?;
         self.event.latency_ms = self.started.elapsed().as_millis() as u64;
         if let Some(facts) = &self.stream_facts {
@@ -270,19 +315,26 @@ impl CallTrail {
                 self.event.decision = Decision::Block;
             }
         }
-        self.settle_spend();
+        let charged = self.settle_spend();
         self.settle_decision();
         self.event.content = self.content();
-        Some(permit.submit(self.event.clone()))
+        let event = self.event.clone();
+        Some(match charged {
+            None => Recorded::Submitted(permit.submit(event)),
+            Some(committed) => Recorded::AfterCharge(Box::pin(async move {
+                if let Err(err) = committed.await {
+                    tracing::error!("budget charge not committed before its audit record: {err}");
+                }
+                permit.submit(event).await
+            })),
+        })
     }
 
     /// Charge the budgets: the real usage, or an estimate from the text that
     /// passed when the provider answered but usage never came (a stream cut
     /// short), or release the reservation when nothing was generated.
-    fn settle_spend(&mut self) {
-        let Some(spend) = self.spend.take() else {
-            return;
-        };
+    fn settle_spend(&mut self) -> Option<crate::budget::Committed> {
+        let metered = self.metered.take()?;
         let answered = (200..300).contains(&self.event.status) || self.event.bytes_out > 0;
         let estimate = (self.usage.is_none() && answered).then(|| {
             let prompt = self.prompt_bytes;
@@ -298,14 +350,18 @@ impl CallTrail {
             self.event.ts,
             self.event.request_sha256.as_deref().unwrap_or("-")
         );
-        if let Some((usd, estimated)) = spend.settle(self.usage, estimate, id) {
-            self.event.cost_usd = Some(usd);
-            self.event.estimated = estimated;
-            if estimated {
-                self.event.input_tokens = estimate.map(|e| e.input_tokens);
-                self.event.output_tokens = estimate.map(|e| e.output_tokens);
-            }
+        let Charged {
+            usd,
+            estimated,
+            committed,
+        } = metered.settle(self.usage, estimate, id)?;
+        self.event.cost_usd = Some(usd);
+        self.event.estimated = estimated;
+        if estimated {
+            self.event.input_tokens = estimate.map(|e| e.input_tokens);
+            self.event.output_tokens = estimate.map(|e| e.output_tokens);
         }
+        Some(committed)
     }
 
     fn settle_decision(&mut self) {
@@ -382,7 +438,9 @@ impl Drop for CallTrail {
                     self.event.bytes_out
                 ));
             }
-            let _ = self.submit();
+            if let Some(recorded) = self.submit() {
+                recorded.detach();
+            }
         }
     }
 }
@@ -414,7 +472,7 @@ pub struct AuditedBody {
     exact: Option<u64>,
     sent: u64,
     held: Option<Frame<Bytes>>,
-    ack: Option<Written>,
+    ack: Option<Recorded>,
     done: bool,
 }
 
@@ -491,7 +549,9 @@ impl Body for AuditedBody {
                         trail.failed(format!("response stream failed: {err}"));
                     }
                     this.finish();
-                    this.ack = None;
+                    if let Some(ack) = this.ack.take() {
+                        ack.detach();
+                    }
                     this.done = true;
                     return Poll::Ready(Some(Err(err)));
                 }
@@ -516,6 +576,10 @@ impl Body for AuditedBody {
 
 impl Drop for AuditedBody {
     fn drop(&mut self) {
+        if let Some(ack) = self.ack.take() {
+            // The client left while the record waited for its charge.
+            ack.detach();
+        }
         if let Some(trail) = self.trail.as_mut() {
             trail.event.bytes_out = self.sent;
             // CallTrail's Drop records the disconnect.
