@@ -6,12 +6,24 @@
 //!   fingerprint, expiry, hosts the CA cannot cover, policy version and
 //!   reload errors, audit counters (written, queued, refused or unaudited
 //!   because the backlog was full, failed);
-//! - `GET /ca.pem`  → the CA certificate, for clients to trust.
+//! - `GET /ca.pem`  → the CA certificate, for clients to trust;
+//! - `GET /budgets` → JSON: every budget's spent, reserved, limit and reset
+//!   time (`outpost budget show`);
+//! - `POST /budgets/reset`, body the budget id → zero that budget
+//!   (`outpost budget reset`).
+//!   It changes enforcement, so it needs the bearer token of the agent
+//!   file: only who can read `state_dir` may reset a budget, not every
+//!   local process that can reach loopback.
 //!
 //! It never serves secrets: no key material, no request content.
+//!
+//! The *agent file*, `state_dir/agent.json` (0600), tells the CLI where the
+//! running agent's admin endpoint is (it may be on port 0) and holds that
+//! token; the agent writes it at start and removes it when it stops.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -19,9 +31,125 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::proxy::{full_body, text_response, ProxyBody, ProxyState};
+
+/// Name of the agent file in `state_dir`.
+pub const AGENT_FILE: &str = "agent.json";
+
+/// What the agent file says.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AgentFile {
+    /// The agent's process id.
+    pub pid: u32,
+    /// Where its admin endpoint listens.
+    pub admin: SocketAddr,
+    /// Bearer token for the admin endpoint's changing requests.
+    pub token: String,
+}
+
+impl AgentFile {
+    /// A fresh file for this process and `admin` (random 256-bit token).
+    pub fn new(admin: SocketAddr) -> Result<AgentFile, std::io::Error> {
+        let mut bytes = [0u8; 32];
+        crate::tls::provider()
+            .secure_random
+            .fill(&mut bytes)
+            .map_err(|_| std::io::Error::other("no secure random source"))?;
+        Ok(AgentFile {
+            pid: std::process::id(),
+            admin,
+            token: crate::audit::record::hex(&bytes),
+        })
+    }
+
+    /// Write it to `state_dir` (owner-only).
+    pub fn write(&self, state_dir: &Path) -> Result<(), crate::tls::store::StoreError> {
+        let text = serde_json::to_string_pretty(self).expect("serializable");
+        crate::tls::store::write_atomic(&state_dir.join(AGENT_FILE), text.as_bytes(), 0o600)
+    }
+
+    /// The file of `state_dir`: `Ok(None)` when there is none (no agent
+    /// running, or it was never started here).
+    pub fn read(state_dir: &Path) -> Result<Option<AgentFile>, String> {
+        let path = state_dir.join(AGENT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Remove it, if it is still this process's.
+    pub fn remove(state_dir: &Path) {
+        if let Ok(Some(file)) = AgentFile::read(state_dir) {
+            if file.pid == std::process::id() {
+                let _ = std::fs::remove_file(state_dir.join(AGENT_FILE));
+            }
+        }
+    }
+}
+
+/// One request to an admin endpoint at `addr` (the CLI's client): the
+/// status and body, or why it could not be made (`connect` errors mean no
+/// agent is listening).
+pub async fn call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Result<(StatusCode, String), AdminCallError> {
+    use http_body_util::BodyExt;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(AdminCallError::Connect)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(AdminCallError::Http)?;
+    tokio::spawn(conn);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, addr.to_string());
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.unwrap_or_default(),
+        )))
+        .map_err(|e| AdminCallError::Request(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(AdminCallError::Http)?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(AdminCallError::Http)?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCallError {
+    /// Nothing accepted the connection.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// The exchange failed.
+    #[error("{0}")]
+    Http(hyper::Error),
+    /// The request could not be built.
+    #[error("bad request: {0}")]
+    Request(String),
+}
 
 /// What the admin endpoint reports.
 pub struct AdminState {
@@ -29,6 +157,8 @@ pub struct AdminState {
     pub proxy_addr: SocketAddr,
     /// Shared proxy state (CA, intercept list, shutdown).
     pub proxy: Arc<ProxyState>,
+    /// The token `POST` requests must carry.
+    pub token: String,
 }
 
 /// Serve admin requests until shutdown.
@@ -49,7 +179,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+                async move { Ok::<_, Infallible>(respond(&state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -60,11 +190,28 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     }
 }
 
-fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
+async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.method() == Method::POST && req.uri().path() == "/budgets/reset" {
+        return reset_budget(state, req).await;
+    }
     if req.method() != Method::GET {
         return text_response(StatusCode::METHOD_NOT_ALLOWED, "GET only");
     }
     match req.uri().path() {
+        "/budgets" => {
+            let policy = state.proxy.policy.current();
+            match state
+                .proxy
+                .budgets
+                .show(&policy, &state.proxy.identity, jiff::Timestamp::now())
+            {
+                Ok(rows) => json_response(StatusCode::OK, &json!({ "budgets": rows })),
+                Err(e) => text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("budget ledger: {e}"),
+                ),
+            }
+        }
         "/healthz" => text_response(StatusCode::OK, "ok"),
         "/ca.pem" => {
             let mut response =
@@ -106,16 +253,80 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<ProxyBody> {
                     "errors": policy_status.errors,
                 },
             });
-            let mut response = Response::new(full_body(body.to_string()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
+            json_response(StatusCode::OK, &body)
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /status, /ca.pem",
+            "not found: try /healthz, /status, /ca.pem, /budgets",
         ),
     }
+}
+
+/// Longest budget id accepted.
+const MAX_ID_BYTES: usize = 1024;
+
+async fn reset_budget(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
+    use http_body_util::BodyExt;
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes())) {
+        return text_response(
+            StatusCode::UNAUTHORIZED,
+            "resetting a budget needs the token in state_dir/agent.json",
+        );
+    }
+    let body = http_body_util::Limited::new(req.into_body(), MAX_ID_BYTES)
+        .collect()
+        .await
+        .map(|b| b.to_bytes());
+    let id = match body.as_deref().map(std::str::from_utf8) {
+        Ok(Ok(id)) if !id.trim().is_empty() => id.trim().to_string(),
+        _ => {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                "usage: POST /budgets/reset with the budget id as the body",
+            )
+        }
+    };
+    let policy = state.proxy.policy.current();
+    if !policy.budgets.iter().any(|b| b.id == id) {
+        let known: Vec<&str> = policy.budgets.iter().map(|b| b.id.as_str()).collect();
+        return text_response(
+            StatusCode::NOT_FOUND,
+            &format!("no budget `{id}` in policy (budgets: {})", known.join(", ")),
+        );
+    }
+    let ledger = state.proxy.budgets.ledger().clone();
+    let budget = id.clone();
+    let reset =
+        tokio::task::spawn_blocking(move || ledger.reset(&budget, jiff::Timestamp::now())).await;
+    match reset {
+        Ok(Ok(())) => {
+            tracing::warn!(budget = %id, "budget reset by an administrator");
+            json_response(StatusCode::OK, &json!({ "reset": id }))
+        }
+        Ok(Err(e)) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("budget ledger: {e}"),
+        ),
+        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Equal bytes, in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, AgentFile};
 use crate::audit::ship;
 use crate::audit::writer::{AuditLog, AuditWriter};
 use crate::config::Config;
@@ -56,6 +56,9 @@ pub enum StartError {
     /// `[audit.export]` is unusable.
     #[error("`audit.export`: {0}")]
     Shipping(#[from] ship::ShipError),
+    /// `state_dir/agent.json` could not be written.
+    #[error("cannot write state_dir/agent.json: {0}")]
+    AgentFile(std::io::Error),
     /// A listen address could not be bound.
     #[error("`{key}` = {addr}: cannot listen: {source}")]
     Bind {
@@ -79,6 +82,7 @@ pub struct Running {
     grace: std::time::Duration,
     audit: Option<AuditWriter>,
     ledger: Option<crate::budget::ledger::LedgerWriter>,
+    state_dir: std::path::PathBuf,
 }
 
 impl Running {
@@ -105,6 +109,7 @@ impl Running {
                 tracing::error!("budget ledger did not close cleanly: {err}");
             }
         }
+        AgentFile::remove(&self.state_dir);
     }
 }
 
@@ -166,11 +171,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         warned_uncovered: Default::default(),
     });
     tasks.spawn(listener::serve(proxy_listener, state.clone()));
+    let agent_file = AgentFile::new(admin_addr).map_err(StartError::AgentFile)?;
+    agent_file
+        .write(&config.state_dir)
+        .map_err(|e| StartError::AgentFile(std::io::Error::other(e.to_string())))?;
     tasks.spawn(admin::serve(
         admin_listener,
         Arc::new(AdminState {
             proxy_addr,
             proxy: state,
+            token: agent_file.token,
         }),
     ));
     // Always shown, whatever the log level: scripts using port 0 read these.
@@ -184,6 +194,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         grace: config.shutdown_grace,
         audit: audit_writer,
         ledger: Some(ledger_writer),
+        state_dir: config.state_dir.clone(),
     })
 }
 

@@ -53,6 +53,26 @@ enum Command {
     /// The audit log (`state_dir/audit`).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Budgets (`state_dir/budget/ledger.db`).
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BudgetCommand {
+    /// Each budget: scope key, spent, reserved, limit, window reset time.
+    /// Asks the running agent; with none running, reads the ledger file.
+    Show {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Zero a budget's spend in its current window (and everything before).
+    /// Needs to read `state_dir` (the agent's user or an administrator).
+    Reset {
+        /// The `[[budgets]]` id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,7 +219,175 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_stderr_logging("warn");
             run_audit(&config, command)
         }
+        Command::Budget(command) => {
+            init_stderr_logging("warn");
+            run_budget(&config, command)
+        }
     }
+}
+
+/// The running agent's admin endpoint and token, if one is running for
+/// this `state_dir`: the agent file names it; else `admin_listen`.
+fn agent_endpoint(config: &Config) -> (std::net::SocketAddr, Option<String>) {
+    match crate::admin::AgentFile::read(&config.state_dir) {
+        Ok(Some(file)) => (file.admin, Some(file.token)),
+        Ok(None) => (config.admin_listen, None),
+        Err(e) => {
+            tracing::debug!("agent file unreadable: {e}");
+            (config.admin_listen, None)
+        }
+    }
+}
+
+fn run_budget(config: &Config, command: BudgetCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (addr, token) = agent_endpoint(config);
+    let call = |method, path: &str, token: Option<String>, body: Option<String>| {
+        runtime.block_on(async move {
+            let call = crate::admin::call(addr, method, path, token.as_deref(), body);
+            tokio::time::timeout(Duration::from_secs(10), call).await
+        })
+    };
+    match command {
+        BudgetCommand::Show { json } => {
+            let rows = match call(http::Method::GET, "/budgets", None, None) {
+                Ok(Ok((status, body))) if status.is_success() => {
+                    let parsed: serde_json::Value = serde_json::from_str(&body)
+                        .with_context(|| format!("agent at {addr}: bad /budgets answer"))?;
+                    parsed["budgets"].as_array().cloned().unwrap_or_default()
+                }
+                Ok(Ok((status, body))) => {
+                    anyhow::bail!("agent at {addr}: {status}: {}", body.trim())
+                }
+                Ok(Err(crate::admin::AdminCallError::Connect(_))) => {
+                    eprintln!("outpost: no agent at {addr}; reading the ledger file (reserved amounts unknown)");
+                    offline_budget_rows(config)?
+                }
+                Ok(Err(e)) => anyhow::bail!("agent at {addr}: {e}"),
+                Err(_) => anyhow::bail!("agent at {addr} did not answer within 10 s"),
+            };
+            print_budget_rows(&rows, json)
+        }
+        BudgetCommand::Reset { id } => {
+            match call(
+                http::Method::POST,
+                "/budgets/reset",
+                token.clone(),
+                Some(id.clone()),
+            ) {
+                Ok(Ok((status, _))) if status.is_success() => {
+                    println!("budget `{id}` reset (agent at {addr})");
+                    Ok(())
+                }
+                Ok(Ok((http::StatusCode::UNAUTHORIZED, _))) if token.is_none() => Err(Exit {
+                    code: EXIT_CONFIG,
+                    message: format!(
+                        "the agent at {addr} needs the token in {}: run this as the agent's user or an administrator",
+                        config.state_dir.join(crate::admin::AGENT_FILE).display()
+                    ),
+                }
+                .into()),
+                Ok(Ok((http::StatusCode::NOT_FOUND, body))) => Err(Exit {
+                    code: EXIT_CHECK_FAILED,
+                    message: body.trim().to_string(),
+                }
+                .into()),
+                Ok(Ok((status, body))) => anyhow::bail!("agent at {addr}: {status}: {}", body.trim()),
+                Ok(Err(crate::admin::AdminCallError::Connect(_))) => reset_offline(config, &id),
+                Ok(Err(e)) => anyhow::bail!("agent at {addr}: {e}"),
+                Err(_) => anyhow::bail!("agent at {addr} did not answer within 10 s"),
+            }
+        }
+    }
+}
+
+/// The policy's budgets, as the agent would load them.
+fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::BudgetRule>> {
+    let policy = load::load_dir(&config.policy_dir).map_err(|errors| Exit {
+        code: EXIT_CONFIG,
+        message: errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })?;
+    Ok(policy.budgets)
+}
+
+fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
+    let budgets = policy_budgets(config)?;
+    let now = jiff::Timestamp::now();
+    let snapshot = crate::budget::Ledger::snapshot_file(&config.state_dir, now, &budgets)
+        .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?
+        .unwrap_or_default();
+    Ok(crate::proxy::spend::show_lines(
+        snapshot,
+        &budgets,
+        &config.identity,
+        now,
+    ))
+}
+
+fn reset_offline(config: &Config, id: &str) -> anyhow::Result<()> {
+    let budgets = policy_budgets(config)?;
+    if !budgets.iter().any(|b| b.id == id) {
+        let known: Vec<&str> = budgets.iter().map(|b| b.id.as_str()).collect();
+        return Err(Exit {
+            code: EXIT_CHECK_FAILED,
+            message: format!("no budget `{id}` in policy (budgets: {})", known.join(", ")),
+        }
+        .into());
+    }
+    let now = jiff::Timestamp::now();
+    let (ledger, writer) = crate::budget::Ledger::open(&config.state_dir, now)
+        .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?;
+    ledger.reset(id, now)?;
+    drop(ledger);
+    writer.shutdown()?;
+    println!("budget `{id}` reset (no agent running; ledger file updated)");
+    Ok(())
+}
+
+fn print_budget_rows(rows: &[serde_json::Value], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        writeln!(out, "no budgets in policy")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20} {:<8} {:<16} {:>10} {:>10} {:>10}  {:<6} RESETS AT",
+        "BUDGET", "PER", "SCOPE KEY", "SPENT", "RESERVED", "LIMIT", "WINDOW"
+    )?;
+    for row in rows {
+        let usd = |key: &str| format!("${:.4}", row[key].as_f64().unwrap_or(0.0));
+        let text = |key: &str| row[key].as_str().unwrap_or("").to_string();
+        let zone = text("time_zone");
+        let resets = if zone == "UTC" {
+            text("resets_at")
+        } else {
+            format!("{} ({zone})", text("resets_at"))
+        };
+        writeln!(
+            out,
+            "{:<20} {:<8} {:<16} {:>10} {:>10} {:>10}  {:<6} {resets}",
+            text("budget"),
+            text("per"),
+            text("scope_key"),
+            usd("spent_usd"),
+            usd("reserved_usd"),
+            usd("limit_usd"),
+            text("window"),
+        )?;
+    }
+    Ok(())
 }
 
 fn run_audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {

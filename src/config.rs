@@ -105,28 +105,40 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The defaults: the OS user (`$USER`, `$USERNAME`, `$LOGNAME`) and the
-    /// host name (`$HOSTNAME`, `$COMPUTERNAME`, `/proc/sys/kernel/hostname`,
-    /// `/etc/hostname`), each `"unknown"` when nothing says.
+    /// The defaults: the account this process runs as (from the OS user
+    /// database; else `$USER`, `$USERNAME`, `$LOGNAME`) and the host name
+    /// (from the OS; else `$HOSTNAME`, `$COMPUTERNAME`,
+    /// `/proc/sys/kernel/hostname`, `/etc/hostname`), each `"unknown"` when
+    /// nothing says.
     pub fn from_os() -> Identity {
         Identity::from_sources(
+            whoami::fallible::username().ok(),
+            whoami::fallible::hostname().ok(),
             |name| std::env::var(name).ok(),
             |path| std::fs::read_to_string(path).ok(),
         )
     }
 
-    /// [`Identity::from_os`] with the environment and file reads supplied.
+    /// [`Identity::from_os`] with the OS answers, the environment and file
+    /// reads supplied.
     fn from_sources(
+        os_user: Option<String>,
+        os_host: Option<String>,
         env: impl Fn(&str) -> Option<String>,
         read: impl Fn(&Path) -> Option<String>,
     ) -> Identity {
         let present = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let user = ["USER", "USERNAME", "LOGNAME"]
-            .iter()
-            .find_map(|name| present(env(name)));
-        let device = ["HOSTNAME", "COMPUTERNAME"]
-            .iter()
-            .find_map(|name| present(env(name)))
+        let user = present(os_user).or_else(|| {
+            ["USER", "USERNAME", "LOGNAME"]
+                .iter()
+                .find_map(|name| present(env(name)))
+        });
+        let device = present(os_host)
+            .or_else(|| {
+                ["HOSTNAME", "COMPUTERNAME"]
+                    .iter()
+                    .find_map(|name| present(env(name)))
+            })
             .or_else(|| {
                 ["/proc/sys/kernel/hostname", "/etc/hostname"]
                     .iter()
@@ -746,6 +758,16 @@ connect_timeout_secs = 3
             move |path: &Path| (path == Path::new("/etc/hostname")).then(|| format!("{name}\n"))
         };
         let id = Identity::from_sources(
+            Some("svc-outpost".into()),
+            Some("host-a".into()),
+            env(&[("USER", "bob")]),
+            files("ignored"),
+        );
+        assert_eq!(id.user, "svc-outpost", "the OS account comes first");
+        assert_eq!(id.device, "host-a");
+        let id = Identity::from_sources(
+            None,
+            None,
             env(&[
                 ("USERNAME", "bob"),
                 ("LOGNAME", "carol"),
@@ -756,10 +778,10 @@ connect_timeout_secs = 3
         );
         assert_eq!(id.user, "bob");
         assert_eq!(id.device, "WIN-1");
-        let id = Identity::from_sources(env(&[("LOGNAME", "carol")]), files(" box-7 "));
+        let id = Identity::from_sources(None, None, env(&[("LOGNAME", "carol")]), files(" box-7 "));
         assert_eq!(id.user, "carol");
         assert_eq!(id.device, "box-7");
-        let id = Identity::from_sources(env(&[]), |_: &Path| None);
+        let id = Identity::from_sources(None, Some(" ".into()), env(&[]), |_: &Path| None);
         assert_eq!(id.user, "unknown");
         assert_eq!(id.device, "unknown");
     }

@@ -411,46 +411,39 @@ impl Ledger {
 
     /// `outpost budget show`: for each of `budgets` (the policy's), each
     /// scope key with charges in the window current at `now` (in the
-    /// budget's time zone).
-    /// Spent and reserved come from memory; which scope keys exist comes
-    /// from the file, so a key with only requests in flight is not listed.
+    /// budget's time zone). Spent and reserved come from memory; which
+    /// scope keys exist comes from the file, so a key with only requests in
+    /// flight is not listed.
     pub fn snapshot(
         &self,
         now: Timestamp,
         budgets: &[BudgetRule],
     ) -> Result<Vec<BudgetLine>, LedgerError> {
-        let reservations = self.current();
-        let reader = self.reader();
-        let mut query = reader.prepare_cached(
-            "SELECT DISTINCT scope_key FROM charges
-             WHERE budget_id = ?1 AND window_start_ns = ?2 ORDER BY scope_key",
-        )?;
-        let mut lines = Vec::new();
-        for budget in budgets {
-            let window = window_of(now, budget.window, &budget.time_zone)?;
-            let start_ns = to_ns(window.start)?;
-            let scope_keys = query
-                .query_map(params![budget.id, start_ns], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            for scope_key in scope_keys {
-                let key = CounterKey {
-                    budget_id: budget.id.clone(),
-                    scope_key,
-                    window_start: window.start,
-                };
-                let totals = reservations.totals(&key);
-                lines.push(BudgetLine {
-                    budget_id: key.budget_id,
-                    scope_key: key.scope_key,
-                    spent_usd: totals.spent_usd,
-                    reserved_usd: totals.reserved_usd,
-                    limit_usd: budget.limit_usd,
-                    window_start: window.start,
-                    window_end: window.end,
-                });
-            }
+        lines(&self.reader(), &self.current(), now, budgets)
+    }
+
+    /// [`snapshot`](Self::snapshot) from the file alone, for when no agent
+    /// has it open: spent as committed, nothing reserved. `None` when there
+    /// is no ledger file yet.
+    pub fn snapshot_file(
+        state_dir: &Path,
+        now: Timestamp,
+        budgets: &[BudgetRule],
+    ) -> Result<Option<Vec<BudgetLine>>, LedgerError> {
+        let path = state_dir.join("budget").join("ledger.db");
+        if !path.exists() {
+            return Ok(None);
         }
-        Ok(lines)
+        let conn = connect(&path)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(LedgerError::SchemaTooNew { found });
+        }
+        if found < 1 {
+            return Ok(None);
+        }
+        let restored = restore(&conn, now)?;
+        lines(&conn, &restored, now, budgets).map(Some)
     }
 
     fn enqueue(&self, job: Job) {
@@ -488,6 +481,46 @@ impl Ledger {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// One [`BudgetLine`] per budget and scope key with charges in its window
+/// current at `now`; totals from `reservations`.
+fn lines(
+    reader: &Connection,
+    reservations: &Reservations,
+    now: Timestamp,
+    budgets: &[BudgetRule],
+) -> Result<Vec<BudgetLine>, LedgerError> {
+    let mut query = reader.prepare_cached(
+        "SELECT DISTINCT scope_key FROM charges
+         WHERE budget_id = ?1 AND window_start_ns = ?2 ORDER BY scope_key",
+    )?;
+    let mut lines = Vec::new();
+    for budget in budgets {
+        let window = window_of(now, budget.window, &budget.time_zone)?;
+        let start_ns = to_ns(window.start)?;
+        let scope_keys = query
+            .query_map(params![budget.id, start_ns], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for scope_key in scope_keys {
+            let key = CounterKey {
+                budget_id: budget.id.clone(),
+                scope_key,
+                window_start: window.start,
+            };
+            let totals = reservations.totals(&key);
+            lines.push(BudgetLine {
+                budget_id: key.budget_id,
+                scope_key: key.scope_key,
+                spent_usd: totals.spent_usd,
+                reserved_usd: totals.reserved_usd,
+                limit_usd: budget.limit_usd,
+                window_start: window.start,
+                window_end: window.end,
+            });
+        }
+    }
+    Ok(lines)
 }
 
 fn charge_rows(keys: &[CounterKey], s: &Settlement) -> Result<Vec<Row>, LedgerError> {

@@ -189,6 +189,17 @@ impl Scope {
             _ => return None,
         })
     }
+
+    /// The policy value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Device => "device",
+            Scope::Provider => "provider",
+            Scope::Model => "model",
+            Scope::All => "all",
+        }
+    }
 }
 
 /// Calendar windows for budgets.
@@ -202,6 +213,18 @@ pub enum BudgetWindow {
     Week,
     /// Calendar month.
     Month,
+}
+
+impl BudgetWindow {
+    /// The policy value.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetWindow::Hour => "hour",
+            BudgetWindow::Day => "day",
+            BudgetWindow::Week => "week",
+            BudgetWindow::Month => "month",
+        }
+    }
 }
 
 /// One `[[budgets]]` rule.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::budget::ledger::{Committed, Hold, Ledger, Settlement};
+use crate::budget::ledger::{BudgetLine, Committed, Hold, Ledger, LedgerError, Settlement};
 use crate::budget::pricing::{cost, Price, PriceDecision};
 use crate::budget::ratelimit::{Admission, Limit, RateLimiter, Throttled};
 use crate::budget::reserve::{
@@ -286,6 +286,18 @@ impl Budgets {
         Ok(metered)
     }
 
+    /// `outpost budget show` from the running agent: every budget's lines
+    /// with spent and reserved (see [`show_lines`]).
+    pub fn show(
+        &self,
+        policy: &Policy,
+        identity: &Identity,
+        now: Timestamp,
+    ) -> Result<Vec<serde_json::Value>, LedgerError> {
+        let snapshot = self.ledger.snapshot(now, &policy.budgets)?;
+        Ok(show_lines(snapshot, &policy.budgets, identity, now))
+    }
+
     fn warn_unpriced(&self, provider: &str, model: &str, what: &str) {
         let first = self
             .warned_unpriced
@@ -360,6 +372,58 @@ impl Drop for Metered {
         // without a record): nothing was used.
         self.release();
     }
+}
+
+/// The rows of `outpost budget show`, as JSON: one per budget and scope
+/// key with charges in the current window, and for a budget with none, one
+/// zero row for this agent's own key (`-` for provider and model scopes).
+pub fn show_lines(
+    snapshot: Vec<BudgetLine>,
+    budgets: &[BudgetRule],
+    identity: &Identity,
+    now: Timestamp,
+) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for rule in budgets {
+        let mut lines: Vec<BudgetLine> = snapshot
+            .iter()
+            .filter(|l| l.budget_id == rule.id)
+            .cloned()
+            .collect();
+        if lines.is_empty() {
+            let Ok(window) = window_of(now, rule.window, &rule.time_zone) else {
+                continue;
+            };
+            let scope_key = match rule.per {
+                Scope::Provider | Scope::Model => "-".to_string(),
+                per => scope_key(per, identity, "", ""),
+            };
+            lines.push(BudgetLine {
+                budget_id: rule.id.clone(),
+                scope_key,
+                spent_usd: 0.0,
+                reserved_usd: 0.0,
+                limit_usd: rule.limit_usd,
+                window_start: window.start,
+                window_end: window.end,
+            });
+        }
+        for line in lines {
+            rows.push(serde_json::json!({
+                "budget": line.budget_id,
+                "per": rule.per.name(),
+                "scope_key": line.scope_key,
+                "spent_usd": line.spent_usd,
+                "reserved_usd": line.reserved_usd,
+                "limit_usd": line.limit_usd,
+                "window": rule.window.name(),
+                "time_zone": rule.time_zone.iana_name().unwrap_or("UTC"),
+                "window_start": line.window_start.to_string(),
+                "resets_at": line.window_end.to_string(),
+            }));
+        }
+    }
+    rows
 }
 
 fn throttled(t: Throttled) -> LimitRefusal {
