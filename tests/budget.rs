@@ -3,68 +3,225 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use support::*;
 
-fn expensive_provider(fake: fake::FakeProviderBuilder<'_>) -> fake::FakeProviderBuilder<'_> {
+/// gpt-4o ($2.50 / $10 per M) answering with 20 prompt and 300 completion
+/// tokens: $0.00305 a call. Asked with `max_tokens = 300` and "hello", the
+/// reservation is 35 estimated prompt tokens + 300: $0.0030875.
+const CALL_USD: f64 = 0.00305;
+
+fn priced_provider(fake: fake::FakeProviderBuilder<'_>) -> fake::FakeProviderBuilder<'_> {
     fake.route("POST", "/v1/chat/completions", |_| {
         FakeResponse::json(
             200,
             &json!({
                 "id": "chatcmpl-b", "object": "chat.completion", "created": 1, "model": "gpt-4o",
-                "choices": [{"index": 0, "finish_reason": "stop",
+                "choices": [{"index": 0, "finish_reason": "length",
                     "message": {"role": "assistant", "content": "ok"}}],
-                "usage": {"prompt_tokens": 10000, "completion_tokens": 5000, "total_tokens": 15000}
+                "usage": {"prompt_tokens": 20, "completion_tokens": 300, "total_tokens": 320}
             }),
         )
+        .after(Duration::from_millis(20))
     })
 }
 
+fn budget_policy(id: &str, per: &str, limit_usd: f64, extra: &str) -> String {
+    format!(
+        "[[budgets]]\nid = \"{id}\"\nper = \"{per}\"\nlimit_usd = {limit_usd}\nwindow = \"day\"\n{extra}"
+    )
+}
+
+fn call_spec(extra: Value) -> String {
+    let mut spec = json!({"sdk": "openai", "stream": false, "model": "gpt-4o",
+        "content": "hello", "max_tokens": 300});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        spec[k] = v;
+    }
+    spec.to_string()
+}
+
 fn call(agent: &Agent) -> Value {
-    let spec = json!({"sdk": "openai", "stream": false, "model": "gpt-4o", "content": "hello"});
     PythonScript::new("policy_call.py")
-        .arg(&spec.to_string())
+        .arg(&call_spec(json!({})))
         .through(agent)
         .run_json()
 }
 
+/// Every request record in the audit log of `state`.
+fn audit_records(state: &std::path::Path) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(state.join("audit"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["kind"] == "request")
+        .collect()
+}
+
+/// Waits until the audit log holds `n` request records.
+fn wait_for_records(state: &std::path::Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = audit_records(state);
+        if records.len() >= n {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} audit records, expected {n}",
+            records.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `outpost budget show --json`, as rows.
+fn budget_show(agent: &Agent) -> Vec<Value> {
+    let out = agent.cli(&["budget", "show", "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
+}
+
+fn spent(rows: &[Value], budget: &str) -> f64 {
+    rows.iter()
+        .filter(|r| r["budget"] == budget)
+        .map(|r| r["spent_usd"].as_f64().unwrap_or(0.0))
+        .sum()
+}
+
 #[test]
-fn budget_is_exhausted_and_refused_with_rate_limit_error() {
-    let stack = Stack::start_with(expensive_provider, |a| {
+fn a_one_cent_budget_is_exhausted_after_three_calls_and_refused_with_rate_limit_error() {
+    let stack = Stack::start_with(priced_provider, |a| {
         a.policy_file(
             "10-budget.toml",
-            "[[budgets]]\nid = \"daily-cap\"\nper = \"user\"\nlimit_usd = 0.2\nwindow = \"day\"\n",
+            &budget_policy("daily-cap", "user", 0.01, "warn_at = 0.5\n"),
         )
     });
-    // gpt-4o at $2.50/$10 per M: each call costs $0.075; the reservation for
-    // a call without max_tokens is about $0.082 (8192 output tokens).
-    assert_eq!(call(&stack.agent)["ok"], true);
-    assert_eq!(call(&stack.agent)["ok"], true);
+    // $0.01 holds three calls ($0.00915); the fourth could cost up to
+    // $0.0030875 more and is refused before it reaches the provider.
+    for n in 1..=3 {
+        let ok = call(&stack.agent);
+        assert_eq!(ok["ok"], true, "call {n}: {ok}");
+    }
     let refused = call(&stack.agent);
     assert_eq!(refused["ok"], false, "{refused}");
     assert_eq!(refused["error_class"], "RateLimitError", "{refused}");
     assert_eq!(refused["status"], 429, "{refused}");
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(message.contains("daily-cap"), "{message}");
-    assert!(message.contains("0.20"), "{message}");
+    assert!(message.contains("spent $0.0092 of $0.01"), "{message}");
     assert_eq!(
         stack.fake.requests().len(),
-        2,
+        3,
         "the refused call reached the provider"
     );
 
     let out = Curl::new("https://api.openai.com/v1/chat/completions")
         .via(&stack.agent)
         .cacert(&stack.agent.ca_pem_path())
-        .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
+            "messages": [{"role": "user", "content": "hi"}]}))
         .run();
     assert_eq!(out.status, 429);
     assert_eq!(out.header("x-should-retry"), Some("false"));
+    assert_eq!(out.header("x-outpost-rule"), Some("daily-cap"));
     let retry: u64 = out
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(retry > 0 && retry <= 86_400, "Retry-After {retry}");
+
+    // Every charge is in the ledger, and the records carry the cost.
+    let state = stack.agent.state_dir();
+    let records = wait_for_records(&state, 5);
+    let charged: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["cost_usd"].as_f64())
+        .collect();
+    assert_eq!(charged.len(), 3, "{records:#?}");
+    for usd in &charged {
+        assert!((usd - CALL_USD).abs() < 1e-9, "{usd}");
+    }
+    // Past warn_at (half the limit) from the second call on: a warning on
+    // record.
+    let warned = records
+        .iter()
+        .filter(|r| {
+            r["rules"].as_array().is_some_and(|rules| {
+                rules
+                    .iter()
+                    .any(|x| x["id"] == "daily-cap" && x["action"] == "warn")
+            })
+        })
+        .count();
+    assert_eq!(
+        warned, 1,
+        "only the third call started past $0.005: {records:#?}"
+    );
+    let rows = budget_show(&stack.agent);
+    assert!(
+        (spent(&rows, "daily-cap") - 3.0 * CALL_USD).abs() < 1e-9,
+        "{rows:#?}"
+    );
+    assert_eq!(rows[0]["limit_usd"], 0.01, "{rows:#?}");
+
+    // An administrator's reset lets calls through again.
+    let reset = stack.agent.cli(&["budget", "reset", "daily-cap"]);
+    assert_eq!(reset.code, Some(0), "{}", reset.describe());
+    assert_eq!(call(&stack.agent)["ok"], true);
+    let rows = budget_show(&stack.agent);
+    assert!(
+        (spent(&rows, "daily-cap") - CALL_USD).abs() < 1e-9,
+        "{rows:#?}"
+    );
+    let unknown = stack.agent.cli(&["budget", "reset", "no-such-budget"]);
+    assert_eq!(unknown.code, Some(1), "{}", unknown.describe());
+    assert!(
+        unknown.stderr.contains("daily-cap"),
+        "{}",
+        unknown.describe()
+    );
+}
+
+#[test]
+fn warn_at_adds_a_warning_header_naming_the_budget() {
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file(
+            "10-budget.toml",
+            &budget_policy("team", "all", 1.0, "warn_at = 0.002\n"),
+        )
+    });
+    let request = || {
+        Curl::new("https://api.openai.com/v1/chat/completions")
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
+                "messages": [{"role": "user", "content": "hello"}]}))
+            .run()
+    };
+    let first = request();
+    assert_eq!(first.status, 200, "{}", first.describe());
+    assert_eq!(first.header("x-outpost-warning"), None);
+    let second = request();
+    assert_eq!(second.status, 200, "{}", second.describe());
+    let warning = second.header("x-outpost-warning").unwrap_or_default();
+    assert!(warning.contains("team"), "{warning}");
+    assert!(warning.contains("of $1.00 spent"), "{warning}");
 }
 
 #[test]

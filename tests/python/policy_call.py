@@ -3,33 +3,42 @@
 Usage: policy_call.py SPEC_JSON
 
 SPEC: {"sdk": "openai"|"anthropic", "stream": bool, "model": str, "content": str}
+and, optional (OpenAI): "max_tokens": n; "max_retries": n (default 0); "drop_after": n
+(stream: close the stream after n content chunks, as a client that gives up);
+"concurrency": n (make the same call n times at once, from n threads).
 
 Configured only through the environment (HTTPS_PROXY, SSL_CERT_FILE, API keys). Prints
 one JSON object: {"ok": true, "text": ..., "chunks": n} or
-{"ok": false, "error_class": ..., "status": ..., "message": ...}.
+{"ok": false, "error_class": ..., "status": ..., "message": ...}; with "concurrency",
+a JSON list of those.
 """
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 
 def call_openai(spec):
     import openai
 
-    client = openai.OpenAI(max_retries=0, timeout=60)
+    client = openai.OpenAI(max_retries=spec.get("max_retries", 0), timeout=60)
     messages = [{"role": "user", "content": spec["content"]}]
+    extra = {"max_tokens": spec["max_tokens"]} if "max_tokens" in spec else {}
     try:
         if spec.get("stream"):
             text, chunks = "", 0
             stream = client.chat.completions.create(
-                model=spec["model"], messages=messages, stream=True
+                model=spec["model"], messages=messages, stream=True, **extra
             )
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     text += chunk.choices[0].delta.content
                     chunks += 1
+                    if chunks == spec.get("drop_after"):
+                        stream.close()
+                        break
             return {"ok": True, "text": text, "chunks": chunks}
-        reply = client.chat.completions.create(model=spec["model"], messages=messages)
+        reply = client.chat.completions.create(model=spec["model"], messages=messages, **extra)
         return {"ok": True, "text": reply.choices[0].message.content, "chunks": 1}
     except openai.APIStatusError as e:
         return {
@@ -72,8 +81,13 @@ def call_anthropic(spec):
 
 def main():
     spec = json.loads(sys.argv[1])
-    result = call_openai(spec) if spec["sdk"] == "openai" else call_anthropic(spec)
-    print(json.dumps(result))
+    call = call_openai if spec["sdk"] == "openai" else call_anthropic
+    if "concurrency" in spec:
+        n = spec["concurrency"]
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            print(json.dumps(list(pool.map(call, [spec] * n))))
+    else:
+        print(json.dumps(call(spec)))
 
 
 if __name__ == "__main__":
