@@ -283,3 +283,265 @@ fn streams_are_charged_from_usage_the_client_did_not_ask_for() {
     assert_eq!(record["estimated"], false, "{record}");
     assert!(record["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{record}");
 }
+
+#[test]
+fn fifty_concurrent_calls_against_a_budget_that_fits_ten_overshoot_nothing() {
+    // Ten reservations of $0.0030875 fit in $0.031, an eleventh does not,
+    // and settled calls ($0.00305) never free room for one: exactly ten.
+    let limit = 0.031;
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file("10-budget.toml", &budget_policy("shared", "all", limit, ""))
+    });
+    let results = PythonScript::new("policy_call.py")
+        .arg(&call_spec(json!({"concurrency": 50})))
+        .through(&stack.agent)
+        .run_json();
+    let results = results.as_array().expect("a list of results");
+    assert_eq!(results.len(), 50);
+    let ok = results.iter().filter(|r| r["ok"] == true).count();
+    let refused: Vec<&Value> = results.iter().filter(|r| r["ok"] == false).collect();
+    assert_eq!(ok, 10, "{results:#?}");
+    for r in &refused {
+        assert_eq!(r["error_class"], "RateLimitError", "{r}");
+    }
+    assert_eq!(stack.fake.requests().len(), 10);
+    let rows = budget_show(&stack.agent);
+    let spent = spent(&rows, "shared");
+    assert!(spent <= limit, "overshoot: spent {spent} of {limit}");
+    assert!((spent - 10.0 * CALL_USD).abs() < 1e-9, "{rows:#?}");
+}
+
+#[test]
+fn a_stream_the_client_drops_halfway_is_charged_an_estimate() {
+    let stack = Stack::start_with(
+        |f| f.stream_events(40).stream_delay(Duration::from_millis(40)),
+        |a| a.policy_file("10-budget.toml", &budget_policy("all", "all", 10.0, "")),
+    );
+    let out = PythonScript::new("policy_call.py")
+        .arg(&call_spec(json!({"stream": true, "drop_after": 3})))
+        .through(&stack.agent)
+        .run_json();
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["chunks"], 3, "{out}");
+    let state = stack.agent.state_dir();
+    let records = wait_for_records(&state, 1);
+    let record = &records[0];
+    assert_eq!(record["decision"], "error", "{record}");
+    assert_eq!(record["estimated"], true, "{record}");
+    let usd = record["cost_usd"].as_f64().expect("charged");
+    // At least the 35 prompt tokens and the three pieces seen; far below
+    // the 40-piece answer's real usage.
+    assert!(usd >= 35.0 * 2.5e-6, "{record}");
+    assert!(
+        record["output_tokens"].as_u64().unwrap_or(0) >= 1,
+        "{record}"
+    );
+    let rows = budget_show(&stack.agent);
+    assert!((spent(&rows, "all") - usd).abs() < 1e-9, "{rows:#?}");
+}
+
+#[test]
+fn rate_limits_refuse_with_retry_after_and_sdks_wait_out_short_ones() {
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file(
+            "10-limits.toml",
+            "[[rate_limits]]\nid = \"per-user-rpm\"\nper = \"user\"\nrequests = 2\nwindow = \"minute\"\n",
+        )
+    });
+    assert_eq!(call(&stack.agent)["ok"], true);
+    assert_eq!(call(&stack.agent)["ok"], true);
+    let refused = call(&stack.agent);
+    assert_eq!(refused["error_class"], "RateLimitError", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("per-user-rpm"), "{message}");
+    assert!(message.contains("2 requests per minute"), "{message}");
+    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .run();
+    assert_eq!(out.status, 429);
+    assert_eq!(out.header("x-outpost-rule"), Some("per-user-rpm"));
+    // One request frees every 30 s: worth an SDK's wait.
+    let retry: u64 = out
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(out.header("x-should-retry"), Some("true"));
+    assert_eq!(stack.fake.requests().len(), 2);
+}
+
+#[test]
+fn an_sdk_with_retries_gets_through_a_per_second_limit() {
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file(
+            "10-limits.toml",
+            "[[rate_limits]]\nid = \"burst\"\nper = \"all\"\nrequests = 1\nwindow = \"second\"\n",
+        )
+    });
+    // Three calls at once, one allowed a second: the SDK's own retries
+    // (honouring Retry-After) carry the other two through.
+    let results = PythonScript::new("policy_call.py")
+        .arg(&call_spec(json!({"concurrency": 3, "max_retries": 4})))
+        .through(&stack.agent)
+        .run_json();
+    for r in results.as_array().expect("list") {
+        assert_eq!(r["ok"], true, "{results:#}");
+    }
+    assert_eq!(stack.fake.requests().len(), 3);
+}
+
+#[test]
+fn unpriced_models_follow_policy_and_price_overrides_apply() {
+    fn echo_model(f: fake::FakeProviderBuilder<'_>) -> fake::FakeProviderBuilder<'_> {
+        f.route("POST", "/v1/chat/completions", |req| {
+            let model = req.body_json()["model"].as_str().unwrap_or("").to_string();
+            FakeResponse::json(
+                200,
+                &json!({
+                    "id": "x", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "ok"}}],
+                    "usage": {"prompt_tokens": 1000000, "completion_tokens": 0, "total_tokens": 1000000}
+                }),
+            )
+        })
+    }
+    let stack = Stack::start_with(echo_model, |a| {
+        a.policy_file(
+            "10-budget.toml",
+            &format!(
+                "unpriced = \"block\"\n\n[[prices]]\nproviders = [\"openai\"]\nmodels = [\"house-model*\"]\ninput = 0.5\noutput = 1.0\n\n{}",
+                budget_policy("all", "all", 100.0, "")
+            ),
+        )
+    });
+    let spec = |model: &str| call_spec(json!({"model": model, "max_tokens": 10}));
+    let blocked = PythonScript::new("policy_call.py")
+        .arg(&spec("mystery-model"))
+        .through(&stack.agent)
+        .run_json();
+    assert_eq!(blocked["error_class"], "PermissionDeniedError", "{blocked}");
+    let message = blocked["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mystery-model"), "{message}");
+    assert!(message.contains("unpriced"), "{message}");
+    // A dated name matches the admin's glob: a million input tokens at $0.50.
+    let priced = PythonScript::new("policy_call.py")
+        .arg(&spec("house-model-2026-01-01"))
+        .through(&stack.agent)
+        .run_json();
+    assert_eq!(priced["ok"], true, "{priced}");
+    let records = wait_for_records(&stack.agent.state_dir(), 2);
+    let charged: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["cost_usd"].as_f64())
+        .collect();
+    assert_eq!(charged, vec![0.5], "{records:#?}");
+    assert_eq!(stack.fake.requests().len(), 1);
+}
+
+#[test]
+fn an_unpriced_model_is_charged_the_conservative_default_and_warned() {
+    let stack = Stack::start_with(
+        |f| f,
+        |a| a.policy_file("10-budget.toml", &budget_policy("all", "all", 100.0, "")),
+    );
+    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&json!({"model": "mystery-model", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .run();
+    assert_eq!(out.status, 200, "{}", out.describe());
+    let warning = out.header("x-outpost-warning").unwrap_or_default();
+    assert!(warning.contains("mystery-model"), "{warning}");
+    // The fake reports 9 + 6 tokens: at $75/M that is $0.001125, not free.
+    let records = wait_for_records(&stack.agent.state_dir(), 1);
+    let usd = records[0]["cost_usd"].as_f64().expect("charged");
+    assert!((usd - 15.0 * 75.0 / 1e6).abs() < 1e-12, "{records:#?}");
+}
+
+#[test]
+fn kill_9_under_load_loses_no_charge_the_audit_log_recorded() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let mut stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file("10-budget.toml", &budget_policy("all", "all", 1000.0, ""))
+    });
+    let state = stack.agent.state_dir();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (proxy, ca) = (stack.agent.proxy_url(), stack.agent.ca_pem_path());
+    let lanes: Vec<_> = (0..6)
+        .map(|_| {
+            let (stop, proxy, ca) = (stop.clone(), proxy.clone(), ca.clone());
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+                        .proxy(&proxy)
+                        .cacert(&ca)
+                        .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
+                            "messages": [{"role": "user", "content": "hello"}]}))
+                        .run();
+                    answered += usize::from(out.status == 200);
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2000));
+    stack.agent.kill_hard();
+    stop.store(true, Ordering::SeqCst);
+    let answered: usize = lanes.into_iter().map(|l| l.join().expect("lane")).sum();
+    assert!(
+        answered >= 10,
+        "only {answered} calls answered before the kill"
+    );
+
+    let restarted = Agent::builder()
+        .fake_upstream(&stack.fake)
+        .state_dir(&state)
+        .policy_file("10-budget.toml", &budget_policy("all", "all", 1000.0, ""))
+        .start();
+    let recorded: Vec<Value> = audit_records(&state)
+        .into_iter()
+        .filter(|r| r["cost_usd"].is_number())
+        .collect();
+    assert!(
+        recorded.len() >= answered,
+        "{} records for {answered} answered calls",
+        recorded.len()
+    );
+    // Each recorded charge is a row in the ledger…
+    let ledger =
+        rusqlite::Connection::open(state.join("budget").join("ledger.db")).expect("ledger");
+    let mut find = ledger
+        .prepare("SELECT COUNT(*) FROM charges WHERE request_id = ?1")
+        .expect("query");
+    for r in &recorded {
+        let id = format!(
+            "{}:{}",
+            r["ts"].as_str().unwrap(),
+            r["request_sha256"].as_str().unwrap()
+        );
+        let rows: i64 = find.query_row([&id], |row| row.get(0)).expect("count");
+        // Identical bodies in the same microsecond share an id.
+        assert!(rows >= 1, "charge of {id} is not in the ledger");
+    }
+    // …and the restarted agent counts all of them.
+    eprintln!(
+        "{answered} answered, {} charged records before the kill",
+        recorded.len()
+    );
+    let audited: f64 = recorded
+        .iter()
+        .map(|r| r["cost_usd"].as_f64().unwrap())
+        .sum();
+    let shown = spent(&budget_show(&restarted), "all");
+    assert!(
+        shown + 1e-9 >= audited,
+        "budget show has ${shown}, the audit log recorded ${audited}"
+    );
+}
