@@ -974,4 +974,98 @@ mod tests {
             "{errs:#?}"
         );
     }
+
+    #[test]
+    fn unpriced_takes_the_tightest_layer() {
+        let load = |texts: &[&str]| {
+            let layers: Vec<Layer> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| layer(&format!("{i}.toml"), t))
+                .collect();
+            load_layers(&layers).expect("valid").unpriced
+        };
+        assert_eq!(load(&["version = 1\n"]), Unpriced::default());
+        assert_eq!(load(&["unpriced = \"allow\"\n"]), Unpriced::Allow);
+        assert_eq!(
+            load(&[
+                "unpriced = \"allow\"\n",
+                "unpriced = { default_usd_per_mtok = 20 }\n"
+            ]),
+            Unpriced::Default(20.0)
+        );
+        assert_eq!(
+            load(&[
+                "unpriced = { default_usd_per_mtok = 90.5 }\n",
+                "unpriced = { default_usd_per_mtok = 20 }\n"
+            ]),
+            Unpriced::Default(90.5)
+        );
+        assert_eq!(
+            load(&["unpriced = \"block\"\n", "unpriced = \"allow\"\n"]),
+            Unpriced::Block
+        );
+    }
+
+    #[test]
+    fn bad_unpriced_prices_and_time_zones_are_located() {
+        let errs = errors(&[layer(
+            "p.toml",
+            "unpriced = \"free\"\n\
+             [[prices]]\nproviders = [\"openai\"]\nmodels = [\"m\"]\ninput = -1.0\noutput = 1.0\n\
+             [[prices]]\nproviders = [\"openia\"]\nmodels = [\"m2\"]\ninput = 1.0\noutput = 1.0\n\
+             [[budgets]]\nid = \"b\"\nper = \"all\"\nlimit_usd = 1.0\nwindow = \"day\"\ntime_zone = \"Mars/Olympus\"\n",
+        )]);
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("p.toml:1:12:") && e.contains("`unpriced`")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("\"m\"") && e.contains("negative")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("openia") && e.contains("unknown provider")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("p.toml:17:") && e.contains("Mars/Olympus")),
+            "{errs:#?}"
+        );
+        let unknown_key = errors(&[layer(
+            "u.toml",
+            "unpriced = { default_usd_per_mtok = 5, extra = 1 }\n",
+        )]);
+        assert_eq!(unknown_key.len(), 1, "{unknown_key:#?}");
+    }
+
+    #[test]
+    fn price_overrides_win_over_the_shipped_table_later_files_first() {
+        let policy = load_layers(&[
+            layer(
+                "a.toml",
+                "[[prices]]\nproviders = [\"openai\"]\nmodels = [\"gpt-4o*\"]\ninput = 1.0\noutput = 2.0\n",
+            ),
+            layer(
+                "b.toml",
+                "[[prices]]\nproviders = [\"openai\"]\nmodels = [\"gpt-4o-2024-08-06\"]\ninput = 3.0\noutput = 4.0\n\
+                 [[budgets]]\nid = \"b\"\nper = \"all\"\nlimit_usd = 1.0\nwindow = \"week\"\ntime_zone = \"America/New_York\"\n",
+            ),
+        ])
+        .expect("valid");
+        let price = |model| policy.prices.lookup("openai", model).map(|l| l.price.input);
+        assert_eq!(price("gpt-4o"), Some(1.0));
+        assert_eq!(price("gpt-4o-2024-08-06"), Some(3.0));
+        // Untouched entries keep the shipped price.
+        assert_eq!(price("gpt-4.1"), Some(2.0));
+        assert_eq!(
+            policy.budgets[0].time_zone.iana_name(),
+            Some("America/New_York")
+        );
+    }
 }

@@ -480,3 +480,133 @@ fn scope_key(per: Scope, identity: &Identity, provider: &str, model: &str) -> St
         Scope::All => "*".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load::{load_layers, Layer};
+
+    fn policy(text: &str) -> Policy {
+        load_layers(&[Layer {
+            path: "t.toml".into(),
+            text: text.into(),
+        }])
+        .expect("valid policy")
+    }
+
+    fn chat(model: &str, max_tokens: u64) -> ApiCall {
+        let body = serde_json::json!({"model": model, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "hello"}]});
+        crate::provider::parse_request(
+            crate::provider::Provider::OpenAi,
+            "POST",
+            "/v1/chat/completions",
+            body.to_string().as_bytes(),
+        )
+        .expect("parses")
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            user: "alice".into(),
+            device: "laptop".into(),
+        }
+    }
+
+    #[test]
+    fn a_budget_in_a_time_zone_resets_at_its_local_midnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
+        let (ledger, _writer) = Ledger::open(dir.path(), now).unwrap();
+        let budgets = Budgets::new(ledger);
+        let policy = policy(
+            "[[budgets]]\nid = \"ny\"\nper = \"model\"\nlimit_usd = 0.001\nwindow = \"day\"\n\
+             time_zone = \"America/New_York\"\n",
+        );
+        let refused = budgets
+            .admit(
+                &policy,
+                &identity(),
+                "openai",
+                &chat("gpt-4o", 1000),
+                now,
+                Instant::now(),
+            )
+            .err()
+            .expect("$0.01 of output does not fit $0.001");
+        assert_eq!(refused.rule, "ny");
+        assert_eq!(refused.kind, ErrorKind::BudgetExhausted);
+        assert!(!refused.retry);
+        // New York is UTC-4 after the 8 March DST change: its day ends at 04:00Z.
+        assert_eq!(refused.retry_after_secs, Some(16 * 3600));
+        assert!(
+            refused.message.contains("for gpt-4o"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            refused.message.contains("2026-03-11T04:00:00Z"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn a_refused_budget_refunds_the_rate_limit_tokens_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let (ledger, _writer) = Ledger::open(dir.path(), now).unwrap();
+        let budgets = Budgets::new(ledger);
+        let policy = policy(
+            "[[rate_limits]]\nid = \"tpm\"\nper = \"user\"\ntokens = 2000\nwindow = \"minute\"\n\
+             [[budgets]]\nid = \"tiny\"\nper = \"user\"\nlimit_usd = 0.000001\nwindow = \"day\"\n",
+        );
+        let at = Instant::now();
+        for _ in 0..3 {
+            // 35 prompt + 1000 output tokens each: without the refund the
+            // second attempt would already find the bucket short.
+            let refused = budgets
+                .admit(
+                    &policy,
+                    &identity(),
+                    "openai",
+                    &chat("gpt-4o", 1000),
+                    now,
+                    at,
+                )
+                .err()
+                .expect("refused");
+            assert_eq!(refused.rule, "tiny");
+        }
+    }
+
+    #[test]
+    fn calls_that_bill_no_tokens_are_not_metered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _writer) = Ledger::open(dir.path(), Timestamp::now()).unwrap();
+        let budgets = Budgets::new(ledger);
+        let policy = policy(
+            "[[rate_limits]]\nid = \"rpm\"\nper = \"all\"\nrequests = 1\nwindow = \"minute\"\n",
+        );
+        let list = crate::provider::parse_request(
+            crate::provider::Provider::OpenAi,
+            "GET",
+            "/v1/models",
+            b"",
+        )
+        .expect("parses");
+        for _ in 0..3 {
+            let metered = budgets
+                .admit(
+                    &policy,
+                    &identity(),
+                    "openai",
+                    &list,
+                    Timestamp::now(),
+                    Instant::now(),
+                )
+                .expect("not limited");
+            assert!(!metered.has_budget());
+        }
+    }
+}
