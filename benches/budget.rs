@@ -77,10 +77,14 @@ fn main() {
         let samples = reservations_request_path(&charges, threads, cell);
         print_request_row("Reservations::reserve + settle", threads, samples);
     }
+    for threads in [1, 2] {
+        let samples = admit_request_path(now, threads, cell);
+        print_request_row("Budgets::admit + settle (proxy)", threads, samples);
+    }
 
     println!();
     println!(
-        "ledger writer (SQLite WAL, synchronous = FULL; {} rows per settle)",
+        "ledger writer (SQLite WAL, synchronous = NORMAL, fsync by checkpoint within 100 ms; {} rows per settle)",
         charges.len()
     );
     println!(
@@ -167,6 +171,71 @@ fn ledger_request_path(
         },
         || ledger.flush().wait().expect("ledger flush"),
     );
+    writer.shutdown().expect("ledger shutdown");
+    samples
+}
+
+/// What the proxy does per call: `Budgets::admit` (a rate limit with
+/// requests and tokens; price lookup; three budgets, one in a time zone;
+/// the reservation; `warn_at`) and `Metered::settle` from the usage.
+fn admit_request_path(now: Timestamp, threads: usize, cell: Duration) -> Vec<Duration> {
+    use outpost::config::Identity;
+    use outpost::policy::load::{load_layers, Layer};
+    use outpost::proxy::spend::Budgets;
+
+    let policy = load_layers(&[Layer {
+        path: "bench.toml".into(),
+        text: "[[budgets]]\nid = \"user-day\"\nper = \"user\"\nlimit_usd = 1e9\nwindow = \"day\"\nwarn_at = 0.9\n\
+               [[budgets]]\nid = \"device-month\"\nper = \"device\"\nlimit_usd = 1e9\nwindow = \"month\"\n\
+               [[budgets]]\nid = \"all-week\"\nper = \"all\"\nlimit_usd = 1e9\nwindow = \"week\"\ntime_zone = \"Europe/Berlin\"\n\
+               [[rate_limits]]\nid = \"rpm\"\nper = \"user\"\nrequests = 1000000000\ntokens = 1000000000000\nwindow = \"minute\"\n"
+            .into(),
+    }])
+    .expect("bench policy");
+    let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(23);
+    let body = serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 256,
+        "messages": [{"role": "user", "content": prompt}]});
+    let call = outpost::provider::parse_request(
+        outpost::provider::Provider::OpenAi,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+    )
+    .expect("bench call");
+    let usage = outpost::provider::Usage {
+        input_tokens: 260,
+        output_tokens: 120,
+        ..Default::default()
+    };
+    let identity = Identity {
+        user: "alice".into(),
+        device: "laptop-1".into(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, writer) = Ledger::open(dir.path(), now).expect("open ledger");
+    let budgets = Budgets::new(ledger.clone());
+    let samples = run_bursts(
+        threads,
+        cell,
+        |i| {
+            let id = format!("bench-{i}");
+            let t0 = Instant::now();
+            let metered = budgets
+                .admit(
+                    &policy,
+                    &identity,
+                    "openai",
+                    &call,
+                    Timestamp::now(),
+                    Instant::now(),
+                )
+                .expect("never refused");
+            drop(metered.settle(Some(usage), None, id));
+            t0.elapsed()
+        },
+        || ledger.flush().wait().expect("ledger flush"),
+    );
+    drop(budgets);
     writer.shutdown().expect("ledger shutdown");
     samples
 }

@@ -4,7 +4,8 @@
 //! For each of {non-stream, stream} × {concurrency 1, 8}: keep-alive HTTP/1.1
 //! over TLS, a 1 KB prompt, each worker on its own connection sending one
 //! request after another for a fixed time. Reports p50/p99 latency of both
-//! paths, the added latency, and the throughput ratio. Also: the agent's idle
+//! paths, the added latency, and the throughput ratio; also the same agent
+//! with three budgets and a rate limit applying to every call. Also: the agent's idle
 //! and peak RSS (`/proc/PID/status` VmRSS / VmHWM), and the time to mint one
 //! leaf certificate for a new host.
 //!
@@ -37,15 +38,32 @@ enum Path {
     ProxyNoAudit,
     /// Through the agent with the audit log on (content = "hash").
     Proxy,
+    /// As `Proxy`, plus three budgets and a rate limit that all apply.
+    ProxyLimits,
+}
+
+/// The default policy plus three budgets (per user, per device, all) and a
+/// rate limit, all applying to every call and none ever reached.
+fn limits_policy() -> String {
+    format!(
+        "{}\n\
+         [[budgets]]\nid = \"user-day\"\nper = \"user\"\nlimit_usd = 1000000.0\nwindow = \"day\"\nwarn_at = 0.9\n\
+         [[budgets]]\nid = \"device-month\"\nper = \"device\"\nlimit_usd = 1000000.0\nwindow = \"month\"\n\
+         [[budgets]]\nid = \"all-week\"\nper = \"all\"\nlimit_usd = 1000000.0\nwindow = \"week\"\ntime_zone = \"Europe/Berlin\"\n\
+         [[rate_limits]]\nid = \"user-rpm\"\nper = \"user\"\nrequests = 100000000\ntokens = 100000000000\nwindow = \"minute\"\n",
+        include_str!("../policy/default.toml")
+    )
 }
 
 struct Endpoints {
     fake: std::net::SocketAddr,
     proxy: std::net::SocketAddr,
     proxy_no_audit: std::net::SocketAddr,
+    proxy_limits: std::net::SocketAddr,
     direct_tls: Arc<rustls::ClientConfig>,
     proxy_tls: Arc<rustls::ClientConfig>,
     proxy_no_audit_tls: Arc<rustls::ClientConfig>,
+    proxy_limits_tls: Arc<rustls::ClientConfig>,
 }
 
 fn main() {
@@ -70,6 +88,11 @@ fn main() {
         .log_level("warn")
         .audit_setting("enabled = false")
         .start();
+    let agent_limits = Agent::builder()
+        .fake_upstream(&fake)
+        .log_level("warn")
+        .policy_file("50-limits.toml", &limits_policy())
+        .start();
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = rss_kb(agent.pid(), "VmRSS:");
 
@@ -77,17 +100,20 @@ fn main() {
         fake: fake.addr(),
         proxy: agent.proxy_addr(),
         proxy_no_audit: agent_no_audit.proxy_addr(),
+        proxy_limits: agent_limits.proxy_addr(),
         direct_tls: tls_config(&certs_from_pem_file(&ca.pem_path())),
         proxy_tls: tls_config(&certs_from_pem_file(&agent.ca_pem_path())),
         proxy_no_audit_tls: tls_config(&certs_from_pem_file(&agent_no_audit.ca_pem_path())),
+        proxy_limits_tls: tls_config(&certs_from_pem_file(&agent_limits.ca_pem_path())),
     });
 
     println!("outpost proxy bench: {secs}s per cell, keep-alive HTTP/1.1 over TLS, 1 KB prompt");
     println!("machine: {}", machine());
     println!();
-    println!("(proxy = default policy + audit log with content=hash; no-audit = same agent config with [audit] enabled = false)");
+    println!("(proxy = default policy + audit log with content=hash; no-audit = same agent config with [audit] enabled = false;");
+    println!(" limits = proxy + 3 budgets (user/day, device/month, all/week in Europe/Berlin) + 1 rate limit, all applying, none reached)");
     println!(
-        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>12} {:>10} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7}",
+        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>12} {:>10} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>9} {:>9}",
         "mode",
         "conc",
         "direct p50",
@@ -100,7 +126,11 @@ fn main() {
         "req/s",
         "added p50",
         "added p99",
-        "ratio"
+        "ratio",
+        "limits p50",
+        "p99",
+        "added p50",
+        "added p99"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,8 +143,9 @@ fn main() {
             let direct = run(Path::Direct);
             let no_audit = run(Path::ProxyNoAudit);
             let proxied = run(Path::Proxy);
+            let limited = run(Path::ProxyLimits);
             println!(
-                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>12} {:>10} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2}",
+                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>12} {:>10} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2} | {:>10} {:>10} {:>9} {:>9}",
                 if stream { "stream" } else { "non-stream" },
                 concurrency,
                 us(direct.p50),
@@ -128,6 +159,10 @@ fn main() {
                 signed_us(proxied.p50, direct.p50),
                 signed_us(proxied.p99, direct.p99),
                 proxied.rps / direct.rps,
+                us(limited.p50),
+                us(limited.p99),
+                signed_us(limited.p50, direct.p50),
+                signed_us(limited.p99, direct.p99),
             );
         }
     }
@@ -238,14 +273,14 @@ async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::Tls
             tcp.set_nodelay(true).expect("nodelay");
             (tcp, endpoints.direct_tls.clone())
         }
-        Path::Proxy | Path::ProxyNoAudit => {
-            let (addr, tls) = if path == Path::Proxy {
-                (endpoints.proxy, endpoints.proxy_tls.clone())
-            } else {
-                (
+        Path::Proxy | Path::ProxyNoAudit | Path::ProxyLimits => {
+            let (addr, tls) = match path {
+                Path::Proxy => (endpoints.proxy, endpoints.proxy_tls.clone()),
+                Path::ProxyNoAudit => (
                     endpoints.proxy_no_audit,
                     endpoints.proxy_no_audit_tls.clone(),
-                )
+                ),
+                _ => (endpoints.proxy_limits, endpoints.proxy_limits_tls.clone()),
             };
             let reply = support::tunnel::send_connect(addr, &format!("{HOST}:443"))
                 .await

@@ -37,7 +37,7 @@
 //! agent refuses exactly what the one before it would have.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -286,13 +286,16 @@ impl Ledger {
         let path = dir.join("ledger.db");
         let mut writer_conn = connect(&path)?;
         migrate(&mut writer_conn)?;
+        // Checkpoints (the fsyncs) are the sync thread's, not the committer's.
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let syncer_conn = connect(&path)?;
         let reader = connect(&path)?;
         let reservations = restore(&reader, now)?;
 
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("outpost-ledger".into())
-            .spawn(move || run_writer(writer_conn, jobs))
+            .spawn(move || run_writer(writer_conn, jobs, syncer_conn))
             .map_err(|source| LedgerError::Dir {
                 path: dir.clone(),
                 source,
@@ -570,7 +573,9 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     // Another process (the CLI) may hold the write lock briefly.
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL: readers never block the writer. NORMAL: a commit is written to
-    // the WAL, and fsynced at the next checkpoint (see `run_writer`).
+    // the WAL, and fsynced at the next checkpoint (see `run_syncer`). A
+    // small page cache: the ledger's working set is a few pages.
+    conn.pragma_update(None, "cache_size", -256)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!("budget ledger: journal mode is {mode}, not wal");
@@ -647,32 +652,20 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
     Ok(reservations)
 }
 
-fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Connection) {
+    // The syncer fsyncs (checkpoints) on its own connection and thread, so
+    // commits never wait behind an fsync. A full channel means a sync is
+    // already due.
+    let (dirty, dirty_rx) = mpsc::sync_channel::<()>(1);
+    let sync_thread = std::thread::Builder::new()
+        .name("outpost-ledger-sync".into())
+        .spawn(move || run_syncer(syncer, dirty_rx));
+    if let Err(e) = &sync_thread {
+        tracing::error!("budget ledger: no sync thread ({e}); syncing at shutdown only");
+    }
     // Ends when told to stop, or when every sender (all `Ledger` clones and
     // the `LedgerWriter`) is gone.
-    let mut unsynced_since: Option<std::time::Instant> = None;
-    loop {
-        let first = match unsynced_since {
-            None => match jobs.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            Some(since) => {
-                let left = SYNC_EVERY.saturating_sub(since.elapsed());
-                match jobs.recv_timeout(left) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
-                        sync(&conn);
-                        unsynced_since = None;
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => {
-                        sync(&conn);
-                        return;
-                    }
-                }
-            }
-        };
+    while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -685,9 +678,10 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
             tracing::error!("budget ledger: commit failed: {e}");
             e.to_string()
         });
-        unsynced_since.get_or_insert_with(std::time::Instant::now);
         if stop {
             sync(&conn);
+        } else {
+            let _ = dirty.try_send(());
         }
         for job in batch {
             let ack = match job {
@@ -699,12 +693,27 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
             ack.send(result.clone());
         }
         if stop {
-            return;
+            break;
         }
+    }
+    drop(dirty);
+    if let Ok(thread) = sync_thread {
+        let _ = thread.join();
     }
 }
 
-/// Fsync what is committed: a passive checkpoint syncs the WAL first.
+/// At most [`SYNC_EVERY`] after a commit, fsync it.
+fn run_syncer(conn: Connection, dirty: Receiver<()>) {
+    while dirty.recv().is_ok() {
+        std::thread::sleep(SYNC_EVERY);
+        // Commits made while sleeping are covered by this sync.
+        let _ = dirty.try_recv();
+        sync(&conn);
+    }
+}
+
+/// Fsync what is committed: a passive checkpoint syncs the WAL first, and
+/// never blocks the writer.
 fn sync(conn: &Connection) {
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
         tracing::warn!("budget ledger: checkpoint failed: {e}");
