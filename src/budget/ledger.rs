@@ -239,7 +239,8 @@ struct Shared {
     current: RwLock<Arc<Reservations>>,
     queue: SyncSender<Job>,
     // For `snapshot` and `reset`'s reload; never on the request path.
-    reader: Mutex<Connection>,
+    // Also the sync thread's, for its checkpoints.
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -288,9 +289,10 @@ impl Ledger {
         migrate(&mut writer_conn)?;
         // Checkpoints (the fsyncs) are the sync thread's, not the committer's.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let syncer_conn = connect(&path)?;
         let reader = connect(&path)?;
         let reservations = restore(&reader, now)?;
+        let reader = Arc::new(Mutex::new(reader));
+        let syncer_conn = reader.clone();
 
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
@@ -304,7 +306,7 @@ impl Ledger {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(reservations)),
                 queue: queue.clone(),
-                reader: Mutex::new(reader),
+                reader,
             }),
         };
         Ok((ledger, LedgerWriter { queue, thread }))
@@ -652,7 +654,7 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
     Ok(reservations)
 }
 
-fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Connection) {
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Arc<Mutex<Connection>>) {
     // The syncer fsyncs (checkpoints) on its own connection and thread, so
     // commits never wait behind an fsync. A full channel means a sync is
     // already due.
@@ -703,12 +705,12 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Connection) {
 }
 
 /// At most [`SYNC_EVERY`] after a commit, fsync it.
-fn run_syncer(conn: Connection, dirty: Receiver<()>) {
+fn run_syncer(conn: Arc<Mutex<Connection>>, dirty: Receiver<()>) {
     while dirty.recv().is_ok() {
         std::thread::sleep(SYNC_EVERY);
         // Commits made while sleeping are covered by this sync.
         let _ = dirty.try_recv();
-        sync(&conn);
+        sync(&conn.lock().unwrap_or_else(PoisonError::into_inner));
     }
 }
 
