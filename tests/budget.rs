@@ -545,3 +545,47 @@ fn kill_9_under_load_loses_no_charge_the_audit_log_recorded() {
         "budget show has ${shown}, the audit log recorded ${audited}"
     );
 }
+
+#[test]
+fn calls_refused_or_failed_before_the_provider_answered_cost_nothing() {
+    let stack = Stack::start_with(
+        |f| {
+            priced_provider(f).route("POST", "/v1/completions", |_| {
+                FakeResponse::json(
+                    500,
+                    &json!({"error": {"message": "boom", "type": "server_error"}}),
+                )
+            })
+        },
+        |a| {
+            a.policy_file(
+                "10-budget.toml",
+                &format!(
+                    "[[guardrails]]\nid = \"no-kestrel\"\nkeywords = [\"kestrel\"]\naction = \"block\"\n\n{}",
+                    budget_policy("all", "all", 1.0, "")
+                ),
+            )
+        },
+    );
+    let blocked = PythonScript::new("policy_call.py")
+        .arg(&call_spec(json!({"content": "project kestrel"})))
+        .through(&stack.agent)
+        .run_json();
+    assert_eq!(blocked["error_class"], "PermissionDeniedError", "{blocked}");
+    let failed = Curl::new("https://api.openai.com/v1/completions")
+        .via(&stack.agent)
+        .cacert(&stack.agent.ca_pem_path())
+        .post_json(&json!({"model": "gpt-4o", "prompt": "hi", "max_tokens": 5}))
+        .run();
+    assert_eq!(failed.status, 500, "{}", failed.describe());
+    assert_eq!(call(&stack.agent)["ok"], true);
+    let records = wait_for_records(&stack.agent.state_dir(), 3);
+    let charged: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["cost_usd"].as_f64())
+        .collect();
+    assert_eq!(charged.len(), 1, "{records:#?}");
+    let rows = budget_show(&stack.agent);
+    assert!((spent(&rows, "all") - CALL_USD).abs() < 1e-9, "{rows:#?}");
+    assert_eq!(rows[0]["reserved_usd"], 0.0, "a hold leaked: {rows:#?}");
+}

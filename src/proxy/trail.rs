@@ -335,7 +335,10 @@ impl CallTrail {
     /// short), or release the reservation when nothing was generated.
     fn settle_spend(&mut self) -> Option<crate::budget::Committed> {
         let metered = self.metered.take()?;
-        let answered = (200..300).contains(&self.event.status) || self.event.bytes_out > 0;
+        // The provider took the call and started answering: it may have
+        // charged for it. A call Outpost refused itself, or one the provider
+        // failed, cost nothing without a usage to say otherwise.
+        let answered = self.event.upstream_ms.is_some() && (200..300).contains(&self.event.status);
         let estimate = (self.usage.is_none() && answered).then(|| {
             let prompt = self.prompt_bytes;
             let completion = self.completion.as_ref().map_or(0, String::len);
