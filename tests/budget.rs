@@ -589,3 +589,28 @@ fn calls_refused_or_failed_before_the_provider_answered_cost_nothing() {
     assert!((spent(&rows, "all") - CALL_USD).abs() < 1e-9, "{rows:#?}");
     assert_eq!(rows[0]["reserved_usd"], 0.0, "a hold leaked: {rows:#?}");
 }
+
+#[test]
+fn budgets_hold_with_the_audit_log_off() {
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.audit_setting("enabled = false")
+            .policy_file("10-budget.toml", &budget_policy("cap", "user", 0.01, ""))
+    });
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            Curl::new("https://api.openai.com/v1/chat/completions")
+                .via(&stack.agent)
+                .cacert(&stack.agent.ca_pem_path())
+                .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
+                    "messages": [{"role": "user", "content": "hello"}]}))
+                .run()
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+    let rows = budget_show(&stack.agent);
+    assert!(
+        (spent(&rows, "cap") - 3.0 * CALL_USD).abs() < 1e-9,
+        "{rows:#?}"
+    );
+}

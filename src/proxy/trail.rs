@@ -300,8 +300,13 @@ impl CallTrail {
         self.event.error = Some(reason);
     }
 
+    /// Settle the call's charges and submit its record. Without an audit
+    /// permit (audit off, or a full backlog policy lets pass) the charges
+    /// are still settled; there is just no record.
     fn submit(&mut self) -> Option<Recorded> {
-        let permit = self.permit.take()?;
+        if self.permit.is_none() && self.metered.is_none() {
+            return None;
+        }
         self.event.latency_ms = self.started.elapsed().as_millis() as u64;
         if let Some(facts) = &self.stream_facts {
             let facts = facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -316,6 +321,7 @@ impl CallTrail {
             }
         }
         let charged = self.settle_spend();
+        let permit = self.permit.take()?;
         self.settle_decision();
         self.event.content = self.content();
         let event = self.event.clone();
@@ -430,7 +436,7 @@ impl CallTrail {
 
 impl Drop for CallTrail {
     fn drop(&mut self) {
-        if self.permit.is_some() {
+        if self.permit.is_some() || self.metered.is_some() {
             // Dropped before the response finished: the client went away.
             if self.event.decision != Decision::Block {
                 self.event.decision = Decision::Error;
