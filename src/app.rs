@@ -303,32 +303,48 @@ fn local_addr(
 
 /// Run until SIGTERM or Ctrl-C, then shut down gracefully.
 pub async fn run(config: &Config) -> Result<(), StartError> {
+    // Watch for the stop signals before the listeners are announced: a
+    // supervisor may send SIGTERM the moment it sees them.
+    let stop = stop_signal();
     let running = start(config).await?;
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
     running.stop().await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Resolves on SIGTERM or SIGINT; both handlers are installed when this is
+/// called, not when it is first awaited.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let install = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .map_err(|err| tracing::warn!("cannot watch {name} ({err})"))
+            .ok()
+    };
+    let term = install(SignalKind::terminate(), "SIGTERM");
+    let interrupt = install(SignalKind::interrupt(), "SIGINT");
+    async fn recv(signal: Option<Signal>) {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
             }
+            None => std::future::pending().await,
         }
-        Err(err) => {
-            tracing::warn!("cannot watch SIGTERM ({err}); only Ctrl-C stops the agent");
-            let _ = tokio::signal::ctrl_c().await;
+    }
+    async move {
+        tokio::select! {
+            () = recv(term) => {}
+            () = recv(interrupt) => {}
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
