@@ -25,6 +25,8 @@
 //! set `TMPDIR` to put it on the disk you care about (on tmpfs an fsync is
 //! free).
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -57,7 +59,7 @@ fn main() {
     let now = Timestamp::now();
     let charges = charges(now);
 
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!(
         "budget bench: {secs}s per cell, {} counters per request, ledger under {}",
         charges.len(),
@@ -392,17 +394,4 @@ fn print_request_row(what: &str, threads: usize, samples: Vec<Duration>) {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }

@@ -15,6 +15,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,7 +110,7 @@ fn main() {
     });
 
     println!("outpost proxy bench: {secs}s per cell, keep-alive HTTP/1.1 over TLS, 1 KB prompt");
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!();
     println!("(proxy = default policy + audit log with content=hash; no-audit = same agent config with [audit] enabled = false;");
     println!(" limits = proxy + 3 budgets (user/day, device/month, all/week in Europe/Berlin) + 1 rate limit, all applying, none reached)");
@@ -341,19 +343,6 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }
 
 fn us(d: Duration) -> String {

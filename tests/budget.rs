@@ -257,28 +257,8 @@ fn streams_are_charged_from_usage_the_client_did_not_ask_for() {
     assert!(!text.contains("\"usage\""), "{text}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     // The audit record carries the cost from the real usage.
-    let audit = stack.agent.state_dir().join("audit");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let record = loop {
-        let lines: Vec<Value> = std::fs::read_dir(&audit)
-            .expect("audit dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .collect::<Vec<_>>()
-            })
-            .filter(|r| r["kind"] == "request")
-            .collect();
-        if let Some(r) = lines.into_iter().next() {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no audit record");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let records = wait_for_records(&stack.agent.state_dir(), 1);
+    let record = &records[0];
     assert_eq!(record["input_tokens"], 9, "{record}");
     assert_eq!(record["estimated"], false, "{record}");
     assert!(record["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{record}");
