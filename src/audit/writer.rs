@@ -117,10 +117,23 @@ impl Shared {
 }
 
 /// One submitted event and whom to tell when it is written.
-#[derive(Debug)]
 struct Job {
     event: AuditEvent,
+    /// Written only once this resolves (see [`AuditPermit::submit_after`]).
+    after: Option<Precondition>,
     ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a record waits for before it is written.
+pub type Precondition = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("event", &self.event)
+            .field("after", &self.after.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuditLog {
@@ -192,11 +205,27 @@ impl AuditPermit {
     /// file (write(2) done, not fsynced). Dropping `Written` does not cancel
     /// the write.
     pub fn submit(self, event: AuditEvent) -> Written {
+        self.send(event, None)
+    }
+
+    /// [`submit`](Self::submit), but the writer writes `event` only once
+    /// `after` resolves (a budget charge's ledger commit), so the record
+    /// never claims what has not happened yet. Records behind it in the
+    /// queue wait too: the chain keeps queue order.
+    pub fn submit_after(
+        self,
+        event: AuditEvent,
+        after: impl Future<Output = ()> + Send + 'static,
+    ) -> Written {
+        self.send(event, Some(Box::pin(after)))
+    }
+
+    fn send(self, event: AuditEvent, after: Option<Precondition>) -> Written {
         let (ack, rx) = oneshot::channel();
         if self.shared.stopped.load(Ordering::Acquire) {
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.permit.send(Job { event, ack });
+        self.permit.send(Job { event, after, ack });
         Written { rx }
     }
 }
@@ -358,6 +387,7 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Rec
                 if n == 0 {
                     break; // every AuditLog is gone
                 }
+                preconditions(&mut jobs).await;
                 sink.write_jobs(&mut jobs);
             }
         }
@@ -367,7 +397,10 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Rec
     loop {
         match tokio::time::timeout(DRAIN_IDLE, rx.recv_many(&mut jobs, MAX_BATCH)).await {
             Ok(0) => break,
-            Ok(_) => sink.write_jobs(&mut jobs),
+            Ok(_) => {
+                preconditions(&mut jobs).await;
+                sink.write_jobs(&mut jobs);
+            }
             Err(_) => {
                 tracing::warn!(
                     "audit: requests still held {} queue slots {}s after shutdown began; \
@@ -380,6 +413,15 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Rec
         }
     }
     sink.finish();
+}
+
+/// Wait for every job's precondition, in order.
+async fn preconditions(jobs: &mut [Job]) {
+    for job in jobs {
+        if let Some(after) = job.after.take() {
+            after.await;
+        }
+    }
 }
 
 /// Something to append.
@@ -916,6 +958,42 @@ mod tests {
         let summary = verify(&dir, &key_of(state.path()), None, None, 1000).unwrap();
         assert_eq!(summary.records, 8);
         assert_eq!(summary.checkpoints, 2);
+    }
+
+    #[tokio::test]
+    async fn a_record_with_a_precondition_waits_for_it_and_keeps_queue_order() {
+        let state = tempfile::tempdir().unwrap();
+        let (log, writer) = start(state.path(), &config(64, 1000), KeyStoreChoice::File)
+            .await
+            .unwrap();
+        let (release, released) = oneshot::channel::<()>();
+        let mut first = sample_event();
+        first.latency_ms = 1;
+        let mut first_written = log.try_reserve().unwrap().submit_after(first, async {
+            let _ = released.await;
+        });
+        let mut second = sample_event();
+        second.latency_ms = 2;
+        let mut second_written = log.try_reserve().unwrap().submit(second);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut first_written).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut second_written).poll(&mut cx).is_pending());
+        assert_eq!(log.stats().written, 0);
+        release.send(()).unwrap();
+        first_written.await.unwrap();
+        second_written.await.unwrap();
+        writer.shutdown().await;
+        let dir = audit_dir(state.path());
+        let files = day::list(&dir).unwrap();
+        let records: Vec<AuditRecord> = files.iter().flat_map(|f| lines(&f.path)).collect();
+        let order: Vec<u64> = records
+            .iter()
+            .filter(|r| r.event.kind == Kind::Request)
+            .map(|r| r.event.latency_ms)
+            .collect();
+        assert_eq!(order, [1, 2]);
     }
 
     #[tokio::test]

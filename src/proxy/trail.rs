@@ -16,9 +16,10 @@
 //! guardrail match replaced, whatever the rule's action, then truncated);
 //! `full` (truncated). Headers, query keys and cookies are never recorded.
 //!
-//! A call charged to a budget is submitted to the audit log only once its
-//! charge is committed to the ledger (WAL write, not fsync), so every
-//! `cost_usd` in the audit log is in the ledger, across `kill -9` too.
+//! A call charged to a budget has its record written only once its charge
+//! is committed to the ledger (WAL write, not fsync; the audit writer waits
+//! for it), so every `cost_usd` in the audit log is in the ledger, across
+//! `kill -9` too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,7 +36,6 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::record::{hex, sha256_hex, AuditEvent, Content, Decision, Kind, RuleCount};
 use crate::audit::writer::{AuditPermit, Written};
-use crate::audit::AuditError;
 use crate::policy::decide::{redaction_label, RuleHit};
 use crate::policy::rules::{Action, AuditContent, Scan};
 use crate::policy::Policy;
@@ -116,41 +116,6 @@ pub struct CallTrail {
     stream_facts: Option<SharedFacts>,
     usage: Option<Usage>,
     metered: Option<Metered>,
-}
-
-/// A submitted record: resolves once it is in the audit file.
-pub enum Recorded {
-    /// Queued to the writer.
-    Submitted(Written),
-    /// Waiting for the call's ledger charge to commit; queued after it.
-    AfterCharge(Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send + Sync>>),
-}
-
-impl Recorded {
-    /// Let the record be written with nobody waiting for it.
-    pub fn detach(self) {
-        match self {
-            // Queued already; the write happens whether awaited or not.
-            Recorded::Submitted(_) => {}
-            Recorded::AfterCharge(pending) => match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(pending)),
-                Err(_) => {
-                    tracing::error!("audit record of a charged call lost: no runtime to queue it")
-                }
-            },
-        }
-    }
-}
-
-impl Future for Recorded {
-    type Output = Result<(), AuditError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Recorded::Submitted(written) => Pin::new(written).poll(cx),
-            Recorded::AfterCharge(pending) => pending.as_mut().poll(cx),
-        }
-    }
 }
 
 impl CallTrail {
@@ -303,7 +268,7 @@ impl CallTrail {
     /// Settle the call's charges and submit its record. Without an audit
     /// permit (audit off, or a full backlog policy lets pass) the charges
     /// are still settled; there is just no record.
-    fn submit(&mut self) -> Option<Recorded> {
+    fn submit(&mut self) -> Option<Written> {
         if self.permit.is_none() && self.metered.is_none() {
             return None;
         }
@@ -326,13 +291,12 @@ impl CallTrail {
         self.event.content = self.content();
         let event = self.event.clone();
         Some(match charged {
-            None => Recorded::Submitted(permit.submit(event)),
-            Some(committed) => Recorded::AfterCharge(Box::pin(async move {
+            None => permit.submit(event),
+            Some(committed) => permit.submit_after(event, async move {
                 if let Err(err) = committed.await {
                     tracing::error!("budget charge not committed before its audit record: {err}");
                 }
-                permit.submit(event).await
-            })),
+            }),
         })
     }
 
@@ -447,9 +411,8 @@ impl Drop for CallTrail {
                     self.event.bytes_out
                 ));
             }
-            if let Some(recorded) = self.submit() {
-                recorded.detach();
-            }
+            // Queued: written whether or not anyone waits for it.
+            let _ = self.submit();
         }
     }
 }
@@ -481,7 +444,7 @@ pub struct AuditedBody {
     exact: Option<u64>,
     sent: u64,
     held: Option<Frame<Bytes>>,
-    ack: Option<Recorded>,
+    ack: Option<Written>,
     done: bool,
 }
 
@@ -558,9 +521,7 @@ impl Body for AuditedBody {
                         trail.failed(format!("response stream failed: {err}"));
                     }
                     this.finish();
-                    if let Some(ack) = this.ack.take() {
-                        ack.detach();
-                    }
+                    this.ack = None;
                     this.done = true;
                     return Poll::Ready(Some(Err(err)));
                 }
@@ -585,10 +546,6 @@ impl Body for AuditedBody {
 
 impl Drop for AuditedBody {
     fn drop(&mut self) {
-        if let Some(ack) = self.ack.take() {
-            // The client left while the record waited for its charge.
-            ack.detach();
-        }
         if let Some(trail) = self.trail.as_mut() {
             trail.event.bytes_out = self.sent;
             // CallTrail's Drop records the disconnect.
