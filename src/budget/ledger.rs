@@ -27,9 +27,9 @@
 //! loses only charges whose `Committed` had not resolved, and SQLite rolls
 //! back a half-written transaction on the next open. Against power loss, a
 //! checkpoint (which fsyncs the WAL) runs at most [`SYNC_EVERY`] after a
-//! commit. The request path submits a charged call's audit record only
-//! after its `Committed` resolves: "a charge acknowledged to the audit log
-//! is in the ledger".
+//! commit. The audit writer writes a charged call's record only after its
+//! `Committed` resolves (`AuditPermit::submit_after`): "a charge
+//! acknowledged to the audit log is in the ledger".
 //!
 //! On open, charges of windows that started in the last
 //! [`RESTORE_LOOKBACK`] (the longest window plus slack) are summed per
