@@ -594,3 +594,71 @@ fn budgets_hold_with_the_audit_log_off() {
         "{rows:#?}"
     );
 }
+
+#[test]
+fn anthropic_and_gemini_calls_are_charged_from_their_own_usage() {
+    let stack = Stack::start_with(
+        |f| {
+            f.stream_delay(Duration::from_millis(5))
+                .extra_name("generativelanguage.googleapis.com")
+                .route(
+                    "POST",
+                    "/v1beta/models/gemini-2.5-flash:generateContent",
+                    |_| {
+                        FakeResponse::json(
+                            200,
+                            &json!({
+                                "candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]},
+                                    "finishReason": "STOP"}],
+                                "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 200,
+                                    "totalTokenCount": 1200}
+                            }),
+                        )
+                    },
+                )
+        },
+        |a| a.policy_file("10-budget.toml", &budget_policy("all", "all", 10.0, "")),
+    );
+    for stream in [false, true] {
+        let spec = json!({"sdk": "anthropic", "stream": stream,
+            "model": "claude-sonnet-4-5", "content": "hello"});
+        let out = PythonScript::new("policy_call.py")
+            .arg(&spec.to_string())
+            .through(&stack.agent)
+            .run_json();
+        assert_eq!(out["ok"], true, "{out}");
+    }
+    let gemini = Curl::new(
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent?key=test-key",
+    )
+    .via(&stack.agent)
+    .cacert(&stack.agent.ca_pem_path())
+    .post_json(&json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}],
+        "generationConfig": {"maxOutputTokens": 256}}))
+    .run();
+    assert_eq!(gemini.status, 200, "{}", gemini.describe());
+
+    let records = wait_for_records(&stack.agent.state_dir(), 3);
+    let cost = |api: &str, stream: bool| {
+        records
+            .iter()
+            .find(|r| r["api"] == api && r["stream"] == stream)
+            .and_then(|r| {
+                assert_eq!(r["estimated"], false, "{r}");
+                r["cost_usd"].as_f64()
+            })
+            .unwrap_or_else(|| panic!("no charged {api} record: {records:#?}"))
+    };
+    // claude-sonnet-4-5 at $3 / $15: 12 input and 6 output tokens…
+    assert!((cost("anthropic_messages", false) - (12.0 * 3.0 + 6.0 * 15.0) / 1e6).abs() < 1e-12);
+    // …and streamed: 12 from message_start, 5 from the last message_delta.
+    assert!((cost("anthropic_messages", true) - (12.0 * 3.0 + 5.0 * 15.0) / 1e6).abs() < 1e-12);
+    // gemini-2.5-flash at $0.30 / $2.50 from usageMetadata.
+    assert!(
+        (cost("gemini_generate_content", false) - (1000.0 * 0.30 + 200.0 * 2.50) / 1e6).abs()
+            < 1e-12
+    );
+    let rows = budget_show(&stack.agent);
+    let total = (36.0 + 90.0 + 36.0 + 75.0 + 300.0 + 500.0) / 1e6;
+    assert!((spent(&rows, "all") - total).abs() < 1e-9, "{rows:#?}");
+}
