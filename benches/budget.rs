@@ -80,7 +80,7 @@ fn main() {
         print_request_row("Reservations::reserve + settle", threads, samples);
     }
     for threads in [1, 2] {
-        let samples = admit_request_path(now, threads, cell);
+        let samples = admit_request_path(threads, cell);
         print_request_row("Budgets::admit + settle (proxy)", threads, samples);
     }
 
@@ -180,7 +180,7 @@ fn ledger_request_path(
 /// What the proxy does per call: `Budgets::admit` (a rate limit with
 /// requests and tokens; price lookup; three budgets, one in a time zone;
 /// the reservation; `warn_at`) and `Metered::settle` from the usage.
-fn admit_request_path(now: Timestamp, threads: usize, cell: Duration) -> Vec<Duration> {
+fn admit_request_path(threads: usize, cell: Duration) -> Vec<Duration> {
     use outpost::config::Identity;
     use outpost::policy::load::{load_layers, Layer};
     use outpost::proxy::spend::Budgets;
@@ -214,8 +214,9 @@ fn admit_request_path(now: Timestamp, threads: usize, cell: Duration) -> Vec<Dur
         device: "laptop-1".into(),
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, writer) = Ledger::open(dir.path(), now).expect("open ledger");
-    let budgets = Budgets::new(ledger.clone());
+    let budgets = Budgets::new(dir.path().to_path_buf());
+    budgets.prepare(&policy).expect("open ledger");
+    let ledger = budgets.ledger().expect("ledger").clone();
     let samples = run_bursts(
         threads,
         cell,
@@ -237,8 +238,7 @@ fn admit_request_path(now: Timestamp, threads: usize, cell: Duration) -> Vec<Dur
         },
         || ledger.flush().wait().expect("ledger flush"),
     );
-    drop(budgets);
-    writer.shutdown().expect("ledger shutdown");
+    budgets.shutdown().expect("ledger shutdown");
     samples
 }
 

@@ -299,7 +299,15 @@ async fn reset_budget(state: &AdminState, req: Request<Incoming>) -> Response<Pr
             &format!("no budget `{id}` in policy (budgets: {})", known.join(", ")),
         );
     }
-    let ledger = state.proxy.budgets.ledger().clone();
+    let ledger = match state.proxy.budgets.ledger() {
+        Ok(ledger) => ledger.clone(),
+        Err(e) => {
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("budget ledger: {e}"),
+            )
+        }
+    };
     let budget = id.clone();
     let reset =
         tokio::task::spawn_blocking(move || ledger.reset(&budget, jiff::Timestamp::now())).await;

@@ -81,7 +81,7 @@ pub struct Running {
     tasks: TaskTracker,
     grace: std::time::Duration,
     audit: Option<AuditWriter>,
-    ledger: Option<crate::budget::ledger::LedgerWriter>,
+    state: Arc<ProxyState>,
     state_dir: std::path::PathBuf,
 }
 
@@ -104,10 +104,9 @@ impl Running {
         if let Some(audit) = self.audit.take() {
             audit.shutdown().await;
         }
-        if let Some(ledger) = self.ledger.take() {
-            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || ledger.shutdown()).await {
-                tracing::error!("budget ledger did not close cleanly: {err}");
-            }
+        let state = self.state.clone();
+        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || state.budgets.shutdown()).await {
+            tracing::error!("budget ledger did not close cleanly: {err}");
         }
         AgentFile::remove(&self.state_dir);
     }
@@ -138,9 +137,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         (None, None)
     };
 
-    let (ledger, ledger_writer) =
-        crate::budget::ledger::Ledger::open(&config.state_dir, jiff::Timestamp::now())?;
-    let budgets = crate::proxy::spend::Budgets::new(ledger);
+    let budgets = crate::proxy::spend::Budgets::new(config.state_dir.clone());
+    budgets.prepare(&policy.current())?;
 
     let bind = |key, addr| async move {
         TcpListener::bind(addr)
@@ -170,6 +168,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks: tasks.clone(),
         warned_uncovered: Default::default(),
     });
+    let state_for_stop = state.clone();
     tasks.spawn(listener::serve(proxy_listener, state.clone()));
     let agent_file = AgentFile::new(admin_addr).map_err(StartError::AgentFile)?;
     agent_file
@@ -193,7 +192,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks,
         grace: config.shutdown_grace,
         audit: audit_writer,
-        ledger: Some(ledger_writer),
+        state: state_for_stop,
         state_dir: config.state_dir.clone(),
     })
 }

@@ -662,3 +662,38 @@ fn anthropic_and_gemini_calls_are_charged_from_their_own_usage() {
     let total = (36.0 + 90.0 + 36.0 + 75.0 + 300.0 + 500.0) / 1e6;
     assert!((spent(&rows, "all") - total).abs() < 1e-9, "{rows:#?}");
 }
+
+#[test]
+fn a_budget_added_by_hot_reload_is_enforced() {
+    let stack = Stack::start_with(priced_provider, |a| {
+        a.policy_file("10-models.toml", "[models]\ndeny = [\"*-preview\"]\n")
+    });
+    let request = || {
+        Curl::new("https://api.openai.com/v1/chat/completions")
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
+                "messages": [{"role": "user", "content": "hello"}]}))
+            .run()
+    };
+    assert_eq!(request().status, 200);
+    // No budget yet: nothing to show, and no ledger opened for it.
+    assert!(budget_show(&stack.agent).is_empty());
+    assert!(!stack.agent.state_dir().join("budget").exists());
+
+    // One call's reservation ($0.0030875) fits, a second does not.
+    std::fs::write(
+        stack.agent.policy_dir().join("20-budget.toml"),
+        budget_policy("cap", "all", 0.0031, ""),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut statuses = Vec::new();
+    while !statuses.contains(&429) {
+        assert!(Instant::now() < deadline, "never refused: {statuses:?}");
+        statuses.push(request().status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows = budget_show(&stack.agent);
+    assert!((spent(&rows, "cap") - CALL_USD).abs() < 1e-9, "{rows:#?}");
+}

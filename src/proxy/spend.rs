@@ -21,12 +21,15 @@
 //! is within a minute (SDKs wait that long and then succeed).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::budget::ledger::{BudgetLine, Committed, Hold, Ledger, LedgerError, Settlement};
+use crate::budget::ledger::{
+    BudgetLine, Committed, Hold, Ledger, LedgerError, LedgerWriter, Settlement,
+};
 use crate::budget::pricing::{cost, Price, PriceDecision};
 use crate::budget::ratelimit::{Admission, Limit, RateLimiter, Throttled};
 use crate::budget::reserve::{
@@ -46,8 +49,16 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 8192;
 pub const SDK_RETRY_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// The ledger and the rate limiter, shared by all requests.
+///
+/// The ledger (SQLite and two threads) is opened only once a policy has
+/// budgets: at start-up if it has them then, else by the first call a
+/// budget counts after a reload adds them. An agent without budgets never
+/// pays for it.
 pub struct Budgets {
-    ledger: Ledger,
+    state_dir: PathBuf,
+    ledger: OnceLock<Ledger>,
+    /// Also serializes opening the ledger.
+    writer: Mutex<Option<LedgerWriter>>,
     limiter: Arc<RateLimiter>,
     /// (provider, model) pairs already logged as unpriced.
     warned_unpriced: Mutex<HashSet<(String, String)>>,
@@ -104,18 +115,50 @@ pub struct LimitRefusal {
 }
 
 impl Budgets {
-    /// Budgets over `ledger`; every rate limit starts full.
-    pub fn new(ledger: Ledger) -> Budgets {
+    /// Budgets with the ledger of `state_dir` (not opened yet); every rate
+    /// limit starts full.
+    pub fn new(state_dir: PathBuf) -> Budgets {
         Budgets {
-            ledger,
+            state_dir,
+            ledger: OnceLock::new(),
+            writer: Mutex::new(None),
             limiter: Arc::new(RateLimiter::new()),
             warned_unpriced: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The persistent ledger (for `budget show` and `reset`).
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+    /// Open the ledger now if `policy` has budgets (start-up: a ledger
+    /// that cannot be opened is a start-up error, not a refused call).
+    pub fn prepare(&self, policy: &Policy) -> Result<(), LedgerError> {
+        if !policy.budgets.is_empty() {
+            self.ledger()?;
+        }
+        Ok(())
+    }
+
+    /// The persistent ledger, opened on first use (blocking I/O, once).
+    pub fn ledger(&self) -> Result<&Ledger, LedgerError> {
+        if let Some(ledger) = self.ledger.get() {
+            return Ok(ledger);
+        }
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ledger) = self.ledger.get() {
+            return Ok(ledger);
+        }
+        let (ledger, opened) = Ledger::open(&self.state_dir, Timestamp::now())?;
+        *writer = Some(opened);
+        Ok(self.ledger.get_or_init(|| ledger))
+    }
+
+    /// Commit what is queued and stop the ledger's threads, if it was
+    /// opened. Blocking: from async code, call it in `spawn_blocking`.
+    pub fn shutdown(&self) -> Result<(), LedgerError> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        writer.map_or(Ok(()), LedgerWriter::shutdown)
     }
 
     /// Admit `call` on every matching rate limit and budget, or refuse it.
@@ -231,7 +274,25 @@ impl Budgets {
         }
         let worst = worst_case_usage(prompt_bytes, call.max_tokens, DEFAULT_OUTPUT_CAP);
         let amount = worst_case_cost(&worst, &price);
-        let hold = match self.ledger.reserve(&charges, amount) {
+        let ledger = match self.ledger() {
+            Ok(ledger) => ledger,
+            Err(err) => {
+                metered.release();
+                tracing::error!("budget ledger unavailable: {err}");
+                return Err(LimitRefusal {
+                    rule: rules[0].id.clone(),
+                    kind: ErrorKind::BudgetExhausted,
+                    message: format!(
+                        "Outpost cannot record spend for budget `{}` (the budget ledger is \
+                         unavailable: {err}), so it refuses the call rather than skip the budget.",
+                        rules[0].id
+                    ),
+                    retry_after_secs: Some(60),
+                    retry: false,
+                });
+            }
+        };
+        let hold = match ledger.reserve(&charges, amount) {
             Ok(hold) => hold,
             Err(exceeded) => {
                 metered.release();
@@ -259,7 +320,7 @@ impl Budgets {
                 });
             }
         };
-        let totals = self.ledger.reservations();
+        let totals = ledger.reservations();
         for (rule, charge) in rules.iter().zip(&charges) {
             let Some(warn_at) = rule.warn_at else {
                 continue;
@@ -281,7 +342,7 @@ impl Budgets {
         metered.spend = Some(Spend {
             hold,
             price,
-            ledger: self.ledger.clone(),
+            ledger: ledger.clone(),
         });
         Ok(metered)
     }
@@ -294,7 +355,11 @@ impl Budgets {
         identity: &Identity,
         now: Timestamp,
     ) -> Result<Vec<serde_json::Value>, LedgerError> {
-        let snapshot = self.ledger.snapshot(now, &policy.budgets)?;
+        let snapshot = if policy.budgets.is_empty() {
+            Vec::new()
+        } else {
+            self.ledger()?.snapshot(now, &policy.budgets)?
+        };
         Ok(show_lines(snapshot, &policy.budgets, identity, now))
     }
 
@@ -517,8 +582,7 @@ mod tests {
     fn a_budget_in_a_time_zone_resets_at_its_local_midnight() {
         let dir = tempfile::tempdir().unwrap();
         let now: Timestamp = "2026-03-10T12:00:00Z".parse().unwrap();
-        let (ledger, _writer) = Ledger::open(dir.path(), now).unwrap();
-        let budgets = Budgets::new(ledger);
+        let budgets = Budgets::new(dir.path().to_path_buf());
         let policy = policy(
             "[[budgets]]\nid = \"ny\"\nper = \"model\"\nlimit_usd = 0.001\nwindow = \"day\"\n\
              time_zone = \"America/New_York\"\n",
@@ -555,8 +619,7 @@ mod tests {
     fn a_refused_budget_refunds_the_rate_limit_tokens_it_took() {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp::now();
-        let (ledger, _writer) = Ledger::open(dir.path(), now).unwrap();
-        let budgets = Budgets::new(ledger);
+        let budgets = Budgets::new(dir.path().to_path_buf());
         let policy = policy(
             "[[rate_limits]]\nid = \"tpm\"\nper = \"user\"\ntokens = 2000\nwindow = \"minute\"\n\
              [[budgets]]\nid = \"tiny\"\nper = \"user\"\nlimit_usd = 0.000001\nwindow = \"day\"\n",
@@ -583,8 +646,7 @@ mod tests {
     #[test]
     fn calls_that_bill_no_tokens_are_not_metered() {
         let dir = tempfile::tempdir().unwrap();
-        let (ledger, _writer) = Ledger::open(dir.path(), Timestamp::now()).unwrap();
-        let budgets = Budgets::new(ledger);
+        let budgets = Budgets::new(dir.path().to_path_buf());
         let policy = policy(
             "[[rate_limits]]\nid = \"rpm\"\nper = \"all\"\nrequests = 1\nwindow = \"minute\"\n",
         );
