@@ -97,6 +97,7 @@ fn main() {
         .start();
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = rss_kb(agent.pid(), "VmRSS:");
+    let idle_rss_limits = rss_kb(agent_limits.pid(), "VmRSS:");
 
     let endpoints = Arc::new(Endpoints {
         fake: fake.addr(),
@@ -171,9 +172,11 @@ fn main() {
     let peak_rss = rss_kb(agent.pid(), "VmHWM:");
     println!();
     println!(
-        "agent RSS: idle {:.1} MB, peak {:.1} MB",
+        "agent RSS: idle {:.1} MB, peak {:.1} MB; with budgets and a rate limit: idle {:.1} MB, peak {:.1} MB",
         idle_rss as f64 / 1024.0,
-        peak_rss as f64 / 1024.0
+        peak_rss as f64 / 1024.0,
+        idle_rss_limits as f64 / 1024.0,
+        rss_kb(agent_limits.pid(), "VmHWM:") as f64 / 1024.0
     );
     let (mint_p50, mint_p99) = leaf_mint_times();
     println!(
