@@ -48,6 +48,9 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 8192;
 /// refusal asking for longer says "do not retry".
 pub const SDK_RETRY_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
+/// Unpriced (provider, model) pairs logged once each, at most.
+const MAX_WARNED_UNPRICED: usize = 1024;
+
 /// The ledger and the rate limiter, shared by all requests.
 ///
 /// The ledger (SQLite and two threads) is opened only once a policy has
@@ -69,7 +72,7 @@ pub struct Budgets {
 #[derive(Default)]
 pub struct Metered {
     spend: Option<Spend>,
-    rate: Option<(Admission, Arc<RateLimiter>, u64)>,
+    rate: Option<(Admission, Arc<RateLimiter>)>,
     /// Budgets past their `warn_at`, and an unpriced model: each says why.
     pub warnings: Vec<MeterWarning>,
 }
@@ -196,7 +199,7 @@ impl Budgets {
                 .limiter
                 .admit(&limits, estimate, instant)
                 .map_err(throttled)?;
-            metered.rate = Some((admission, self.limiter.clone(), estimate));
+            metered.rate = Some((admission, self.limiter.clone()));
         }
 
         let rules: Vec<&BudgetRule> = policy
@@ -364,11 +367,14 @@ impl Budgets {
     }
 
     fn warn_unpriced(&self, provider: &str, model: &str, what: &str) {
-        let first = self
+        let mut warned = self
             .warned_unpriced
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((provider.to_string(), model.to_string()));
+            .unwrap_or_else(PoisonError::into_inner);
+        // Model names come from clients: remember a bounded number.
+        let first = warned.len() < MAX_WARNED_UNPRICED
+            && warned.insert((provider.to_string(), model.to_string()));
+        drop(warned);
         if first {
             tracing::warn!(provider, model, "no price for this model: {what}");
         }
@@ -396,7 +402,7 @@ impl Metered {
             (None, Some(e)) => (Some(e), true),
             (None, None) => (None, false),
         };
-        if let Some((admission, limiter, _)) = self.rate.take() {
+        if let Some((admission, limiter)) = self.rate.take() {
             limiter.settle(admission, used.map_or(0, |u| u.total_tokens()));
         }
         let spend = self.spend.take()?;
@@ -422,7 +428,7 @@ impl Metered {
     }
 
     fn release(&mut self) {
-        if let Some((admission, limiter, _)) = self.rate.take() {
+        if let Some((admission, limiter)) = self.rate.take() {
             limiter.settle(admission, 0);
         }
         if let Some(spend) = self.spend.take() {
