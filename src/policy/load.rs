@@ -13,6 +13,7 @@
 //! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
 //!   layer says so;
 //! - `[audit] content` is the last layer's that sets it;
+//! - `default_output_tokens` takes the largest (the bigger reservation);
 //! - `unpriced` is the tightest set (block, then the higher default rate,
 //!   then allow); `[[prices]]` overrides stack in file order, a later
 //!   file's entry winning over an earlier one's for the same model;
@@ -189,6 +190,7 @@ struct Merged {
     /// `[[prices]]` of each file that has some, in file order.
     price_layers: Vec<Vec<PriceEntry>>,
     unpriced: Option<Unpriced>,
+    default_output_tokens: Option<u64>,
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
     on_audit_backlog: Option<OnAuditBacklog>,
@@ -362,6 +364,24 @@ impl Merged {
                     continue;
                 }
             }
+            if let Some(providers) = &b.providers {
+                let unknown: Vec<&String> = providers
+                    .get_ref()
+                    .iter()
+                    .filter(|p| !super::known_provider_name(p))
+                    .collect();
+                if let Some(first) = unknown.first() {
+                    ctx.error(
+                        Some(providers.span()),
+                        format!(
+                            "budget `{}`: unknown provider {first:?} (known: {})",
+                            b.id.get_ref(),
+                            super::known_provider_names().join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            }
             let time_zone = match &b.time_zone {
                 None => TimeZone::UTC,
                 Some(name) => match parse_time_zone(name.get_ref()) {
@@ -382,7 +402,7 @@ impl Merged {
                     limit_usd: limit,
                     window,
                     warn_at: b.warn_at.map(Spanned::into_inner),
-                    providers: b.providers,
+                    providers: b.providers.map(Spanned::into_inner),
                     models: b.models.map(|m| m.iter().map(|g| Glob::new(g)).collect()),
                     time_zone,
                 });
@@ -434,6 +454,16 @@ impl Merged {
                     Some(before) => tighter(before, unpriced),
                     None => unpriced,
                 });
+            }
+        }
+        if let Some(v) = &raw.default_output_tokens {
+            let n = *v.get_ref();
+            if n == 0 {
+                ctx.error(Some(v.span()), "`default_output_tokens` must be at least 1");
+            } else {
+                // A larger reservation is the tighter one.
+                self.default_output_tokens =
+                    Some(self.default_output_tokens.map_or(n, |m| m.max(n)));
             }
         }
         let mut prices = Vec::new();
@@ -589,6 +619,7 @@ impl Merged {
             rate_limits: self.rate_limits,
             prices: Arc::new(prices),
             unpriced: self.unpriced.unwrap_or_default(),
+            default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
@@ -1067,5 +1098,26 @@ mod tests {
             policy.budgets[0].time_zone.iana_name(),
             Some("America/New_York")
         );
+    }
+
+    #[test]
+    fn a_budget_for_an_unknown_provider_is_an_error_not_a_budget_that_never_applies() {
+        let errs = errors(&[layer(
+            "b.toml",
+            "[[budgets]]\nid = \"b\"\nper = \"all\"\nlimit_usd = 1.0\nwindow = \"day\"\nproviders = [\"openai\", \"anthropc\"]\n",
+        )]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("b.toml:6:13:") && errs[0].contains("anthropc"),
+            "{errs:#?}"
+        );
+        let errs = errors(&[layer("o.toml", "default_output_tokens = 0\n")]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let policy = load_layers(&[
+            layer("a.toml", "default_output_tokens = 4000\n"),
+            layer("b.toml", "default_output_tokens = 1000\n"),
+        ])
+        .expect("valid");
+        assert_eq!(policy.default_output_tokens, 4000);
     }
 }

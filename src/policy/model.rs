@@ -45,6 +45,9 @@ pub struct RawPolicy {
     /// What a model without a price costs: `"block"`, `"allow"` or
     /// `{ default_usd_per_mtok = … }` (default: a conservative rate, warned).
     pub unpriced: Option<Spanned<toml::Value>>,
+    /// Output tokens a budget reserves for a call that sets no
+    /// `max_tokens` (default 8192).
+    pub default_output_tokens: Option<Spanned<u64>>,
     /// Price overrides, same fields as `policy/pricing.toml`'s `[[price]]`.
     #[serde(default)]
     pub prices: Vec<Spanned<PriceEntry>>,
@@ -145,7 +148,7 @@ pub struct RawBudget {
     /// Fraction of the limit at which a warning is added.
     pub warn_at: Option<Spanned<f64>>,
     /// Restrict to these providers.
-    pub providers: Option<Vec<String>>,
+    pub providers: Option<Spanned<Vec<String>>>,
     /// Restrict to models matching these globs.
     pub models: Option<Vec<String>>,
     /// IANA zone whose calendar the window follows (default UTC).

@@ -14,6 +14,9 @@ use super::intercept::InterceptList;
 use crate::budget::pricing::{PriceTable, Unpriced};
 use crate::guard::{DetectorSpec, Scanner};
 
+/// Default for `default_output_tokens`.
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 8192;
+
 /// Default for `max_body_bytes` (32 MiB: large enough for image prompts).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -47,6 +50,8 @@ pub struct Policy {
     pub prices: Arc<PriceTable>,
     /// What a model without a price costs.
     pub unpriced: Unpriced,
+    /// Output tokens reserved for a call that sets no `max_tokens`.
+    pub default_output_tokens: u64,
     /// Audit settings.
     pub audit: AuditSettings,
 }

@@ -41,9 +41,6 @@ use crate::policy::rules::{BudgetRule, Scope};
 use crate::policy::Policy;
 use crate::provider::{ApiCall, ErrorKind, Usage};
 
-/// Output tokens assumed when a request sets no `max_tokens`.
-pub const DEFAULT_OUTPUT_CAP: u64 = 8192;
-
 /// The longest `Retry-After` SDKs wait for on their own: a rate-limit
 /// refusal asking for longer says "do not retry".
 pub const SDK_RETRY_WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -275,7 +272,7 @@ impl Budgets {
                 limit_usd: rule.limit_usd,
             });
         }
-        let worst = worst_case_usage(prompt_bytes, call.max_tokens, DEFAULT_OUTPUT_CAP);
+        let worst = worst_case_usage(prompt_bytes, call.max_tokens, policy.default_output_tokens);
         let amount = worst_case_cost(&worst, &price);
         let ledger = match self.ledger() {
             Ok(ledger) => ledger,
@@ -676,5 +673,38 @@ mod tests {
                 .expect("not limited");
             assert!(!metered.has_budget());
         }
+    }
+
+    #[test]
+    fn a_call_without_max_tokens_reserves_the_configured_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let budgets = Budgets::new(dir.path().to_path_buf());
+        let budget =
+            "[[budgets]]\nid = \"b\"\nper = \"all\"\nlimit_usd = 0.002\nwindow = \"day\"\n";
+        let body = serde_json::json!({"model": "gpt-4o",
+            "messages": [{"role": "user", "content": "hello"}]});
+        let call = crate::provider::parse_request(
+            crate::provider::Provider::OpenAi,
+            "POST",
+            "/v1/chat/completions",
+            body.to_string().as_bytes(),
+        )
+        .expect("parses");
+        let admit = |policy: &Policy| {
+            budgets.admit(
+                policy,
+                &identity(),
+                "openai",
+                &call,
+                Timestamp::now(),
+                Instant::now(),
+            )
+        };
+        // 8192 output tokens at $10/M do not fit $0.002…
+        assert!(admit(&policy(budget)).is_err());
+        // …100 do: 35 prompt tokens at $2.50/M + 100 at $10/M = $0.0010875.
+        let small = policy(&format!("default_output_tokens = 100\n{budget}"));
+        assert_eq!(small.default_output_tokens, 100);
+        assert!(admit(&small).is_ok());
     }
 }
