@@ -33,6 +33,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::proxy::spend::find_budget;
 use crate::proxy::{full_body, text_response, ProxyBody, ProxyState};
 
 /// Name of the agent file in `state_dir`.
@@ -199,17 +200,19 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
     }
     match req.uri().path() {
         "/budgets" => {
-            let policy = state.proxy.policy.current();
-            match state
-                .proxy
-                .budgets
-                .show(&policy, &state.proxy.identity, jiff::Timestamp::now())
-            {
-                Ok(rows) => json_response(StatusCode::OK, &json!({ "budgets": rows })),
-                Err(e) => text_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("budget ledger: {e}"),
-                ),
+            // SQLite reads (and, the first time, opening the ledger) block.
+            let proxy = state.proxy.clone();
+            let shown = tokio::task::spawn_blocking(move || {
+                let policy = proxy.policy.current();
+                proxy
+                    .budgets
+                    .show(&policy, &proxy.identity, jiff::Timestamp::now())
+            })
+            .await;
+            match shown {
+                Ok(Ok(rows)) => json_response(StatusCode::OK, &json!({ "budgets": rows })),
+                Ok(Err(e)) => ledger_failure(e),
+                Err(e) => ledger_failure(e),
             }
         }
         "/healthz" => text_response(StatusCode::OK, "ok"),
@@ -291,37 +294,29 @@ async fn reset_budget(state: &AdminState, req: Request<Incoming>) -> Response<Pr
             )
         }
     };
-    let policy = state.proxy.policy.current();
-    if !policy.budgets.iter().any(|b| b.id == id) {
-        let known: Vec<&str> = policy.budgets.iter().map(|b| b.id.as_str()).collect();
-        return text_response(
-            StatusCode::NOT_FOUND,
-            &format!("no budget `{id}` in policy (budgets: {})", known.join(", ")),
-        );
+    if let Err(message) = find_budget(&state.proxy.policy.current().budgets, &id) {
+        return text_response(StatusCode::NOT_FOUND, &message);
     }
-    let ledger = match state.proxy.budgets.ledger() {
-        Ok(ledger) => ledger.clone(),
-        Err(e) => {
-            return text_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("budget ledger: {e}"),
-            )
-        }
-    };
+    let proxy = state.proxy.clone();
     let budget = id.clone();
     let reset =
-        tokio::task::spawn_blocking(move || ledger.reset(&budget, jiff::Timestamp::now())).await;
+        tokio::task::spawn_blocking(move || proxy.budgets.reset(&budget, jiff::Timestamp::now()))
+            .await;
     match reset {
         Ok(Ok(())) => {
             tracing::warn!(budget = %id, "budget reset by an administrator");
             json_response(StatusCode::OK, &json!({ "reset": id }))
         }
-        Ok(Err(e)) => text_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("budget ledger: {e}"),
-        ),
-        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ok(Err(e)) => ledger_failure(e),
+        Err(e) => ledger_failure(e),
     }
+}
+
+fn ledger_failure(e: impl std::fmt::Display) -> Response<ProxyBody> {
+    text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("budget ledger: {e}"),
+    )
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {

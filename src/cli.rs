@@ -333,14 +333,10 @@ fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>
 
 fn reset_offline(config: &Config, id: &str) -> anyhow::Result<()> {
     let budgets = policy_budgets(config)?;
-    if !budgets.iter().any(|b| b.id == id) {
-        let known: Vec<&str> = budgets.iter().map(|b| b.id.as_str()).collect();
-        return Err(Exit {
-            code: EXIT_CHECK_FAILED,
-            message: format!("no budget `{id}` in policy (budgets: {})", known.join(", ")),
-        }
-        .into());
-    }
+    crate::proxy::spend::find_budget(&budgets, id).map_err(|message| Exit {
+        code: EXIT_CHECK_FAILED,
+        message,
+    })?;
     let now = jiff::Timestamp::now();
     let (ledger, writer) = crate::budget::Ledger::open(&config.state_dir, now)
         .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?;

@@ -28,6 +28,21 @@ fn priced_provider(fake: fake::FakeProviderBuilder<'_>) -> fake::FakeProviderBui
     })
 }
 
+/// The chat request `priced_provider` answers: "hello", `max_tokens = 300`.
+fn priced_chat() -> Value {
+    json!({"model": "gpt-4o", "max_tokens": 300,
+        "messages": [{"role": "user", "content": "hello"}]})
+}
+
+/// `body` to the chat endpoint through `agent`, with curl.
+fn curl_chat(agent: &Agent, body: &Value) -> CurlOutput {
+    Curl::new("https://api.openai.com/v1/chat/completions")
+        .via(agent)
+        .cacert(&agent.ca_pem_path())
+        .post_json(body)
+        .run()
+}
+
 fn budget_policy(id: &str, per: &str, limit_usd: f64, extra: &str) -> String {
     format!(
         "[[budgets]]\nid = \"{id}\"\nper = \"{per}\"\nlimit_usd = {limit_usd}\nwindow = \"day\"\n{extra}"
@@ -131,12 +146,7 @@ fn a_one_cent_budget_is_exhausted_after_three_calls_and_refused_with_rate_limit_
         "the refused call reached the provider"
     );
 
-    let out = Curl::new("https://api.openai.com/v1/chat/completions")
-        .via(&stack.agent)
-        .cacert(&stack.agent.ca_pem_path())
-        .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
-            "messages": [{"role": "user", "content": "hi"}]}))
-        .run();
+    let out = curl_chat(&stack.agent, &priced_chat());
     assert_eq!(out.status, 429);
     assert_eq!(out.header("x-should-retry"), Some("false"));
     assert_eq!(out.header("x-outpost-rule"), Some("daily-cap"));
@@ -206,14 +216,7 @@ fn warn_at_adds_a_warning_header_naming_the_budget() {
             &budget_policy("team", "all", 1.0, "warn_at = 0.002\n"),
         )
     });
-    let request = || {
-        Curl::new("https://api.openai.com/v1/chat/completions")
-            .via(&stack.agent)
-            .cacert(&stack.agent.ca_pem_path())
-            .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
-                "messages": [{"role": "user", "content": "hello"}]}))
-            .run()
-    };
+    let request = || curl_chat(&stack.agent, &priced_chat());
     let first = request();
     assert_eq!(first.status, 200, "{}", first.describe());
     assert_eq!(first.header("x-outpost-warning"), None);
@@ -238,11 +241,7 @@ fn streams_are_charged_from_usage_the_client_did_not_ask_for() {
             )
         },
     );
-    let out = Curl::new("https://api.openai.com/v1/chat/completions")
-        .via(&stack.agent)
-        .cacert(&stack.agent.ca_pem_path())
-        .post_json(&openai_chat_body(true))
-        .run();
+    let out = curl_chat(&stack.agent, &openai_chat_body(true));
     assert_eq!(out.status, 200, "{}", out.describe());
     // Outpost asked upstream for the usage chunk…
     let seen = stack.fake.single_request();
@@ -335,11 +334,10 @@ fn rate_limits_refuse_with_retry_after_and_sdks_wait_out_short_ones() {
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(message.contains("per-user-rpm"), "{message}");
     assert!(message.contains("2 requests per minute"), "{message}");
-    let out = Curl::new("https://api.openai.com/v1/chat/completions")
-        .via(&stack.agent)
-        .cacert(&stack.agent.ca_pem_path())
-        .post_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
-        .run();
+    let out = curl_chat(
+        &stack.agent,
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    );
     assert_eq!(out.status, 429);
     assert_eq!(out.header("x-outpost-rule"), Some("per-user-rpm"));
     // One request frees every 30 s: worth an SDK's wait.
@@ -427,12 +425,11 @@ fn an_unpriced_model_is_charged_the_conservative_default_and_warned() {
         |f| f,
         |a| a.policy_file("10-budget.toml", &budget_policy("all", "all", 100.0, "")),
     );
-    let out = Curl::new("https://api.openai.com/v1/chat/completions")
-        .via(&stack.agent)
-        .cacert(&stack.agent.ca_pem_path())
-        .post_json(&json!({"model": "mystery-model", "max_tokens": 10,
-            "messages": [{"role": "user", "content": "hi"}]}))
-        .run();
+    let out = curl_chat(
+        &stack.agent,
+        &json!({"model": "mystery-model", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}]}),
+    );
     assert_eq!(out.status, 200, "{}", out.describe());
     let warning = out.header("x-outpost-warning").unwrap_or_default();
     assert!(warning.contains("mystery-model"), "{warning}");
@@ -462,8 +459,7 @@ fn kill_9_under_load_loses_no_charge_the_audit_log_recorded() {
                     let out = Curl::new("https://api.openai.com/v1/chat/completions")
                         .proxy(&proxy)
                         .cacert(&ca)
-                        .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
-                            "messages": [{"role": "user", "content": "hello"}]}))
+                        .post_json(&priced_chat())
                         .run();
                     answered += usize::from(out.status == 200);
                 }
@@ -577,15 +573,7 @@ fn budgets_hold_with_the_audit_log_off() {
             .policy_file("10-budget.toml", &budget_policy("cap", "user", 0.01, ""))
     });
     let statuses: Vec<u16> = (0..4)
-        .map(|_| {
-            Curl::new("https://api.openai.com/v1/chat/completions")
-                .via(&stack.agent)
-                .cacert(&stack.agent.ca_pem_path())
-                .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
-                    "messages": [{"role": "user", "content": "hello"}]}))
-                .run()
-                .status
-        })
+        .map(|_| curl_chat(&stack.agent, &priced_chat()).status)
         .collect();
     assert_eq!(statuses, vec![200, 200, 200, 429]);
     let rows = budget_show(&stack.agent);
@@ -668,14 +656,7 @@ fn a_budget_added_by_hot_reload_is_enforced() {
     let stack = Stack::start_with(priced_provider, |a| {
         a.policy_file("10-models.toml", "[models]\ndeny = [\"*-preview\"]\n")
     });
-    let request = || {
-        Curl::new("https://api.openai.com/v1/chat/completions")
-            .via(&stack.agent)
-            .cacert(&stack.agent.ca_pem_path())
-            .post_json(&json!({"model": "gpt-4o", "max_tokens": 300,
-                "messages": [{"role": "user", "content": "hello"}]}))
-            .run()
-    };
+    let request = || curl_chat(&stack.agent, &priced_chat());
     assert_eq!(request().status, 200);
     // No budget yet: nothing to show, and no ledger opened for it.
     assert!(budget_show(&stack.agent).is_empty());

@@ -165,7 +165,6 @@ async fn run(
     trail.event.stream = call.stream;
     trail.prompt(&call.texts);
 
-    let metering_warnings: Vec<String>;
     // Cheap checks first: the model, then rate limits and budgets, and
     // only then the guardrail scan.
     if let Some(model) = &call.model {
@@ -173,7 +172,7 @@ async fn run(
             return refuse(trail, &call, refusal);
         }
     }
-    match state.budgets.admit(
+    let metered = match state.budgets.admit(
         policy,
         &state.identity,
         &provider_name,
@@ -181,16 +180,16 @@ async fn run(
         jiff::Timestamp::now(),
         Instant::now(),
     ) {
-        Ok(metered) => {
-            metering_warnings = metered.warnings.iter().map(|w| w.message.clone()).collect();
-            trail.metered(metered);
-        }
+        Ok(metered) => metered,
         Err(refusal) => {
             tracing::info!(host = %route.target.host, rule = %refusal.rule, "{}", refusal.message);
             trail.refused(&refusal.rule, &refusal.message);
             return limit_refusal(&call, &refusal);
         }
-    }
+    };
+    let metering_warnings: Vec<String> =
+        metered.warnings.iter().map(|w| w.message.clone()).collect();
+    trail.metered(metered);
     let (decided, inspection) = inspect_request(policy, &call, body);
     trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
     let body = match decided {
@@ -218,10 +217,11 @@ async fn run(
     let request = Request::from_parts(parts, full_body(body));
     let response = send(state, route, request, trail).await;
     let mut response = inspect_response(policy, call, response, trail, hide_usage_chunk).await;
-    add_warnings(response.headers_mut(), inspection.warnings());
     add_warnings(
         response.headers_mut(),
-        metering_warnings.iter().map(String::as_str),
+        inspection
+            .warnings()
+            .chain(metering_warnings.iter().map(String::as_str)),
     );
     response
 }

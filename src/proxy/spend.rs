@@ -363,6 +363,12 @@ impl Budgets {
         Ok(show_lines(snapshot, &policy.budgets, identity, now))
     }
 
+    /// Zero budget `id` (`outpost budget reset`). Blocking: a commit, and
+    /// the ledger's opening if it was not open yet.
+    pub fn reset(&self, id: &str, now: Timestamp) -> Result<(), LedgerError> {
+        self.ledger()?.reset(id, now)
+    }
+
     fn warn_unpriced(&self, provider: &str, model: &str, what: &str) {
         let mut warned = self
             .warned_unpriced
@@ -440,6 +446,14 @@ impl Drop for Metered {
         // without a record): nothing was used.
         self.release();
     }
+}
+
+/// The budget `id` of `budgets`, or a message naming the ids there are.
+pub fn find_budget<'a>(budgets: &'a [BudgetRule], id: &str) -> Result<&'a BudgetRule, String> {
+    budgets.iter().find(|b| b.id == id).ok_or_else(|| {
+        let known: Vec<&str> = budgets.iter().map(|b| b.id.as_str()).collect();
+        format!("no budget `{id}` in policy (budgets: {})", known.join(", "))
+    })
 }
 
 /// The rows of `outpost budget show`, as JSON: one per budget and scope
@@ -562,9 +576,12 @@ mod tests {
         .expect("valid policy")
     }
 
-    fn chat(model: &str, max_tokens: u64) -> ApiCall {
-        let body = serde_json::json!({"model": model, "max_tokens": max_tokens,
+    fn chat(model: &str, max_tokens: Option<u64>) -> ApiCall {
+        let mut body = serde_json::json!({"model": model,
             "messages": [{"role": "user", "content": "hello"}]});
+        if let Some(n) = max_tokens {
+            body["max_tokens"] = n.into();
+        }
         crate::provider::parse_request(
             crate::provider::Provider::OpenAi,
             "POST",
@@ -595,7 +612,7 @@ mod tests {
                 &policy,
                 &identity(),
                 "openai",
-                &chat("gpt-4o", 1000),
+                &chat("gpt-4o", Some(1000)),
                 now,
                 Instant::now(),
             )
@@ -636,7 +653,7 @@ mod tests {
                     &policy,
                     &identity(),
                     "openai",
-                    &chat("gpt-4o", 1000),
+                    &chat("gpt-4o", Some(1000)),
                     now,
                     at,
                 )
@@ -681,15 +698,7 @@ mod tests {
         let budgets = Budgets::new(dir.path().to_path_buf());
         let budget =
             "[[budgets]]\nid = \"b\"\nper = \"all\"\nlimit_usd = 0.002\nwindow = \"day\"\n";
-        let body = serde_json::json!({"model": "gpt-4o",
-            "messages": [{"role": "user", "content": "hello"}]});
-        let call = crate::provider::parse_request(
-            crate::provider::Provider::OpenAi,
-            "POST",
-            "/v1/chat/completions",
-            body.to_string().as_bytes(),
-        )
-        .expect("parses");
+        let call = chat("gpt-4o", None);
         let admit = |policy: &Policy| {
             budgets.admit(
                 policy,
