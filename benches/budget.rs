@@ -217,6 +217,7 @@ fn admit_request_path(threads: usize, cell: Duration) -> Vec<Duration> {
     let budgets = Budgets::new(dir.path().to_path_buf());
     budgets.prepare(&policy).expect("open ledger");
     let ledger = budgets.ledger().expect("ledger").clone();
+    let prompt_bytes: usize = call.texts.iter().map(|t| t.text.len()).sum();
     let samples = run_bursts(
         threads,
         cell,
@@ -229,6 +230,7 @@ fn admit_request_path(threads: usize, cell: Duration) -> Vec<Duration> {
                     &identity,
                     "openai",
                     &call,
+                    prompt_bytes,
                     Timestamp::now(),
                     Instant::now(),
                 )

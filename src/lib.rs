@@ -18,5 +18,6 @@ pub mod located;
 pub mod policy;
 pub mod provider;
 pub mod proxy;
+pub mod refusal;
 pub mod tls;
 pub mod upstream;

@@ -88,6 +88,8 @@ fn event(i: usize, ts: OffsetDateTime) -> AuditEvent {
         error: blocked.then(|| format!("blocked by \"no-secrets\", request {i}")),
         policy_version: Some("v1".into()),
         content: None,
+        uninspected: None,
+        batch: None,
     }
 }
 

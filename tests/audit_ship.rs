@@ -325,6 +325,8 @@ fn event(seq: u64) -> AuditEvent {
         error: None,
         policy_version: Some("v1".into()),
         content: None,
+        uninspected: None,
+        batch: None,
     }
 }
 

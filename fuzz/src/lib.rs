@@ -9,6 +9,9 @@
 //!   string equal to the span's text; replacing every span through
 //!   `rewrite_texts` succeeds and re-parses to the same paths carrying the new
 //!   text; `ensure_stream_usage` output still parses.
+//! - [`scanned_is_sent`]: for any body (duplicate members included), what
+//!   the proxy would forward holds no string or member name the scanner was
+//!   not shown, and a body naming a member twice is always refused.
 //! - [`sse_parser`]: any chunking of a stream gives the same events as the
 //!   whole stream, and the events' raw bytes concatenate back to the input;
 //!   `rewrite_event` without edits is byte-identical and with edits yields one
@@ -21,10 +24,11 @@
 //! or stream. [`seeds`] builds well-formed inputs in that layout.
 #![forbid(unsafe_code)]
 
+use outpost::provider::rewrite::{redact_document, to_json};
 use outpost::provider::{
-    ensure_stream_usage, error_body_for, is_usage_only_chunk, parse_request as parse,
-    rewrite_event, rewrite_texts, stream_error_event, Api, ApiCall, ErrorKind, JsonPath, Provider,
-    SseEvent, SseParser, StreamState, TextSpan,
+    ensure_stream_usage, error_body, is_usage_only_chunk, parse_request as parse, read_request,
+    rewrite_event, rewrite_texts, stream_error_event, Api, ApiCall, ErrorKind, JsonPath,
+    ParseError, Provider, SseEvent, SseParser, StreamState, TextRole, TextSpan,
 };
 use serde_json::Value;
 
@@ -89,7 +93,7 @@ pub fn parse_request(data: &[u8]) {
     let Ok(call) = parse(provider, method, &path, body) else {
         return;
     };
-    let _ = error_body_for(&call, ErrorKind::PolicyBlocked, "fuzz");
+    let _ = error_body(call.provider, call.api, ErrorKind::PolicyBlocked, "fuzz");
     if matches!(call.api, Api::NoPrompt | Api::Unknown) {
         assert!(call.texts.is_empty(), "unread bodies report no text");
         return;
@@ -118,16 +122,139 @@ pub fn parse_request(data: &[u8]) {
         assert_eq!(&span.text, text);
     }
 
-    if let Ok(Some(with_usage)) = ensure_stream_usage(&call, body) {
-        let added = parse(provider, method, &path, &with_usage)
-            .expect("usage injection keeps the body valid");
+    let mut with_usage = root.clone();
+    if let Ok(true) = ensure_stream_usage(&call, &mut with_usage) {
+        let bytes = to_json(&with_usage);
+        let added =
+            parse(provider, method, &path, &bytes).expect("usage injection keeps the body valid");
         assert_eq!(paths(&added.texts), paths(&call.texts));
         assert_eq!(
-            ensure_stream_usage(&added, &with_usage),
-            Ok(None),
+            ensure_stream_usage(&added, &mut with_usage),
+            Ok(false),
             "injection is idempotent"
         );
     }
+}
+
+/// What the scanner saw is what is sent: for any body, either the request
+/// is refused (it names a member twice, or is not JSON of its API's shape),
+/// or every string and member name in the bytes the proxy would forward
+/// (after redacting a selector-chosen subset) is one the scanner was shown,
+/// or a replacement it chose. Duplicates are found here by an independent
+/// reader that keeps every member.
+pub fn scanned_is_sent(data: &[u8]) {
+    let Some((&redact_every, data)) = data.split_first() else {
+        return;
+    };
+    let Some((provider, method, path, body)) = split_request(data) else {
+        return;
+    };
+    let all = every_string(body);
+    let parsed = match read_request(provider, method, &path, body) {
+        Ok(parsed) => parsed,
+        Err(ParseError::DuplicateKey(_)) => {
+            assert!(
+                all.as_ref().is_some_and(|a| a.duplicate),
+                "refused a duplicate the independent reader did not see"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    if let Some(all) = &all {
+        assert!(!all.duplicate, "a body naming a member twice was accepted");
+    }
+    let Some(mut root) = parsed.json else {
+        assert!(body.is_empty(), "a non-empty body must be read");
+        return;
+    };
+    let scanned: Vec<&TextSpan> = parsed.call.texts.iter().chain(&parsed.unclaimed).collect();
+    let every = usize::from(redact_every % 4) + 1;
+    let mut edits = Vec::new();
+    let mut renames = Vec::new();
+    for (i, span) in scanned.iter().enumerate().filter(|(i, _)| i % every == 0) {
+        let label = format!("[R{i}]");
+        match span.role {
+            TextRole::Key => renames.push((span.path.clone(), label)),
+            _ => edits.push((span.path.clone(), label)),
+        }
+    }
+    redact_document(&mut root, &edits, &renames).expect("every scanned path is in the document");
+    let sent = every_string(&to_json(&root)).expect("the proxy sends JSON");
+    for text in &sent.strings {
+        let seen = scanned.iter().any(|s| &s.text == text)
+            || text.is_empty()
+            || (text.starts_with("[R") && text.ends_with(']'));
+        assert!(seen, "{text:?} was sent but never scanned");
+    }
+}
+
+/// Every string and member name of a JSON document, duplicates kept.
+struct AllStrings {
+    strings: Vec<String>,
+    duplicate: bool,
+}
+
+fn every_string(bytes: &[u8]) -> Option<AllStrings> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::collections::HashSet;
+
+    struct Collect<'a>(&'a mut AllStrings);
+
+    impl<'de> DeserializeSeed<'de> for Collect<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Collect<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, v: &str) -> Result<(), E> {
+            self.0.strings.push(v.to_owned());
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Collect(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut names = HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                self.0.duplicate |= !names.insert(name.clone());
+                self.0.strings.push(name);
+                map.next_value_seed(Collect(&mut *self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut all = AllStrings {
+        strings: Vec::new(),
+        duplicate: false,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Collect(&mut all).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(all)
 }
 
 fn assert_spans_locate(root: &Value, spans: &[TextSpan]) {
@@ -309,12 +436,8 @@ pub fn stream_state(data: &[u8]) {
     };
     let (provider, api) = STREAM_CALLS[usize::from(selector) % STREAM_CALLS.len()];
     let call = ApiCall {
-        provider,
-        api,
-        model: None,
         stream: true,
-        max_tokens: None,
-        texts: Vec::new(),
+        ..ApiCall::bare(provider, api, None)
     };
     let _ = stream_error_event(
         provider,

@@ -20,6 +20,32 @@ fn request(provider: u8, path: &str, body: &str) -> Vec<u8> {
     input
 }
 
+/// Seeds for [`scanned_is_sent`](crate::scanned_is_sent): the request
+/// seeds behind a redaction selector, and bodies that name members twice.
+pub fn scanned_is_sent() -> Vec<Vec<u8>> {
+    let mut seeds: Vec<Vec<u8>> = parse_request()
+        .into_iter()
+        .enumerate()
+        .map(|(i, seed)| {
+            let mut input = vec![i as u8];
+            input.extend(seed);
+            input
+        })
+        .collect();
+    for (provider, path, body) in [
+        (0, 0, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"AKIA"}],"messages":[{"role":"user","content":"hi"}]}"#),
+        (0, 0, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi","content":"x"}],"metadata":{"k":"v"},"user":"u"}"#),
+        (1, 4, r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"system":"s","metadata":{"user_id":"u1"}}"#),
+        (0, 255, "/v1/threads/t_1/messages\n{\"role\":\"user\",\"content\":\"hello\",\"metadata\":{\"a\":[\"b\",{\"c\":\"d\"}]}}"),
+        (1, 255, "/v1/messages/batches\n{\"requests\":[{\"custom_id\":\"a\",\"params\":{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}}]}"),
+    ] {
+        let mut input = vec![1u8, provider, 0, path];
+        input.extend_from_slice(body.as_bytes());
+        seeds.push(input);
+    }
+    seeds
+}
+
 /// Seeds for [`parse_request`](crate::parse_request).
 pub fn parse_request() -> Vec<Vec<u8>> {
     let mut seeds = vec![

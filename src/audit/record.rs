@@ -134,6 +134,13 @@ pub struct AuditEvent {
     /// Content per `[audit] content`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub content: Option<Content>,
+    /// Forwarded without inspection, and why (`on_unparseable` or
+    /// `unknown_endpoints` = `"forward"`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uninspected: Option<String>,
+    /// Requests carried by a batch call.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batch: Option<usize>,
 }
 
 impl AuditEvent {
@@ -167,6 +174,8 @@ impl AuditEvent {
             error: None,
             policy_version: None,
             content: None,
+            uninspected: None,
+            batch: None,
         }
     }
 }
@@ -294,6 +303,8 @@ pub(crate) fn sample_event() -> AuditEvent {
             prompt_sha256: Some(sha256_hex(b"hi")),
             ..Content::default()
         }),
+        uninspected: None,
+        batch: None,
     }
 }
 

@@ -13,29 +13,8 @@ use std::collections::BTreeMap;
 
 use super::rules::{Action, ModelRules, Policy, Scan};
 use crate::guard;
-use crate::provider::{JsonPath, TextSpan};
-
-/// Why something was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalReason {
-    /// The model is denied (403).
-    ModelDenied,
-    /// A `block` guardrail matched (400 on requests, 403 on responses).
-    Guardrail,
-    /// A known endpoint's body could not be parsed or is too large (400).
-    Uninspectable,
-}
-
-/// A refusal: which rule, and what to tell the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The rule id (`models.deny`, a guardrail id, …).
-    pub rule: String,
-    /// Why.
-    pub reason: RefusalReason,
-    /// The full message for the caller.
-    pub message: String,
-}
+use crate::provider::{JsonPath, TextRole, TextSpan};
+pub use crate::refusal::Refusal;
 
 /// One rule's matches in one inspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +36,8 @@ pub struct Inspection {
     pub hits: Vec<RuleHit>,
     /// Texts to rewrite (redactions), by JSON path.
     pub edits: Vec<(JsonPath, String)>,
+    /// Object members to rename (a redaction in a member name), by the member's path.
+    pub renames: Vec<(JsonPath, String)>,
     /// Set when a `block` rule matched.
     pub block: Option<Refusal>,
 }
@@ -84,11 +65,7 @@ pub fn check_model(policy: &Policy, provider: &str, model: &str) -> Result<(), R
             message.push(' ');
             message.push_str(admin);
         }
-        Err(Refusal {
-            rule: rule.to_string(),
-            reason: RefusalReason::ModelDenied,
-            message,
-        })
+        Err(Refusal::policy(rule, message))
     };
     let scoped = policy
         .models
@@ -132,10 +109,15 @@ fn model_refused(rules: &ModelRules, model: &str) -> Option<String> {
 }
 
 /// Scan `texts` with `scan` and decide what happens.
-pub fn inspect_texts(policy: &Policy, scan: &Scan, texts: &[TextSpan]) -> Inspection {
+pub fn inspect_texts<'t>(
+    policy: &Policy,
+    scan: &Scan,
+    texts: impl IntoIterator<Item = &'t TextSpan>,
+) -> Inspection {
     // guardrail index → (count, kinds)
     let mut counts: BTreeMap<usize, (usize, Vec<String>)> = BTreeMap::new();
     let mut edits = Vec::new();
+    let mut renames = Vec::new();
     for span in texts {
         let findings = scan.scanner.scan(&span.text);
         if findings.is_empty() {
@@ -163,7 +145,12 @@ pub fn inspect_texts(policy: &Policy, scan: &Scan, texts: &[TextSpan]) -> Inspec
                     .map_or("policy", |&g| policy.guardrails[g].id.as_str());
                 redaction_label(id)
             });
-            edits.push((span.path.clone(), rewritten));
+            let into = if span.role == TextRole::Key {
+                &mut renames
+            } else {
+                &mut edits
+            };
+            into.push((span.path.clone(), rewritten));
         }
     }
     let hits: Vec<RuleHit> = counts
@@ -190,13 +177,14 @@ pub fn inspect_texts(policy: &Policy, scan: &Scan, texts: &[TextSpan]) -> Inspec
             message.push(' ');
             message.push_str(&admin);
         }
-        Refusal {
-            rule: hit.rule.clone(),
-            reason: RefusalReason::Guardrail,
-            message,
-        }
+        Refusal::policy(&hit.rule, message)
     });
-    Inspection { hits, edits, block }
+    Inspection {
+        hits,
+        edits,
+        renames,
+        block,
+    }
 }
 
 #[cfg(test)]
@@ -224,11 +212,11 @@ mod tests {
         ]);
         assert!(check_model(&p, "openai", "gpt-4o").is_ok());
         let denied = check_model(&p, "openai", "gpt-4.5-preview").unwrap_err();
-        assert_eq!(denied.rule, "models.deny");
+        assert_eq!(denied.rule.as_deref(), Some("models.deny"));
         assert!(denied.message.contains("`*-preview`") && denied.message.contains("10.toml"));
         assert!(denied.message.ends_with("Ask IT."));
         let not_allowed = check_model(&p, "anthropic", "claude-3-opus").unwrap_err();
-        assert_eq!(not_allowed.rule, "models.allow");
+        assert_eq!(not_allowed.rule.as_deref(), Some("models.allow"));
         assert!(
             not_allowed.message.contains("20.toml"),
             "{}",
@@ -264,7 +252,7 @@ mod tests {
         let call = provider::parse_request(Provider::OpenAi, "POST", "/v1/chat/completions", body)
             .unwrap();
         let blocked = inspect_texts(&p, scan, &call.texts).block.unwrap();
-        assert_eq!(blocked.rule, "keys");
+        assert_eq!(blocked.rule.as_deref(), Some("keys"));
         assert!(
             blocked.message.contains("`keys`") && blocked.message.ends_with("No keys."),
             "{}",

@@ -614,6 +614,7 @@ impl Merged {
             response_scan,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
+            unknown_endpoints: UnknownEndpoints::Scan,
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
             budgets: self.budgets,
             rate_limits: self.rate_limits,

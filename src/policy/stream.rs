@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::decide::{redaction_label, Refusal, RefusalReason, RuleHit};
+use super::decide::{redaction_label, Refusal, RuleHit};
 use super::rules::{Action, Policy};
 use crate::guard::Finding;
 use crate::provider::sse::{SseEvent, SseParser};
@@ -291,11 +291,7 @@ impl StreamInspector {
             message.push(' ');
             message.push_str(admin);
         }
-        Refusal {
-            rule: rule.id.clone(),
-            reason: RefusalReason::Guardrail,
-            message,
-        }
+        Refusal::policy(&rule.id, message)
     }
 
     /// Replace each `(start, end, guardrail)` range of the window (sorted,
@@ -535,7 +531,7 @@ mod tests {
             all.contains("no-codename") && all.contains("Codenames stay inside."),
             "{all}"
         );
-        assert_eq!(inspector.blocked().unwrap().rule, "no-codename");
+        assert_eq!(inspector.blocked().unwrap().rule.as_deref(), Some("no-codename"));
         assert!(inspector.finish().is_empty());
     }
 

@@ -1,5 +1,6 @@
 //! The Anthropic Messages wire format (`POST /v1/messages`,
-//! `/v1/messages/count_tokens`), requests, responses and stream events.
+//! `/v1/messages/count_tokens`, and the Messages bodies inline in
+//! `/v1/messages/batches`), requests, responses and stream events.
 //!
 //! Shapes, from the API reference:
 //!
@@ -23,7 +24,7 @@
 
 use serde_json::Value;
 
-use super::call::{read_body_model, Api, ApiCall, TextRole, TextSpan};
+use super::call::{read_body_model, Api, ApiCall, Batch, TextRole, TextSpan};
 use super::json_path::JsonPath;
 use super::shape::{
     as_object, count, opt_array, opt_bool, opt_count, opt_object, opt_str, present, push_opt_str,
@@ -33,6 +34,46 @@ use super::stream::{OutputKind, OutputSlot, StreamItem};
 use super::usage::Usage;
 
 // ---- requests -------------------------------------------------------------
+
+/// `POST …/v1/messages/batches`: `requests[].params` are Messages bodies,
+/// each read as one; the call's texts are all of theirs, its output cap
+/// their sum, and its models every one they name.
+pub(crate) fn read_batch_request(body: &Object, call: &mut ApiCall) -> Result<(), ParseError> {
+    let root = JsonPath::root();
+    let requests_at = root.key("requests");
+    let requests = required_array(body, "requests", &root)?;
+    let mut batch = Batch {
+        count: requests.len(),
+        models: Vec::new(),
+    };
+    let mut max_tokens = 0u64;
+    for (i, request) in requests.iter().enumerate() {
+        let at = requests_at.index(i);
+        let params_at = at.key("params");
+        let params = opt_object(as_object(request, &at)?, "params", &at)?.ok_or_else(|| {
+            ParseError::Missing {
+                path: params_at.clone(),
+                expected: "object",
+            }
+        })?;
+        let mut one = ApiCall::bare(call.provider, Api::AnthropicMessages, None);
+        read_messages_request(params, &mut one).map_err(|err| err.under(&params_at))?;
+        if let Some(model) = one.model.take() {
+            if !batch.models.contains(&model) {
+                batch.models.push(model);
+            }
+        }
+        max_tokens = max_tokens.saturating_add(one.max_tokens.unwrap_or(0));
+        call.texts.extend(one.texts.into_iter().map(|span| TextSpan {
+            path: params_at.join(&span.path),
+            ..span
+        }));
+    }
+    call.model = batch.models.first().cloned();
+    call.max_tokens = Some(max_tokens);
+    call.batch = Some(batch);
+    Ok(())
+}
 
 /// `POST …/v1/messages` and `…/v1/messages/count_tokens`.
 pub(crate) fn read_messages_request(body: &Object, call: &mut ApiCall) -> Result<(), ParseError> {

@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::json_path::JsonPath;
 use super::route::{self, Route};
-use super::shape::{as_object, opt_str, parse_json, Object, ParseError};
+use super::shape::{as_object, opt_str, parse_json_strict, Object, ParseError};
+use super::unclaimed::unclaimed_strings;
 use super::{anthropic, gemini, openai, Provider};
 
 /// The API a request calls.
@@ -37,6 +38,9 @@ pub enum Api {
     AnthropicMessages,
     /// Anthropic token counting (`…/v1/messages/count_tokens`): a Messages body, nothing generated.
     AnthropicCountTokens,
+    /// Anthropic Message Batches (`POST …/v1/messages/batches`): Messages
+    /// bodies inline, answered later; the create call returns no usage.
+    AnthropicBatch,
     /// Gemini `…/models/{model}:generateContent`.
     GeminiGenerateContent,
     /// Gemini `…/models/{model}:streamGenerateContent` (always streams).
@@ -47,9 +51,10 @@ pub enum Api {
     GeminiEmbed,
     /// A request without a prompt: `GET /v1/models`, any GET, HEAD, DELETE or OPTIONS.
     NoPrompt,
-    /// A body-carrying request to a path we do not know (files, batches,
-    /// images, audio, assistants …). Its body was not read; policy decides
-    /// whether such calls pass.
+    /// A body-carrying request to a path no adapter knows (files, threads,
+    /// images, audio, assistants …), or a body sent with a method that
+    /// normally has none. Policy (`[intercept] unknown_endpoints`) decides:
+    /// a JSON body has every string scanned.
     Unknown,
 }
 
@@ -71,6 +76,7 @@ impl Api {
             Api::Embeddings => "embeddings",
             Api::AnthropicMessages => "anthropic_messages",
             Api::AnthropicCountTokens => "anthropic_count_tokens",
+            Api::AnthropicBatch => "anthropic_batch",
             Api::GeminiGenerateContent => "gemini_generate_content",
             Api::GeminiStreamGenerateContent => "gemini_stream_generate_content",
             Api::GeminiCountTokens => "gemini_count_tokens",
@@ -97,7 +103,14 @@ impl Api {
     /// True when this call is billed by tokens: it generates, or embeds.
     /// Budgets and rate limits count these calls.
     pub fn metered(self) -> bool {
-        self.generates() || matches!(self, Api::Embeddings | Api::GeminiEmbed)
+        self.generates() || matches!(self, Api::Embeddings | Api::GeminiEmbed | Api::AnthropicBatch)
+    }
+
+    /// True when the provider's answer never says what the call used (a
+    /// batch is billed when it runs, later): such a call is charged its
+    /// worst case.
+    pub fn usage_unobservable(self) -> bool {
+        self == Api::AnthropicBatch
     }
 
     /// The wire format of this API; for calls whose body we do not read, the
@@ -107,7 +120,9 @@ impl Api {
             Api::ChatCompletions | Api::Responses | Api::Completions | Api::Embeddings => {
                 WireFormat::OpenAi
             }
-            Api::AnthropicMessages | Api::AnthropicCountTokens => WireFormat::Anthropic,
+            Api::AnthropicMessages | Api::AnthropicCountTokens | Api::AnthropicBatch => {
+                WireFormat::Anthropic
+            }
             Api::GeminiGenerateContent
             | Api::GeminiStreamGenerateContent
             | Api::GeminiCountTokens
@@ -137,8 +152,11 @@ pub enum TextRole {
     Tool,
     /// A tool's description or parameter descriptions.
     ToolDefinition,
-    /// Text of another kind (unrecognised role, predicted output, prompt variables).
+    /// Text of another kind (unrecognised role, predicted output, prompt
+    /// variables, and every string no adapter claimed: `metadata`, `user`, …).
     Other,
+    /// The name of an object member; its path is the member's own.
+    Key,
 }
 
 /// One piece of text and where it lives.
@@ -167,50 +185,127 @@ pub struct ApiCall {
     pub max_tokens: Option<u64>,
     /// Every piece of user-controlled text, in body order.
     pub texts: Vec<TextSpan>,
+    /// For a batch: how many requests it carries and every model they name.
+    pub batch: Option<Batch>,
+}
+
+/// The requests of one batch call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    /// Requests in the batch.
+    pub count: usize,
+    /// Each distinct model the requests name, in first-seen order.
+    pub models: Vec<String>,
+}
+
+impl ApiCall {
+    /// A call of `api` on a `provider` host about which nothing else is known.
+    pub fn bare(provider: Provider, api: Api, model: Option<String>) -> ApiCall {
+        ApiCall {
+            provider,
+            api,
+            model,
+            stream: api == Api::GeminiStreamGenerateContent,
+            max_tokens: None,
+            texts: Vec::new(),
+            batch: None,
+        }
+    }
+
+    /// Every model this call names (a batch names several).
+    pub fn models(&self) -> Vec<&str> {
+        match &self.batch {
+            Some(batch) => batch.models.iter().map(String::as_str).collect(),
+            None => self.model.as_deref().into_iter().collect(),
+        }
+    }
+}
+
+/// A request body read for inspection: the call, the parsed document (the
+/// bytes forwarded are this document serialised again, so what was scanned
+/// is what is sent), and every string in it that is not prompt text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRequest {
+    /// What the call says.
+    pub call: ApiCall,
+    /// The body, if it had one.
+    pub json: Option<Value>,
+    /// Strings and member names outside `call.texts` (see [`unclaimed`](super::unclaimed)).
+    pub unclaimed: Vec<TextSpan>,
 }
 
 /// Reads the API call in `body`, sent with `method` to `path` (no query) on a
-/// `provider` host.
-///
-/// Bodies of [`Api::NoPrompt`] and [`Api::Unknown`] calls are not read. For
-/// every other API the body must be JSON of that API's shape; if it is not,
-/// the error names the place (`messages[2].content: expected string or
-/// array, found number`). The body is parsed exactly once.
+/// `provider` host. See [`read_request`]; this keeps only the call.
 pub fn parse_request(
     provider: Provider,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<ApiCall, ParseError> {
-    let Route { api, model } = route::route(method, path);
-    let mut call = ApiCall {
-        provider,
-        api,
-        model,
-        stream: api == Api::GeminiStreamGenerateContent,
-        max_tokens: None,
-        texts: Vec::new(),
-    };
-    if matches!(api, Api::NoPrompt | Api::Unknown) {
-        return Ok(call);
+    read_request(provider, method, path, body).map(|parsed| parsed.call)
+}
+
+/// Reads the request in `body`, sent with `method` to `path` on a
+/// `provider` host.
+///
+/// Every non-empty body is parsed, exactly once, as JSON that names no
+/// member twice: a known API's body must have that API's shape (an error
+/// names the place: `messages[2].content: expected string or array, found
+/// number`); the body of an unknown endpoint, or one sent with a method
+/// that normally has none (`GET` with a body), may be any JSON, and is
+/// reported as [`Api::Unknown`] with all its strings unclaimed. An empty
+/// body is fine where the API takes none.
+pub fn read_request(
+    provider: Provider,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<ParsedRequest, ParseError> {
+    let Route { mut api, model } = route::route(method, path);
+    if api == Api::NoPrompt && !body.is_empty() {
+        api = Api::Unknown;
     }
-    let root: Value = parse_json(body)?;
-    let object = as_object(&root, &JsonPath::root())?;
-    match api {
-        Api::ChatCompletions => openai::read_chat_request(object, &mut call)?,
-        Api::Responses => openai::read_responses_request(object, &mut call)?,
-        Api::Completions => openai::read_completions_request(object, &mut call)?,
-        Api::Embeddings => openai::read_embeddings_request(object, &mut call)?,
-        Api::AnthropicMessages | Api::AnthropicCountTokens => {
-            anthropic::read_messages_request(object, &mut call)?
+    let mut call = ApiCall::bare(provider, api, model);
+    if matches!(api, Api::NoPrompt | Api::Unknown) && body.is_empty() {
+        return Ok(ParsedRequest {
+            call,
+            json: None,
+            unclaimed: Vec::new(),
+        });
+    }
+    let root: Value = parse_json_strict(body)?;
+    if api == Api::Unknown {
+        if call.model.is_none() {
+            call.model = root.get("model").and_then(Value::as_str).map(str::to_owned);
         }
+    } else {
+        read_known(&root, &mut call)?;
+    }
+    let unclaimed = unclaimed_strings(&root, &call.texts);
+    Ok(ParsedRequest {
+        call,
+        json: Some(root),
+        unclaimed,
+    })
+}
+
+fn read_known(root: &Value, call: &mut ApiCall) -> Result<(), ParseError> {
+    let object = as_object(root, &JsonPath::root())?;
+    match call.api {
+        Api::ChatCompletions => openai::read_chat_request(object, call),
+        Api::Responses => openai::read_responses_request(object, call),
+        Api::Completions => openai::read_completions_request(object, call),
+        Api::Embeddings => openai::read_embeddings_request(object, call),
+        Api::AnthropicMessages | Api::AnthropicCountTokens => {
+            anthropic::read_messages_request(object, call)
+        }
+        Api::AnthropicBatch => anthropic::read_batch_request(object, call),
         Api::GeminiGenerateContent
         | Api::GeminiStreamGenerateContent
         | Api::GeminiCountTokens
-        | Api::GeminiEmbed => gemini::read_request(object, &mut call)?,
-        Api::NoPrompt | Api::Unknown => {}
+        | Api::GeminiEmbed => gemini::read_request(object, call),
+        Api::NoPrompt | Api::Unknown => Ok(()),
     }
-    Ok(call)
 }
 
 /// Sets the call's model from the body's `model` unless the path named one
@@ -229,11 +324,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodyless_and_unknown_calls_do_not_read_the_body() {
-        let call = parse_request(Provider::OpenAi, "GET", "/v1/models", b"\xff not json").unwrap();
+    fn bodyless_calls_have_no_prompt_and_any_body_is_read() {
+        let call = parse_request(Provider::OpenAi, "GET", "/v1/models", b"").unwrap();
         assert_eq!((call.api, call.texts.len()), (Api::NoPrompt, 0));
-        let call = parse_request(Provider::OpenAi, "POST", "/v1/files", b"--multipart--").unwrap();
+        let call = parse_request(Provider::OpenAi, "POST", "/v1/files", b"").unwrap();
         assert_eq!(call.api, Api::Unknown);
+        // A body where none is expected, or on an unknown endpoint, must be JSON.
+        let err = parse_request(Provider::OpenAi, "GET", "/v1/models", b"\xff not json");
+        assert!(matches!(err, Err(ParseError::InvalidJson(_))), "{err:?}");
+        let err = parse_request(Provider::OpenAi, "POST", "/v1/files", b"--multipart--");
+        assert!(matches!(err, Err(ParseError::InvalidJson(_))), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_and_get_bodies_have_every_string_unclaimed() {
+        let parsed = read_request(
+            Provider::OpenAi,
+            "GET",
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.call.api, Api::Unknown);
+        assert_eq!(parsed.call.model.as_deref(), Some("gpt-4o"));
+        assert!(parsed.unclaimed.iter().any(|s| s.text == "x"));
+        let parsed = read_request(
+            Provider::OpenAi,
+            "POST",
+            "/v1/threads/t_1/messages",
+            br#"{"role":"user","content":"hello there"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.call.api, Api::Unknown);
+        assert!(parsed.unclaimed.iter().any(|s| s.text == "hello there"));
+    }
+
+    #[test]
+    fn known_calls_report_metadata_and_user_as_unclaimed() {
+        let parsed = read_request(
+            Provider::OpenAi,
+            "POST",
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"metadata":{"k":"v1"},"user":"u2"}"#,
+        )
+        .unwrap();
+        let unclaimed: Vec<&str> = parsed.unclaimed.iter().map(|s| s.text.as_str()).collect();
+        assert!(unclaimed.contains(&"v1") && unclaimed.contains(&"u2"), "{unclaimed:?}");
+        assert!(!unclaimed.contains(&"hi"), "claimed text is not reported twice");
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let err = parse_request(
+            Provider::OpenAi,
+            "POST",
+            "/v1/chat/completions",
+            br#"{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ParseError::DuplicateKey(_)), "{err}");
     }
 
     #[test]

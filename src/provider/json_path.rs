@@ -87,6 +87,14 @@ impl JsonPath {
         JsonPath(segments)
     }
 
+    /// `rest` read from the value at this path: this path, then `rest`'s segments.
+    pub fn join(&self, rest: &JsonPath) -> JsonPath {
+        let mut segments = Vec::with_capacity(self.0.len() + rest.0.len());
+        segments.extend_from_slice(&self.0);
+        segments.extend_from_slice(&rest.0);
+        JsonPath(segments)
+    }
+
     /// The value this path names in `root`, if there is one.
     pub fn lookup<'v>(&self, root: &'v Value) -> Option<&'v Value> {
         self.0

@@ -31,12 +31,13 @@ pub mod shape;
 pub mod sse;
 pub mod stream;
 pub mod table;
+pub mod unclaimed;
 pub mod usage;
 
 #[cfg(test)]
 mod test_support;
 
-pub use call::{parse_request, Api, ApiCall, TextRole, TextSpan};
+pub use call::{parse_request, read_request, Api, ApiCall, Batch, ParsedRequest, TextRole, TextSpan};
 pub use json_path::{JsonPath, PathSegment};
 pub use response::response_texts;
 pub use rewrite::rewrite_texts;
@@ -105,6 +106,10 @@ pub enum ErrorKind {
     BudgetExhausted,
     /// A rate limit is reached (429).
     RateLimited,
+    /// Outpost itself cannot serve the call right now: its audit log is
+    /// behind, its budget ledger is unavailable (503). Not the provider's
+    /// fault, nor the caller's.
+    AgentUnavailable,
 }
 
 impl ErrorKind {
@@ -116,6 +121,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => 400,
             ErrorKind::PolicyBlocked => 403,
             ErrorKind::BudgetExhausted | ErrorKind::RateLimited => 429,
+            ErrorKind::AgentUnavailable => 503,
         }
     }
 
@@ -128,22 +134,17 @@ impl ErrorKind {
             ErrorKind::PolicyBlocked => "policy_blocked",
             ErrorKind::BudgetExhausted => "budget_exhausted",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::AgentUnavailable => "outpost_unavailable",
         }
     }
 }
 
-/// JSON error body in `provider`'s native shape.
-pub fn error_body(provider: Provider, kind: ErrorKind, message: &str) -> Vec<u8> {
-    let format = Api::Unknown.wire_format(provider);
-    rewrite::to_json(&error_json(format, kind, message))
-}
-
-/// JSON error body in the shape of the API `call` used (Gemini's and
+/// JSON error body in the shape of `api` on a `provider` host (Gemini's and
 /// Anthropic's hosts also serve OpenAI-shaped endpoints, whose SDKs expect
-/// OpenAI errors).
-pub fn error_body_for(call: &ApiCall, kind: ErrorKind, message: &str) -> Vec<u8> {
-    let format = call.api.wire_format(call.provider);
-    rewrite::to_json(&error_json(format, kind, message))
+/// OpenAI errors; an unknown API gets the host's native shape). Gemini's
+/// body repeats the HTTP status: it is always `kind.status()`.
+pub fn error_body(provider: Provider, api: Api, kind: ErrorKind, message: &str) -> Vec<u8> {
+    rewrite::to_json(&error_json(api.wire_format(provider), kind, message))
 }
 
 /// The error object of one wire format.
@@ -155,7 +156,7 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "type": match kind {
                     ErrorKind::BadRequest => "invalid_request_error",
                     ErrorKind::UpstreamTimeout => "timeout_error",
-                    ErrorKind::UpstreamUnavailable => "api_error",
+                    ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "api_error",
                     ErrorKind::PolicyBlocked => "permission_error",
                     ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "rate_limit_error",
                 },
@@ -169,7 +170,7 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "status": match kind {
                     ErrorKind::BadRequest => "INVALID_ARGUMENT",
                     ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
-                    ErrorKind::UpstreamUnavailable => "UNAVAILABLE",
+                    ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "UNAVAILABLE",
                     ErrorKind::PolicyBlocked => "PERMISSION_DENIED",
                     ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
                 },
@@ -180,7 +181,9 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "message": message,
                 "type": match kind {
                     ErrorKind::BadRequest | ErrorKind::PolicyBlocked => "invalid_request_error",
-                    ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnavailable => "server_error",
+                    ErrorKind::UpstreamTimeout
+                    | ErrorKind::UpstreamUnavailable
+                    | ErrorKind::AgentUnavailable => "server_error",
                     ErrorKind::BudgetExhausted => "insufficient_quota",
                     ErrorKind::RateLimited => "rate_limit_error",
                 },
@@ -216,6 +219,7 @@ mod tests {
         let msg = "Outpost could not reach api.x: refused";
         let openai: Value = serde_json::from_slice(&error_body(
             Provider::OpenAi,
+            Api::Unknown,
             ErrorKind::UpstreamUnavailable,
             msg,
         ))
@@ -226,6 +230,7 @@ mod tests {
 
         let anthropic: Value = serde_json::from_slice(&error_body(
             Provider::Anthropic,
+            Api::Unknown,
             ErrorKind::UpstreamUnavailable,
             msg,
         ))
@@ -236,6 +241,7 @@ mod tests {
 
         let gemini: Value = serde_json::from_slice(&error_body(
             Provider::Gemini,
+            Api::Unknown,
             ErrorKind::UpstreamTimeout,
             msg,
         ))
@@ -256,6 +262,7 @@ mod tests {
         );
         let anthropic: Value = serde_json::from_slice(&error_body(
             Provider::Anthropic,
+            Api::Unknown,
             ErrorKind::PolicyBlocked,
             "no",
         ))
@@ -263,6 +270,7 @@ mod tests {
         assert_eq!(anthropic["error"]["type"], "permission_error");
         let gemini: Value = serde_json::from_slice(&error_body(
             Provider::Gemini,
+            Api::Unknown,
             ErrorKind::RateLimited,
             "slow down",
         ))
@@ -277,6 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn agent_faults_are_503_in_every_shape_with_the_code_in_agreement() {
+        for (provider, api) in [
+            (Provider::OpenAi, Api::ChatCompletions),
+            (Provider::Anthropic, Api::AnthropicMessages),
+            (Provider::Gemini, Api::GeminiGenerateContent),
+        ] {
+            let body: Value = serde_json::from_slice(&error_body(
+                provider,
+                api,
+                ErrorKind::AgentUnavailable,
+                "behind",
+            ))
+            .unwrap();
+            match provider {
+                Provider::Gemini => {
+                    assert_eq!(body["error"]["code"], 503);
+                    assert_eq!(body["error"]["status"], "UNAVAILABLE");
+                }
+                Provider::Anthropic => assert_eq!(body["error"]["type"], "api_error"),
+                _ => assert_eq!(body["error"]["code"], "outpost_unavailable"),
+            }
+        }
+        assert_eq!(ErrorKind::AgentUnavailable.status(), 503);
+    }
+
+    #[test]
     fn errors_follow_the_api_a_call_used() {
         let call = parse_request(
             Provider::Gemini,
@@ -286,12 +320,13 @@ mod tests {
         )
         .unwrap();
         let body: Value =
-            serde_json::from_slice(&error_body_for(&call, ErrorKind::BudgetExhausted, "spent"))
+            serde_json::from_slice(&error_body(call.provider, call.api, ErrorKind::BudgetExhausted, "spent"))
                 .unwrap();
         assert_eq!(body["error"]["code"], "budget_exhausted");
         assert_eq!(body["error"]["type"], "insufficient_quota");
         let native: Value = serde_json::from_slice(&error_body(
             Provider::Gemini,
+            Api::Unknown,
             ErrorKind::BudgetExhausted,
             "spent",
         ))

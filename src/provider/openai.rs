@@ -1269,28 +1269,26 @@ mod tests {
 
     #[test]
     fn stream_usage_is_requested_when_missing() {
+        let ensure = |call: &ApiCall, body: &str| {
+            let mut root: serde_json::Value = serde_json::from_str(body).unwrap();
+            ensure_stream_usage(call, &mut root).map(|added| added.then(|| root.to_string()))
+        };
         let chat = r#"{"model":"m","messages":[],"stream":true}"#;
         let call = post(Provider::OpenAi, "/v1/chat/completions", chat);
-        let out = ensure_stream_usage(&call, chat.as_bytes())
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            ensure(&call, chat).unwrap().unwrap(),
             r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#
         );
         let off = r#"{"stream_options":{"include_usage":false,"x":1},"model":"m","messages":[],"stream":true}"#;
-        let out = ensure_stream_usage(&call, off.as_bytes()).unwrap().unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            ensure(&call, off).unwrap().unwrap(),
             r#"{"stream_options":{"include_usage":true,"x":1},"model":"m","messages":[],"stream":true}"#
         );
         let on = r#"{"stream_options":{"include_usage":true},"messages":[],"stream":true}"#;
-        assert_eq!(ensure_stream_usage(&call, on.as_bytes()).unwrap(), None);
+        assert_eq!(ensure(&call, on).unwrap(), None);
         let bad = r#"{"stream_options":"yes","messages":[],"stream":true}"#;
         assert_eq!(
-            ensure_stream_usage(&call, bad.as_bytes())
-                .unwrap_err()
-                .to_string(),
+            ensure(&call, bad).unwrap_err().to_string(),
             "stream_options: expected object, found string"
         );
         let unary = post(
@@ -1298,15 +1296,12 @@ mod tests {
             "/v1/chat/completions",
             r#"{"messages":[]}"#,
         );
-        assert_eq!(ensure_stream_usage(&unary, chat.as_bytes()).unwrap(), None);
+        assert_eq!(ensure(&unary, chat).unwrap(), None);
         let responses = post(
             Provider::OpenAi,
             "/v1/responses",
             r#"{"input":"x","stream":true}"#,
         );
-        assert_eq!(
-            ensure_stream_usage(&responses, chat.as_bytes()).unwrap(),
-            None
-        );
+        assert_eq!(ensure(&responses, chat).unwrap(), None);
     }
 }

@@ -28,6 +28,7 @@ pub fn response_texts(call: &ApiCall, body: &[u8]) -> Result<Vec<TextSpan>, Pars
         }
         Api::Embeddings
         | Api::AnthropicCountTokens
+        | Api::AnthropicBatch
         | Api::GeminiCountTokens
         | Api::GeminiEmbed
         | Api::NoPrompt

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::json_path::JsonPath;
+use super::json_path::{JsonPath, PathSegment};
 use super::shape::{parse_json, ParseError};
 
 /// `body` with the string at each edit's path replaced by the edit's text.
@@ -27,7 +27,7 @@ pub fn rewrite_texts(body: &[u8], edits: &[(JsonPath, String)]) -> Result<Vec<u8
 }
 
 /// Replaces the strings at the edits' paths in `root`.
-pub(crate) fn apply_edits(
+pub fn apply_edits(
     root: &mut Value,
     edits: &[(JsonPath, String)],
 ) -> Result<(), ParseError> {
@@ -40,8 +40,45 @@ pub(crate) fn apply_edits(
     Ok(())
 }
 
+/// Renames the object members at the renames' paths (a redaction in a
+/// member name). Deepest first, so a renamed parent does not strand the
+/// paths of its children; a member renamed onto an existing name replaces it.
+pub fn apply_renames(
+    root: &mut Value,
+    renames: &[(JsonPath, String)],
+) -> Result<(), ParseError> {
+    let mut ordered: Vec<&(JsonPath, String)> = renames.iter().collect();
+    ordered.sort_by_key(|(path, _)| std::cmp::Reverse(path.segments().len()));
+    for (path, name) in ordered {
+        let target = || ParseError::EditTarget { path: path.clone() };
+        let Some((PathSegment::Key(old), parent)) = path.segments().split_last() else {
+            return Err(target());
+        };
+        let parent = JsonPath::from_segments(parent.iter().cloned());
+        let object = parent
+            .lookup_mut(root)
+            .and_then(Value::as_object_mut)
+            .ok_or_else(target)?;
+        let value = object.remove(old).ok_or_else(target)?;
+        object.insert(name.clone(), value);
+    }
+    Ok(())
+}
+
+/// A request document with redactions applied to its strings (`edits`) and
+/// member names (`renames`): what the proxy serialises and sends, so the
+/// provider gets exactly the document that was scanned.
+pub fn redact_document(
+    root: &mut Value,
+    edits: &[(JsonPath, String)],
+    renames: &[(JsonPath, String)],
+) -> Result<(), ParseError> {
+    apply_edits(root, edits)?;
+    apply_renames(root, renames)
+}
+
 /// Compact JSON for `value`.
-pub(crate) fn to_json(value: &Value) -> Vec<u8> {
+pub fn to_json(value: &Value) -> Vec<u8> {
     // Serialising a `Value` into memory cannot fail: its map keys are
     // strings and a Vec writer has no I/O errors.
     serde_json::to_vec(value).unwrap_or_default()
@@ -74,6 +111,17 @@ mod tests {
             let err = rewrite_texts(body, &[(path.clone(), "x".into())]).unwrap_err();
             assert_eq!(err, ParseError::EditTarget { path });
         }
+    }
+
+    #[test]
+    fn renames_reach_nested_member_names() {
+        let mut doc = serde_json::json!({"meta": {"AKIA": {"AKIB": 1}}, "x": 2});
+        let outer = JsonPath::root().key("meta").key("AKIA");
+        let inner = outer.key("AKIB");
+        apply_renames(&mut doc, &[(outer, "[R1]".into()), (inner, "[R2]".into())]).unwrap();
+        assert_eq!(doc, serde_json::json!({"meta": {"[R1]": {"[R2]": 1}}, "x": 2}));
+        let missing = JsonPath::root().key("nope");
+        assert!(apply_renames(&mut doc, &[(missing, "y".into())]).is_err());
     }
 
     #[test]

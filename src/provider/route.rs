@@ -19,7 +19,7 @@ use super::call::Api;
 
 /// What the path says about a call before its body is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Route {
+pub struct Route {
     /// The API the path names.
     pub api: Api,
     /// A model named by the path (Gemini `models/{m}:…`, Azure `deployments/{d}/…`).
@@ -32,16 +32,18 @@ fn is_bodyless(method: &str) -> bool {
 }
 
 /// Routes `method` + `path` (a query, if any, is ignored).
-pub(crate) fn route(method: &str, path: &str) -> Route {
+pub fn route(method: &str, path: &str) -> Route {
+    let mut route = route_path(path);
     if is_bodyless(method) {
-        return Route {
-            api: Api::NoPrompt,
-            model: None,
-        };
+        route.api = Api::NoPrompt;
     }
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_decode(path);
-    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    route
+}
+
+/// Routes `path` alone, as if its method carried a body.
+fn route_path(path: &str) -> Route {
+    let decoded = percent_decode(path.split(['?', '#']).next().unwrap_or_default());
+    let segments = normalized_segments(&decoded);
 
     if let Some(route) = gemini_route(&segments) {
         return route;
@@ -52,6 +54,24 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
         _ => azure::deployment(&segments).map(str::to_owned),
     };
     Route { api, model }
+}
+
+/// The path's segments as a server that normalises would see them: empty
+/// segments (`//`, a trailing slash) dropped, matrix parameters (`;x`)
+/// removed, `.` and `..` resolved.
+fn normalized_segments(decoded: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or_default();
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    segments
 }
 
 /// Gemini (and Vertex AI) `…/{model}:{method}`.
@@ -102,6 +122,8 @@ fn openai_or_anthropic_api(segments: &[&str]) -> Api {
         Api::AnthropicMessages
     } else if ends_with(&["v1", "messages", "count_tokens"]) {
         Api::AnthropicCountTokens
+    } else if ends_with(&["v1", "messages", "batches"]) {
+        Api::AnthropicBatch
     } else {
         Api::Unknown
     }
@@ -110,38 +132,9 @@ fn openai_or_anthropic_api(segments: &[&str]) -> Api {
 /// Decodes `%XX` escapes; invalid escapes stay as written and invalid UTF-8
 /// becomes U+FFFD (such a path names no endpoint we know anyway).
 fn percent_decode(path: &str) -> String {
-    if !path.contains('%') {
-        return path.to_owned();
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(hi, lo)| hi << 4 | lo),
-            _ => None,
-        };
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -263,6 +256,16 @@ mod tests {
         assert_eq!((r.api, r.model.as_deref()), (Api::Embeddings, Some("emb")));
         let r = route("POST", "/openai/v1/chat/completions");
         assert_eq!((r.api, r.model), (Api::ChatCompletions, None));
+    }
+
+    #[test]
+    fn matrix_parameters_and_dot_segments_do_not_hide_an_endpoint() {
+        assert_eq!(api("POST", "/v1/chat/completions;x"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1;a=b/chat;c/completions"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1/x/../chat/./completions"), Api::ChatCompletions);
+        assert_eq!(api("POST", "/v1/x/%2e%2e/messages"), Api::AnthropicMessages);
+        assert_eq!(api("POST", "/v1/messages/batches"), Api::AnthropicBatch);
+        assert_eq!(api("POST", "/v1/messages/batches/"), Api::AnthropicBatch);
     }
 
     #[test]

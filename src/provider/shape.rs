@@ -52,11 +52,126 @@ pub enum ParseError {
     /// An SSE event without a `data` field cannot have its data rewritten.
     #[error("the event has no data to rewrite")]
     NoEventData,
+    /// An object names the same member twice. JSON readers disagree on
+    /// which one counts, so Outpost would scan one and the provider might
+    /// act on the other: such a body is refused, never guessed at.
+    #[error("{0}")]
+    DuplicateKey(String),
+}
+
+impl ParseError {
+    /// This error, for a document found at `prefix` of a larger one.
+    pub(crate) fn under(self, prefix: &JsonPath) -> ParseError {
+        match self {
+            ParseError::WrongShape {
+                path,
+                expected,
+                found,
+            } => ParseError::WrongShape {
+                path: prefix.join(&path),
+                expected,
+                found,
+            },
+            ParseError::Missing { path, expected } => ParseError::Missing {
+                path: prefix.join(&path),
+                expected,
+            },
+            ParseError::EditTarget { path } => ParseError::EditTarget {
+                path: prefix.join(&path),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Parses a whole body (or an event's data) once.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ParseError> {
     serde_json::from_slice(bytes).map_err(|err| ParseError::InvalidJson(err.to_string()))
+}
+
+/// Parses a request body, refusing an object that names a member twice
+/// (serde_json's own `Value` keeps the last one silently).
+pub(crate) fn parse_json_strict(bytes: &[u8]) -> Result<Value, ParseError> {
+    match serde_json::from_slice::<Strict>(bytes) {
+        Ok(Strict(value)) => Ok(value),
+        // The visitor's only own error is the duplicate; serde_json's
+        // syntax and EOF errors are classified as such.
+        Err(err) if err.classify() == serde_json::error::Category::Data => {
+            Err(ParseError::DuplicateKey(err.to_string()))
+        }
+        Err(err) => Err(ParseError::InvalidJson(err.to_string())),
+    }
+}
+
+/// A `Value` read by a visitor that rejects duplicate member names.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // serde_json never hands a JSON reader a non-finite number.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown = Value::String(key).to_string();
+                return Err(serde::de::Error::custom(format_args!(
+                    "the body names member {shown} twice in one object"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// The JSON type name of `value`, for error messages.
@@ -283,6 +398,22 @@ mod tests {
         );
         let err = required_array(object, "messages", &JsonPath::root()).unwrap_err();
         assert_eq!(err.to_string(), "messages: missing (expected array)");
+    }
+
+    #[test]
+    fn strict_parsing_refuses_duplicate_members_at_any_depth() {
+        let err = parse_json_strict(br#"{"model":"m","messages":[1],"messages":[2]}"#).unwrap_err();
+        assert!(
+            matches!(&err, ParseError::DuplicateKey(m) if m.contains("\"messages\" twice") && m.contains("column")),
+            "{err}"
+        );
+        let nested = parse_json_strict(br#"{"a":[{"b":1,"b":2}]}"#).unwrap_err();
+        assert!(matches!(nested, ParseError::DuplicateKey(_)), "{nested}");
+        // The same name in sibling objects is not a duplicate.
+        let value = parse_json_strict(br#"{"a":{"x":1},"b":{"x":2.5e0},"c":[null,true,"s",-3]}"#).unwrap();
+        assert_eq!(value, json!({"a":{"x":1},"b":{"x":2.5},"c":[null,true,"s",-3]}));
+        let syntax = parse_json_strict(b"{\"a\":").unwrap_err();
+        assert!(matches!(syntax, ParseError::InvalidJson(_)), "{syntax}");
     }
 
     #[test]

@@ -289,27 +289,25 @@ pub fn stream_error_event(provider: Provider, api: Api, kind: ErrorKind, message
 }
 
 /// For a streaming OpenAI-family Chat Completions or Completions call whose
-/// body does not ask for `stream_options.include_usage: true`: the body with
-/// it set, so the stream ends with a usage chunk budgets can settle on.
-/// `None` when there is nothing to do. Key order is kept; `stream_options`,
-/// if new, goes last.
+/// body does not ask for `stream_options.include_usage: true`: sets it in
+/// `root`, so the stream ends with a usage chunk budgets can settle on, and
+/// says whether it did. Key order is kept; `stream_options`, if new, goes last.
 ///
 /// Some OpenAI-compatible hosts (Mistral) refuse unknown members: call this
 /// only for hosts whose [`ProviderEntry::stream_options`](super::table::ProviderEntry::stream_options)
 /// is set. When the client did not ask for usage itself, drop the extra
 /// chunk before it reaches the client ([`is_usage_only_chunk`]).
-pub fn ensure_stream_usage(call: &ApiCall, body: &[u8]) -> Result<Option<Vec<u8>>, ParseError> {
+pub fn ensure_stream_usage(call: &ApiCall, root: &mut Value) -> Result<bool, ParseError> {
     if !call.stream || !matches!(call.api, Api::ChatCompletions | Api::Completions) {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut root = parse_json(body)?;
-    let Value::Object(object) = &mut root else {
-        return Err(wrong_shape(&JsonPath::root(), "object", &root));
+    let Value::Object(object) = root else {
+        return Err(wrong_shape(&JsonPath::root(), "object", root));
     };
     match object.get_mut("stream_options") {
         Some(Value::Object(options)) => {
             if options.get("include_usage") == Some(&Value::Bool(true)) {
-                return Ok(None);
+                return Ok(false);
             }
             options.insert("include_usage".to_owned(), Value::Bool(true));
         }
@@ -326,7 +324,7 @@ pub fn ensure_stream_usage(call: &ApiCall, body: &[u8]) -> Result<Option<Vec<u8>
             ));
         }
     }
-    Ok(Some(to_json(&root)))
+    Ok(true)
 }
 
 /// True for the OpenAI chunk that carries only usage (`"choices": []` and a
@@ -449,12 +447,8 @@ mod tests {
         assert_eq!(data["error"]["message"], "Gone.");
         // Our own reader sees it as an upstream error too.
         let call = ApiCall {
-            provider: Provider::OpenAi,
-            api: Api::Responses,
-            model: None,
             stream: true,
-            max_tokens: None,
-            texts: Vec::new(),
+            ..ApiCall::bare(Provider::OpenAi, Api::Responses, None)
         };
         let item = StreamState::new(&call).on_event(&events[0]);
         assert_eq!(item.upstream_error.as_deref(), Some("Gone."));

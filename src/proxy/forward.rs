@@ -8,8 +8,10 @@
 //! bodies are passed frame by frame: nothing here buffers, so server-sent
 //! events reach the client as the provider sends them.
 //!
-//! Failures before the response headers become a 502 (504 on timeout) in
-//! the provider's JSON error shape, naming the host and the cause.
+//! Failures before the response headers are an [`UpstreamError`] (502, or
+//! 504 on timeout), naming the host and the cause; the caller renders it in
+//! the provider's JSON error shape. Nothing here reads the response to
+//! decide what happened: the upstream's headers are the upstream's.
 
 use std::error::Error as _;
 use std::time::Instant;
@@ -20,8 +22,9 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{provider_error, websocket, ProxyBody, ProxyState, Target};
-use crate::provider::ErrorKind;
+use super::{render, websocket, ProxyBody, ProxyState, Target};
+use crate::provider::{Api, ErrorKind, Provider};
+use crate::refusal::Refusal;
 use crate::upstream::{BoxError, ConnectError, UpstreamBody};
 
 /// Where one request goes.
@@ -103,59 +106,80 @@ pub async fn forward(
     if route.intercepted {
         return super::pipeline::handle(state, route, req).await;
     }
-    send(state, route, req.map(|b| b.map_err(BoxError::from).boxed())).await
+    match send(state, route, req.map(|b| b.map_err(BoxError::from).boxed())).await {
+        Ok(response) => client_response(response),
+        Err(err) => render::refusal(
+            &err.into(),
+            Provider::for_host(&route.target.host),
+            Api::Unknown,
+        ),
+    }
+}
+
+/// Why an upstream request got no response headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UpstreamError {
+    /// Unavailable (502) or timed out (504).
+    pub kind: ErrorKind,
+    /// For the caller: names the host and the cause.
+    pub message: String,
+}
+
+impl From<UpstreamError> for Refusal {
+    fn from(err: UpstreamError) -> Refusal {
+        Refusal::upstream(err.kind, err.message)
+    }
 }
 
 /// Send `req` to the route's upstream; the response body streams back.
-/// Failures before the response headers become provider-shaped 502/504s.
+/// Failures before the response headers are an [`UpstreamError`].
 pub async fn send(
     state: &ProxyState,
     route: &Route,
     req: Request<ProxyBody>,
-) -> Response<ProxyBody> {
+) -> Result<Response<Incoming>, UpstreamError> {
     let started = Instant::now();
     let method = req.method().clone();
     // Never log the query: Gemini puts the API key in `?key=`.
     let path = req.uri().path().to_string();
-    let upstream_req = match upstream_request(route, req) {
-        Ok(r) => r,
-        Err(err) => {
-            return provider_error(
-                &route.target.host,
-                ErrorKind::BadRequest,
-                &format!("Outpost could not forward this request: {err}"),
-            )
-        }
-    };
+    let host = &route.target.host;
+    let upstream_req = upstream_request(route, req).map_err(|err| UpstreamError {
+        kind: ErrorKind::UpstreamUnavailable,
+        message: format!("Outpost could not build the request to {host}: {err}"),
+    })?;
     let limit = state.upstream.response_timeout();
     let outcome = tokio::time::timeout(limit, state.upstream.send(upstream_req)).await;
     let response = match outcome {
-        Ok(Ok(response)) => client_response(response),
+        Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             let (kind, cause) = describe(&err);
-            tracing::info!(host = %route.target.host, %method, path, "upstream failed: {cause}");
-            let message = format!("Outpost could not reach {}: {cause}", route.target.host);
-            provider_error(&route.target.host, kind, &message)
+            tracing::info!(%host, %method, path, "upstream failed: {cause}");
+            return Err(UpstreamError {
+                kind,
+                message: format!("Outpost could not reach {host}: {cause}"),
+            });
         }
         Err(_) => {
-            tracing::info!(host = %route.target.host, %method, path, "upstream timed out");
-            let message = format!(
-                "Outpost gave up waiting for {} after {}s (upstream.response_timeout_secs)",
-                route.target.host,
-                limit.as_secs()
-            );
-            provider_error(&route.target.host, ErrorKind::UpstreamTimeout, &message)
+            tracing::info!(%host, %method, path, "upstream timed out");
+            return Err(UpstreamError {
+                kind: ErrorKind::UpstreamTimeout,
+                message: format!(
+                    "Outpost gave up waiting for {host} after {}s (upstream.response_timeout_secs)",
+                    limit.as_secs()
+                ),
+            });
         }
     };
     tracing::debug!(
-        host = %route.target.host,
+        %host,
         %method,
         path,
         status = response.status().as_u16(),
         headers_ms = started.elapsed().as_millis() as u64,
         "forwarded"
     );
-    response
+    Ok(response)
 }
 
 fn upstream_request(
@@ -177,7 +201,8 @@ fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+/// The upstream's response for the client: hop-by-hop headers dropped.
+pub fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;

@@ -6,18 +6,24 @@
 //! - [`intercept`]: TLS with a minted leaf, then an h1/h2 server whose
 //!   requests go to [`forward`];
 //! - [`forward`]: one request to its upstream, bodies streaming both ways;
+//! - [`pipeline`]: an intercepted call's stages, through policy; with
+//!   [`respond`] (response guardrails), [`record`] (its audit record),
+//!   [`render`] (refusals in the provider's shape), [`body`], [`spend`];
 //! - [`websocket`]: HTTP/1.1 upgrades bridged byte for byte.
 //!
 //! A *target* is the `host:port` a client asked for (the CONNECT authority or
 //! the absolute URI's); it, not a `Host` header, decides where bytes go.
 
+pub mod body;
 pub mod connect;
 pub mod forward;
 pub mod intercept;
 pub mod listener;
 pub mod pipeline;
+pub mod record;
+pub mod render;
+pub mod respond;
 pub mod spend;
-pub mod trail;
 pub mod websocket;
 
 use std::collections::HashSet;
@@ -32,7 +38,7 @@ use tokio_util::task::TaskTracker;
 use crate::audit::writer::AuditLog;
 use crate::config::{normalize_host, Identity};
 use crate::policy::watch::PolicyHandle;
-use crate::provider::{self, ErrorKind, Provider, ProviderTable};
+use crate::provider::ProviderTable;
 use crate::tls::cache::LeafCache;
 use crate::upstream::{BoxError, Upstream};
 
@@ -139,20 +145,6 @@ pub fn text_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
-}
-
-/// An error in the provider's own JSON shape, so the client's SDK shows it.
-pub fn provider_error(host: &str, kind: ErrorKind, message: &str) -> Response<ProxyBody> {
-    let body = provider::error_body(Provider::for_host(host), kind, message);
-    let mut response = Response::new(full_body(body));
-    *response.status_mut() = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
     response
 }
 

@@ -1,44 +1,53 @@
 //! An intercepted API call, through policy, to the provider and back.
 //!
-//! Stages, one function each:
-//! 1. [`read_body`]: the request body, up to the policy's `max_body_bytes`;
-//! 2. `parse_request` (provider adapter): API, model, stream flag, texts;
-//! 3. model rules, then rate limits and budgets (`spend`), then
-//!    [`inspect_request`]: request guardrails → refuse, or forward with
-//!    redactions written into the JSON;
-//! 4. forward (streaming), then [`inspect_response`]: SSE streams go through
-//!    a [`StreamInspector`] event by event; JSON bodies are scanned whole.
+//! One call runs through stages, each a small function that returns what
+//! the next stage needs or the [`Refusal`] that ends the call:
+//! 1. [`read`]: the request body, up to the policy's `max_body_bytes`;
+//!    plain `http://` to an intercepted host is refused before anything;
+//! 2. [`parse`]: the provider adapter reads API, model, stream flag, output
+//!    cap and texts, and every other string of the body; an endpoint no
+//!    adapter knows follows `[intercept] unknown_endpoints`, a body that
+//!    cannot be read follows `on_unparseable`;
+//! 3. [`admit`]: model rules, then rate limits and budgets (a worst-case
+//!    reservation), for every call that is forwarded, uninspected ones too;
+//! 4. [`inspect_request`]: request guardrails over every string → refuse,
+//!    or the bytes to send: the scanned document serialised again, so no
+//!    byte the scanner did not see reaches the provider;
+//! 5. [`forward::send`], streaming;
+//! 6. [`respond::inspect`]: response guardrails and usage;
+//! 7. settle and record: [`Outcome`] turns what the stages returned into
+//!    the call's one audit record when its response ends.
 //!
-//! Refusals come back in the provider's own error shape, with the rule id
-//! and the admin's message, and `x-should-retry: false` so SDKs do not retry
-//! what will fail again. The policy is taken once, at the start: a reload
-//! mid-request does not change the rules this request runs under.
+//! Only [`run`] stores stage results in the outcome, one store per stage;
+//! [`handle`] renders a refusal in the provider's shape ([`render`]). The
+//! policy is taken once, at the start: a reload mid-request does not change
+//! the rules this request runs under.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::uri::Scheme;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use serde_json::Value;
 
+use super::body::{self, RequestBody};
 use super::forward::{self, Route};
-use super::spend::LimitRefusal;
-use super::trail::{audited_path, AuditedBody, CallTrail, SharedFacts};
-use super::{full_body, ProxyBody, ProxyState};
-use crate::policy::decide::{self, Inspection, Refusal, RefusalReason};
-use crate::policy::rules::{OnAuditBacklog, OnUnparseable};
-use crate::policy::stream::StreamInspector;
+use super::record::{audited_path, Answered, CallSeen, Outcome, Received, RequestScan};
+use super::respond::{self, add_warnings, Expect};
+use super::spend::Metered;
+use super::{full_body, render, ProxyBody, ProxyState};
+use crate::audit::record::sha256_hex;
+use crate::policy::decide::{self, RuleHit};
+use crate::policy::rules::{OnAuditBacklog, OnUnparseable, UnknownEndpoints};
 use crate::policy::Policy;
-use crate::provider::{self, ApiCall, ErrorKind, Provider, ProviderEntry};
-use crate::upstream::BoxError;
+use crate::provider::{self, Api, ApiCall, ParseError, Provider, ProviderEntry, TextSpan};
+use crate::refusal::Refusal;
+use crate::audit::writer::AuditPermit;
 
-/// Response header naming `warn` rules that matched.
-pub const WARNING_HEADER: &str = "x-outpost-warning";
+pub use super::respond::WARNING_HEADER;
 
 /// The provider a host belongs to: its table entry, or the native provider
 /// for the host (never asked to add `stream_options`).
@@ -53,635 +62,568 @@ pub fn provider_of(state: &ProxyState, host: &str) -> ProviderEntry {
     })
 }
 
-/// Handle one request on an intercepted host: one audit record, always.
+/// What every stage of one call reads.
+struct Ctx<'a> {
+    state: &'a ProxyState,
+    route: &'a Route,
+    policy: Arc<Policy>,
+    provider: ProviderEntry,
+}
+
+/// Handle one request on an intercepted host: one audit record, always
+/// (unless the audit queue is full, which refuses the call or, where
+/// policy allows, serves it unaudited).
 pub async fn handle(
     state: &ProxyState,
     route: &Route,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let policy = state.policy.current();
-    let permit = match &state.audit {
-        None => None,
-        Some(audit) => match audit.try_reserve() {
-            Some(permit) => Some(permit),
-            None if policy.on_audit_backlog == OnAuditBacklog::Block => {
-                audit.note_refused();
-                tracing::warn!(host = %route.target.host, "audit queue full: refusing the request");
-                return backlog_response(&route.target.host);
-            }
-            None => {
-                audit.note_dropped();
-                None
-            }
-        },
+    let ctx = Ctx {
+        state,
+        route,
+        policy: state.policy.current(),
+        provider: provider_of(state, &route.target.host),
     };
-    let path = audited_path(req.uri().path(), req.uri().query());
-    let mut trail = CallTrail::start(
+    // The shape errors are written in, before the body says more.
+    let api = provider::route::route(req.method().as_str(), req.uri().path()).api;
+    let permit = match audit_permit(&ctx) {
+        Ok(permit) => permit,
+        Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
+    };
+    let mut outcome = Outcome::begin(
         permit,
-        policy.clone(),
+        ctx.policy.clone(),
         (&state.identity.user, &state.identity.device),
+        &ctx.provider.name,
         &route.target.host,
         req.method().as_str(),
-        path,
+        audited_path(req.uri().path(), req.uri().query()),
     );
-    let response = run(state, route, req, &policy, &mut trail).await;
+    let path = req.uri().path().to_string();
+    let response = match run(&ctx, req, &mut outcome).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            tracing::info!(
+                host = %route.target.host,
+                path,
+                source = %refusal.source,
+                rule = refusal.rule.as_deref().unwrap_or("-"),
+                "request refused: {}",
+                refusal.message
+            );
+            let api = outcome.api().unwrap_or(api);
+            let response = render::refusal(&refusal, ctx.provider.kind, api);
+            outcome.refusal = Some(refusal);
+            response
+        }
+    };
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, AuditedBody::new(body, trail, status).boxed())
+    Response::from_parts(
+        parts,
+        http_body_util::BodyExt::boxed(super::record::AuditedBody::new(body, outcome, status)),
+    )
 }
 
+/// A slot in the audit queue, or the refusal a full queue means.
+fn audit_permit(ctx: &Ctx<'_>) -> Result<Option<AuditPermit>, Refusal> {
+    let Some(audit) = &ctx.state.audit else {
+        return Ok(None);
+    };
+    if let Some(permit) = audit.try_reserve() {
+        return Ok(Some(permit));
+    }
+    if ctx.policy.on_audit_backlog == OnAuditBacklog::Allow {
+        audit.note_dropped();
+        return Ok(None);
+    }
+    audit.note_refused();
+    tracing::warn!(host = %ctx.route.target.host, "audit queue full: refusing the request");
+    Err(Refusal::agent(
+        "Outpost's audit log on this device is behind and policy requires every call to be \
+         audited (on_audit_backlog = \"block\"); try again in a moment."
+            .into(),
+        Some(1),
+    ))
+}
+
+/// The stages, in order; each result is stored in `out` as it returns.
 async fn run(
-    state: &ProxyState,
-    route: &Route,
+    ctx: &Ctx<'_>,
     req: Request<Incoming>,
-    policy: &Arc<Policy>,
-    trail: &mut CallTrail,
-) -> Response<ProxyBody> {
-    let entry = provider_of(state, &route.target.host);
-    let (provider_name, provider) = (entry.name.clone(), entry.kind);
-    trail.event.provider = Some(provider_name.clone());
+    out: &mut Outcome,
+) -> Result<Response<ProxyBody>, Refusal> {
+    refuse_plain_http(ctx.route)?;
     let (parts, body) = req.into_parts();
-    let method = parts.method.as_str().to_string();
-    let path = parts.uri.path().to_string();
-    let fallback_call = ApiCall {
-        provider,
-        api: provider::Api::Unknown,
-        model: None,
-        stream: false,
-        max_tokens: None,
-        texts: Vec::new(),
-    };
-    let refuse = |trail: &mut CallTrail, call: &ApiCall, refusal: Refusal| {
-        tracing::info!(host = %route.target.host, path, rule = %refusal.rule, "request refused");
-        trail.refused(&refusal.rule, &refusal.message);
-        refusal_response(call, &refusal)
-    };
+    let body = read(ctx, body, &parts.headers).await?;
+    out.received = Some(received(&body));
+    let parsed = parse(ctx, parts.method.as_str(), parts.uri.path(), body)?;
+    out.call = Some(parsed.seen(&ctx.policy));
+    out.metered = Some(admit(ctx, &parsed)?);
+    let inspected = inspect_request(&ctx.policy, &ctx.provider, parsed);
+    out.request = inspected.scan;
+    let outgoing = inspected.result?;
 
-    let body = match read_body(body, &parts.headers, policy.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(BodyRead::Client(err)) => {
-            trail.failed(format!("request body unreadable: {err}"));
-            return refusal_response(
-                &fallback_call,
-                &uninspectable(format!("Outpost could not read the request body: {err}")),
-            );
-        }
-        Err(BodyRead::TooLarge(rest)) => {
-            let message = format!(
-                "The request body is larger than the {} bytes Outpost inspects (max_body_bytes).",
-                policy.max_body_bytes
-            );
-            return match policy.on_unparseable {
-                OnUnparseable::Forward => {
-                    tracing::info!(host = %route.target.host, path, "forwarding an over-size body uninspected");
-                    trail.event.error =
-                        Some("forwarded uninspected: body over max_body_bytes".into());
-                    let request = Request::from_parts(parts, rest.boxed());
-                    send(state, route, request, trail).await
-                }
-                OnUnparseable::Block => refuse(trail, &fallback_call, uninspectable(message)),
-            };
-        }
+    let warnings: Vec<String> = warned(&out.request.hits, out.metered.as_ref());
+    let expect = Expect {
+        call: outgoing.call,
+        hide_usage_chunk: outgoing.usage_added,
+        wants_usage: out.has_budget(),
     };
-    trail.request_body(&body);
+    let mut parts = parts;
+    if parts.headers.contains_key(CONTENT_LENGTH) || outgoing.length.is_some_and(|n| n > 0) {
+        match outgoing.length {
+            Some(n) => parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n)),
+            None => parts.headers.remove(CONTENT_LENGTH),
+        };
+    }
+    let started = Instant::now();
+    let request = Request::from_parts(parts, outgoing.body);
+    let response = forward::send(ctx.state, ctx.route, request).await?;
+    out.answered = Some(Answered {
+        after: started.elapsed(),
+        status: response.status().as_u16(),
+    });
 
-    let call = match provider::parse_request(provider, &method, &path, &body) {
-        Ok(call) => call,
-        Err(err) => {
-            let message = format!("Outpost could not inspect this {method} {path}: {err}");
-            return match policy.on_unparseable {
-                OnUnparseable::Forward => {
-                    tracing::info!(host = %route.target.host, path, "forwarding an unparseable body uninspected: {err}");
-                    trail.event.error = Some(format!("forwarded uninspected: {err}"));
-                    let request = Request::from_parts(parts, full_body(body));
-                    send(state, route, request, trail).await
-                }
-                OnUnparseable::Block => refuse(trail, &fallback_call, uninspectable(message)),
-            };
-        }
+    let (mut response, facts) = if outgoing.inspect_response {
+        respond::inspect(&ctx.policy, expect, response).await?
+    } else {
+        (forward::client_response(response), Default::default())
     };
-    trail.event.api = Some(call.api.name().to_string());
-    trail.event.model = call.model.clone();
-    trail.event.stream = call.stream;
-    trail.prompt(&call.texts);
+    out.response = facts;
+    add_warnings(response.headers_mut(), warnings.iter().map(String::as_str));
+    Ok(response)
+}
 
-    // Cheap checks first: the model, then rate limits and budgets, and
-    // only then the guardrail scan.
-    if let Some(model) = &call.model {
-        if let Err(refusal) = decide::check_model(policy, &provider_name, model) {
-            return refuse(trail, &call, refusal);
+/// Stage 0: an intercepted host is never spoken to in clear. The request
+/// (with its `Authorization` header) would cross the network unencrypted.
+fn refuse_plain_http(route: &Route) -> Result<(), Refusal> {
+    if route.scheme == Scheme::HTTPS {
+        return Ok(());
+    }
+    Err(Refusal::client(
+        Some("plain_http"),
+        format!(
+            "Outpost refuses plain http:// to {}: it is an AI provider host and the request \
+             would cross the network in clear. Use https://{}/ instead.",
+            route.target.host, route.target.host
+        ),
+    ))
+}
+
+/// Stage 1: the request body, whole or over the limit.
+async fn read(
+    ctx: &Ctx<'_>,
+    body: Incoming,
+    headers: &http::HeaderMap,
+) -> Result<RequestBody, Refusal> {
+    body::read(body, headers, ctx.policy.max_body_bytes)
+        .await
+        .map_err(|err| {
+            Refusal::client(None, format!("Outpost could not read the request body: {err}"))
+        })
+}
+
+fn received(body: &RequestBody) -> Received {
+    Received {
+        bytes: body.known_len(),
+        sha256: match body {
+            RequestBody::Whole(bytes) => Some(sha256_hex(bytes)),
+            RequestBody::Oversize { .. } => None,
+        },
+    }
+}
+
+/// What the parse stage hands on.
+pub struct Parsed {
+    /// What the call says (as far as it could be read).
+    pub call: ApiCall,
+    /// Its body.
+    pub body: Outgoing,
+}
+
+/// A body on its way out.
+pub enum Outgoing {
+    /// Read: inspected, then serialised again from the document.
+    Document {
+        /// The parsed body (`None`: it was empty).
+        json: Option<Value>,
+        /// Every string outside the prompt texts.
+        unclaimed: Vec<TextSpan>,
+    },
+    /// Forwarded as received, uninspected, because policy allows it.
+    Uninspected {
+        /// The body.
+        body: RequestBody,
+        /// Why it was not inspected (for the record).
+        why: String,
+    },
+}
+
+impl Parsed {
+    /// Bytes of prompt a budget estimates from: the texts, or the whole
+    /// body when it could not be read.
+    pub fn prompt_bytes(&self) -> usize {
+        match &self.body {
+            Outgoing::Document { .. } => self.call.texts.iter().map(|t| t.text.len()).sum(),
+            Outgoing::Uninspected { body, .. } => body.known_len() as usize,
         }
     }
-    let metered = match state.budgets.admit(
-        policy,
-        &state.identity,
-        &provider_name,
-        &call,
-        jiff::Timestamp::now(),
-        Instant::now(),
-    ) {
-        Ok(metered) => metered,
-        Err(refusal) => {
-            tracing::info!(host = %route.target.host, rule = %refusal.rule, "{}", refusal.message);
-            trail.refused(&refusal.rule, &refusal.message);
-            return limit_refusal(&call, &refusal);
+
+    fn seen(&self, policy: &Policy) -> CallSeen {
+        let why = match &self.body {
+            Outgoing::Uninspected { why, .. } => Some(why.clone()),
+            Outgoing::Document { .. } => None,
+        };
+        CallSeen::of(&self.call, self.prompt_bytes(), policy, why)
+    }
+}
+
+/// Stage 2: read the call from the body, or decide, per policy, that it is
+/// forwarded uninspected or refused.
+fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<Parsed, Refusal> {
+    let policy = &ctx.policy;
+    let route = provider::route::route(method, path);
+    let bare = || ApiCall::bare(ctx.provider.kind, route.api, route.model.clone());
+    let bytes = match body {
+        RequestBody::Whole(bytes) => bytes,
+        oversize @ RequestBody::Oversize { .. } => {
+            let why = format!(
+                "the body is larger than the {} bytes Outpost inspects (max_body_bytes)",
+                policy.max_body_bytes
+            );
+            return unparseable(policy, method, path, bare(), oversize, why);
         }
     };
-    let metering_warnings: Vec<String> =
-        metered.warnings.iter().map(|w| w.message.clone()).collect();
-    trail.metered(metered);
-    let (decided, inspection) = inspect_request(policy, &call, body);
-    trail.request_hits(inspection.hits.clone(), !inspection.edits.is_empty());
-    let body = match decided {
-        Ok(body) => body,
-        Err(refusal) => return refuse(trail, &call, refusal),
-    };
+    let unknown = route.api == Api::Unknown || (route.api == Api::NoPrompt && !bytes.is_empty());
+    if unknown && !bytes.is_empty() {
+        match policy.unknown_endpoints {
+            UnknownEndpoints::Scan => {}
+            UnknownEndpoints::Block => {
+                return Err(Refusal::policy(
+                    "unknown_endpoints",
+                    format!(
+                        "Outpost policy does not allow {method} {path}: Outpost does not know \
+                         this endpoint (unknown_endpoints = \"block\")."
+                    ),
+                ))
+            }
+            UnknownEndpoints::Forward => {
+                let call = ApiCall::bare(ctx.provider.kind, Api::Unknown, route.model.clone());
+                return Ok(Parsed {
+                    call,
+                    body: Outgoing::Uninspected {
+                        body: RequestBody::Whole(bytes),
+                        why: "an endpoint Outpost does not know (unknown_endpoints = \"forward\")"
+                            .into(),
+                    },
+                });
+            }
+        }
+    }
+    match provider::read_request(ctx.provider.kind, method, path, &bytes) {
+        Ok(parsed) => Ok(Parsed {
+            call: parsed.call,
+            body: Outgoing::Document {
+                json: parsed.json,
+                unclaimed: parsed.unclaimed,
+            },
+        }),
+        // Ambiguous, not unreadable: never forwarded, whatever on_unparseable says.
+        Err(ParseError::DuplicateKey(err)) => Err(Refusal::client(
+            Some("duplicate_keys"),
+            format!(
+                "Outpost refuses this {method} {path}: {err}. JSON readers disagree on which \
+                 one counts; send each member once."
+            ),
+        )),
+        Err(err) => {
+            let mut call = bare();
+            if call.api == Api::NoPrompt {
+                call.api = Api::Unknown;
+            }
+            unparseable(policy, method, path, call, RequestBody::Whole(bytes), err.to_string())
+        }
+    }
+}
 
+/// A body Outpost cannot read: refused, or forwarded uninspected, per
+/// `on_unparseable`.
+fn unparseable(
+    policy: &Policy,
+    method: &str,
+    path: &str,
+    call: ApiCall,
+    body: RequestBody,
+    why: String,
+) -> Result<Parsed, Refusal> {
+    match policy.on_unparseable {
+        OnUnparseable::Block => Err(Refusal::client(
+            Some("on_unparseable"),
+            format!("Outpost could not inspect this {method} {path}: {why}."),
+        )),
+        OnUnparseable::Forward => Ok(Parsed {
+            call,
+            body: Outgoing::Uninspected {
+                body,
+                why: format!("{why} (on_unparseable = \"forward\")"),
+            },
+        }),
+    }
+}
+
+/// Stage 3: model rules for every model the call names, then rate limits
+/// and budgets. An uninspected call is admitted too: its model where the
+/// path names one, and a worst-case reservation.
+fn admit(ctx: &Ctx<'_>, parsed: &Parsed) -> Result<Metered, Refusal> {
+    for model in parsed.call.models() {
+        decide::check_model(&ctx.policy, &ctx.provider.name, model)?;
+    }
+    ctx.state.budgets.admit(
+        &ctx.policy,
+        &ctx.state.identity,
+        &ctx.provider.name,
+        &parsed.call,
+        parsed.prompt_bytes(),
+        jiff::Timestamp::now(),
+        Instant::now(),
+    )
+}
+
+/// The request guardrails' result: what matched, and what to send or why not.
+pub struct Inspected {
+    /// Rules that matched, and whether anything was redacted.
+    pub scan: RequestScan,
+    /// The request to send, or the refusal.
+    pub result: Result<Sendable, Refusal>,
+}
+
+/// A request body ready to forward.
+pub struct Sendable {
+    /// The call, for the response stage.
+    pub call: ApiCall,
+    /// The bytes.
+    pub body: ProxyBody,
+    /// Their length, when known.
+    pub length: Option<usize>,
+    /// Outpost asked for stream usage on the client's behalf.
+    pub usage_added: bool,
+    /// Response guardrails apply (the request was inspected).
+    pub inspect_response: bool,
+}
+
+/// Stage 4: every string of the body through the request guardrails
+/// (prompt texts, unclaimed strings, member names), then the document with
+/// redactions applied, serialised again.
+pub fn inspect_request(policy: &Policy, provider: &ProviderEntry, parsed: Parsed) -> Inspected {
+    let Parsed { call, body } = parsed;
+    let (mut json, unclaimed) = match body {
+        Outgoing::Uninspected { body, .. } => {
+            let length = match &body {
+                RequestBody::Whole(bytes) => Some(bytes.len()),
+                RequestBody::Oversize { declared, .. } => declared.map(|n| n as usize),
+            };
+            return Inspected {
+                scan: RequestScan::default(),
+                result: Ok(Sendable {
+                    call,
+                    body: body.into_proxy_body(),
+                    length,
+                    usage_added: false,
+                    inspect_response: false,
+                }),
+            };
+        }
+        Outgoing::Document { json, unclaimed } => (json, unclaimed),
+    };
+    let inspection = match &policy.request_scan {
+        Some(scan) => decide::inspect_texts(policy, scan, call.texts.iter().chain(&unclaimed)),
+        None => decide::Inspection::default(),
+    };
+    let scan = RequestScan {
+        hits: inspection.hits.clone(),
+        redacted: !inspection.edits.is_empty() || !inspection.renames.is_empty(),
+    };
+    if let Some(block) = inspection.block {
+        return Inspected {
+            scan,
+            result: Err(block),
+        };
+    }
+    let result = serialise(&mut json, &inspection, &call, provider).map(|(bytes, usage_added)| {
+        Sendable {
+            call,
+            length: Some(bytes.len()),
+            body: full_body(bytes),
+            usage_added,
+            inspect_response: true,
+        }
+    });
+    Inspected { scan, result }
+}
+
+/// The bytes to send: the document with redactions (and, for a streaming
+/// call on a host that accepts it, the usage option) applied.
+fn serialise(
+    json: &mut Option<Value>,
+    inspection: &decide::Inspection,
+    call: &ApiCall,
+    provider: &ProviderEntry,
+) -> Result<(Bytes, bool), Refusal> {
+    let Some(root) = json.as_mut() else {
+        return Ok((Bytes::new(), false));
+    };
+    // The body parsed a moment ago; failing to rewrite it must not let the
+    // unredacted text through.
+    let failed = |err: ParseError| {
+        Refusal::agent(
+            format!("Outpost could not apply redactions to this request: {err}"),
+            None,
+        )
+    };
+    provider::rewrite::redact_document(root, &inspection.edits, &inspection.renames)
+        .map_err(failed)?;
     // Streams are charged from their usage: ask for it where the host
     // accepts the option, and hide the extra chunk from a client that did
     // not ask for it.
-    let mut body = body;
-    let mut hide_usage_chunk = false;
-    if call.stream && entry.stream_options {
-        if let Ok(Some(with_usage)) = provider::ensure_stream_usage(&call, &body) {
-            body = Bytes::from(with_usage);
-            hide_usage_chunk = true;
-        }
-    }
-    let mut parts = parts;
-    if parts.headers.contains_key(CONTENT_LENGTH) || !body.is_empty() {
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
-    let request = Request::from_parts(parts, full_body(body));
-    let response = send(state, route, request, trail).await;
-    let mut response = inspect_response(policy, call, response, trail, hide_usage_chunk).await;
-    add_warnings(
-        response.headers_mut(),
-        inspection
-            .warnings()
-            .chain(metering_warnings.iter().map(String::as_str)),
-    );
-    response
+    let usage_added =
+        call.stream && provider.stream_options && provider::ensure_stream_usage(call, root).unwrap_or(false);
+    Ok((Bytes::from(provider::rewrite::to_json(root)), usage_added))
 }
 
-/// Forward, timing the upstream and noting failures in the trail.
-async fn send(
-    state: &ProxyState,
-    route: &Route,
-    request: Request<ProxyBody>,
-    trail: &mut CallTrail,
-) -> Response<ProxyBody> {
-    let started = Instant::now();
-    let response = forward::send(state, route, request).await;
-    trail.upstream_ms(started.elapsed().as_millis() as u64);
-    if let Some(code) = response
-        .headers()
-        .get("x-outpost-error")
-        .and_then(|v| v.to_str().ok())
-    {
-        trail.failed(format!("{code}: {}", route.target.host));
-    }
-    response
+/// The `warn` rules and budget warnings to show the caller.
+fn warned(hits: &[RuleHit], metered: Option<&Metered>) -> Vec<String> {
+    let rules = hits
+        .iter()
+        .filter(|h| h.action == crate::policy::rules::Action::Warn)
+        .map(|h| h.rule.clone());
+    let budgets = metered
+        .into_iter()
+        .flat_map(|m| m.warnings.iter().map(|w| w.message.clone()));
+    rules.chain(budgets).collect()
 }
 
-/// A budget, rate-limit or unpriced-model refusal in the caller's API
-/// shape, with `Retry-After` when waiting helps.
-fn limit_refusal(call: &ApiCall, refusal: &LimitRefusal) -> Response<ProxyBody> {
-    let kind = refusal.kind;
-    let body = provider::error_body_for(call, kind, &refusal.message);
-    let mut response = Response::new(full_body(body));
-    *response.status_mut() =
-        StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let retry = if refusal.retry { "true" } else { "false" };
-    headers.insert("x-should-retry", HeaderValue::from_static(retry));
-    headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
-    if let Some(secs) = refusal.retry_after_secs {
-        headers.insert("retry-after", HeaderValue::from(secs));
-    }
-    if let Ok(rule) = HeaderValue::from_str(&refusal.rule) {
-        headers.insert("x-outpost-rule", rule);
-    }
-    response
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load::{load_layers, Layer};
 
-fn backlog_response(host: &str) -> Response<ProxyBody> {
-    let mut response = super::provider_error(
-        host,
-        ErrorKind::UpstreamUnavailable,
-        "Outpost's audit log is behind and policy requires every call to be audited; try again in a moment.",
-    );
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response
-}
-
-/// Request guardrails. Returns the body to forward (rewritten if anything
-/// was redacted) or the refusal, and what matched.
-pub fn inspect_request(
-    policy: &Policy,
-    call: &ApiCall,
-    body: Bytes,
-) -> (Result<Bytes, Refusal>, Inspection) {
-    let Some(scan) = &policy.request_scan else {
-        return (Ok(body), Inspection::default());
-    };
-    let inspection = decide::inspect_texts(policy, scan, &call.texts);
-    if let Some(block) = &inspection.block {
-        return (Err(block.clone()), inspection);
+    fn policy(extra: &str) -> Policy {
+        let text = format!("{}\n{extra}", crate::policy::DEFAULT_POLICY);
+        load_layers(&[Layer {
+            path: "p.toml".into(),
+            text,
+        }])
+        .unwrap()
     }
-    if inspection.edits.is_empty() {
-        return (Ok(body), inspection);
-    }
-    let rewritten = match provider::rewrite_texts(&body, &inspection.edits) {
-        Ok(rewritten) => Ok(Bytes::from(rewritten)),
-        // The body parsed a moment ago; failing to rewrite it must not let
-        // the unredacted text through.
-        Err(err) => Err(uninspectable(format!(
-            "Outpost could not apply redactions to this request: {err}"
-        ))),
-    };
-    (rewritten, inspection)
-}
 
-fn uninspectable(message: String) -> Refusal {
-    Refusal {
-        rule: "on_unparseable".into(),
-        reason: RefusalReason::Uninspectable,
-        message,
-    }
-}
-
-/// A refusal in the shape of the API the caller used.
-pub fn refusal_response(call: &ApiCall, refusal: &Refusal) -> Response<ProxyBody> {
-    let kind = match refusal.reason {
-        RefusalReason::ModelDenied | RefusalReason::Guardrail => ErrorKind::PolicyBlocked,
-        RefusalReason::Uninspectable => ErrorKind::BadRequest,
-    };
-    let body = provider::error_body_for(call, kind, &refusal.message);
-    let mut response = Response::new(full_body(body));
-    *response.status_mut() = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::FORBIDDEN);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("x-should-retry", HeaderValue::from_static("false"));
-    headers.insert("x-outpost-error", HeaderValue::from_static(kind.code()));
-    if let Ok(rule) = HeaderValue::from_str(&refusal.rule) {
-        headers.insert("x-outpost-rule", rule);
-    }
-    response
-}
-
-fn add_warnings<'a>(headers: &mut HeaderMap, rules: impl Iterator<Item = &'a str>) {
-    let rules: Vec<&str> = rules.collect();
-    if rules.is_empty() {
-        return;
-    }
-    if let Ok(value) = HeaderValue::from_str(&rules.join(", ")) {
-        headers.append(WARNING_HEADER, value);
-    }
-}
-
-/// Why a body was not read whole.
-pub enum BodyRead {
-    /// The client's body failed (reset, malformed chunking).
-    Client(hyper::Error),
-    /// Over the limit; the body, replayable from its start.
-    TooLarge(PrefixedBody),
-}
-
-/// Read `body` whole unless it exceeds `limit` bytes.
-pub async fn read_body(
-    mut body: Incoming,
-    headers: &HeaderMap,
-    limit: u64,
-) -> Result<Bytes, BodyRead> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(BodyRead::TooLarge(PrefixedBody::new(Bytes::new(), body)));
-    }
-    let capacity = declared.unwrap_or(0).min(limit) as usize;
-    match read_limited(&mut body, limit, capacity).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(prefix)) => Err(BodyRead::TooLarge(PrefixedBody::new(prefix, body))),
-        Err(err) => Err(BodyRead::Client(err)),
-    }
-}
-
-/// Read frames of `body` until it ends (`Ok(Ok(all))`) or passes `limit`
-/// bytes (`Ok(Err(what was read))`; the rest stays in `body`).
-async fn read_limited<B>(
-    body: &mut B,
-    limit: u64,
-    capacity: usize,
-) -> Result<Result<Bytes, Bytes>, B::Error>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    let mut buf = BytesMut::with_capacity(capacity);
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() as u64 > limit {
-                return Ok(Err(buf.freeze()));
-            }
-        }
-    }
-    Ok(Ok(buf.freeze()))
-}
-
-/// A body whose first bytes were already read: those, then the rest.
-pub struct PrefixedBody {
-    prefix: Option<Bytes>,
-    rest: Incoming,
-}
-
-impl PrefixedBody {
-    fn new(prefix: Bytes, rest: Incoming) -> PrefixedBody {
-        PrefixedBody {
-            prefix: (!prefix.is_empty()).then_some(prefix),
-            rest,
+    fn openai() -> ProviderEntry {
+        ProviderEntry {
+            name: "openai".into(),
+            kind: Provider::OpenAi,
+            stream_options: true,
         }
     }
 
-    fn boxed(self) -> ProxyBody {
-        BodyExt::boxed(self)
-    }
-}
+    const KEY: &str = "AKIAQWERTYUIOPASDFGH";
 
-impl Body for PrefixedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map_err(BoxError::from)
-    }
-}
-
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"))
-}
-
-fn is_encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"))
-}
-
-/// Apply response guardrails to a successful provider response, and learn
-/// its usage and text for the audit trail.
-async fn inspect_response(
-    policy: &Arc<Policy>,
-    call: ApiCall,
-    response: Response<ProxyBody>,
-    trail: &mut CallTrail,
-    hide_usage_chunk: bool,
-) -> Response<ProxyBody> {
-    if !response.status().is_success() || !call.api.metered() {
-        return response;
-    }
-    let headers = response.headers();
-    if !call.api.generates() {
-        // Embeddings: nothing to scan, but a budget needs the usage.
-        if !trail.has_budget() || !is_json(headers) || is_encoded(headers) {
-            return response;
-        }
-        let (parts, body) = response.into_parts();
-        return match collect_limited(body, policy.max_body_bytes).await {
-            Ok(bytes) => {
-                trail.usage(provider::response_usage(&call, &bytes));
-                Response::from_parts(parts, full_body(bytes))
-            }
-            Err(message) => {
-                trail.failed(message.clone());
-                refusal_response(&call, &uninspectable(message))
-            }
+    fn inspect(policy: &Policy, method: &str, path: &str, body: &str) -> Inspected {
+        let parsed = provider::read_request(Provider::OpenAi, method, path, body.as_bytes())
+            .expect("parses");
+        let parsed = Parsed {
+            call: parsed.call,
+            body: Outgoing::Document {
+                json: parsed.json,
+                unclaimed: parsed.unclaimed,
+            },
         };
+        inspect_request(policy, &openai(), parsed)
     }
-    if is_encoded(headers) {
-        // Outpost asked for identity; a provider that compresses anyway
-        // cannot be scanned.
-        if policy.response_scan.is_some() && policy.on_unparseable == OnUnparseable::Block {
-            let refusal = uninspectable(
-                "The provider sent a compressed response Outpost cannot inspect.".into(),
-            );
-            trail.refused(&refusal.rule, &refusal.message);
-            return refusal_response(&call, &refusal);
-        }
-        return response;
+
+    async fn sent(inspected: Inspected) -> Value {
+        let sendable = inspected.result.expect("forwarded");
+        let bytes = http_body_util::BodyExt::collect(sendable.body)
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
     }
-    if is_event_stream(headers) {
-        let (mut parts, body) = response.into_parts();
-        parts.headers.remove(CONTENT_LENGTH);
-        let mut inspector = StreamInspector::new(policy.clone(), call);
-        if hide_usage_chunk {
-            inspector.drop_usage_chunks();
+
+    #[test]
+    fn a_key_in_metadata_user_or_a_member_name_is_blocked() {
+        let p = policy("");
+        for body in [
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"note":"{KEY}"}}}}"#),
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"user":"{KEY}"}}"#),
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"{KEY}":"x"}}}}"#),
+        ] {
+            let inspected = inspect(&p, "POST", "/v1/chat/completions", &body);
+            let refusal = inspected.result.err().expect("blocked");
+            assert_eq!(refusal.rule.as_deref(), Some("no-secrets"), "{body}");
         }
-        let facts = trail.stream_facts();
-        return Response::from_parts(parts, InspectedStream::new(body, inspector, facts).boxed());
     }
-    if !is_json(headers) {
-        return response;
+
+    #[tokio::test]
+    async fn what_is_sent_is_the_scanned_document_with_redactions() {
+        let p = policy("");
+        let body = r#"{"model":"gpt-4o", "messages":[{"role":"user","content":"card 4111 1111 1111 1111"}],
+            "metadata":{"card":"4111 1111 1111 1111"}, "extra": "\u00e9"}"#;
+        let inspected = inspect(&p, "POST", "/v1/chat/completions", body);
+        assert!(inspected.scan.redacted);
+        let sent = sent(inspected).await;
+        assert_eq!(sent["messages"][0]["content"], "card [REDACTED:card-numbers]");
+        assert_eq!(sent["metadata"]["card"], "[REDACTED:card-numbers]");
+        assert_eq!(sent["extra"], "é");
     }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match collect_limited(body, policy.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(message) => {
-            trail.failed(message.clone());
-            return refusal_response(&call, &uninspectable(message));
-        }
-    };
-    trail.usage(provider::response_usage(&call, &bytes));
-    let texts = match provider::response_texts(&call, &bytes) {
-        Ok(texts) => texts,
-        Err(err)
-            if policy.on_unparseable == OnUnparseable::Forward
-                || policy.response_scan.is_none() =>
-        {
-            tracing::info!("response not inspected: {err}");
-            return Response::from_parts(parts, full_body(bytes));
-        }
-        Err(err) => {
-            let refusal = uninspectable(format!(
-                "Outpost could not inspect the provider's response: {err}"
-            ));
-            trail.refused(&refusal.rule, &refusal.message);
-            return refusal_response(&call, &refusal);
-        }
-    };
-    let Some(scan) = &policy.response_scan else {
-        trail.completion(
-            texts
-                .iter()
-                .map(|t| t.text.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
+
+    #[tokio::test]
+    async fn an_unknown_endpoint_has_every_string_scanned() {
+        let p = policy("");
+        let body = format!(r#"{{"role":"user","content":"here: {KEY}"}}"#);
+        let blocked = inspect(&p, "POST", "/v1/threads/t_1/messages", &body);
+        assert!(blocked.result.is_err());
+        let clean = inspect(&p, "POST", "/v1/threads/t_1/messages", r#"{"content":"card 4111 1111 1111 1111"}"#);
+        assert_eq!(sent(clean).await["content"], "card [REDACTED:card-numbers]");
+    }
+
+    #[tokio::test]
+    async fn stream_usage_is_requested_in_the_sent_document() {
+        let p = policy("");
+        let inspected = inspect(
+            &p,
+            "POST",
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         );
-        return Response::from_parts(parts, full_body(bytes));
-    };
-    let inspection = decide::inspect_texts(policy, scan, &texts);
-    trail.response_hits(inspection.hits.clone());
-    if let Some(block) = &inspection.block {
-        let refusal = Refusal {
-            message: format!(
-                "Response {}",
-                block.message.replacen("Blocked", "blocked", 1)
-            ),
-            ..block.clone()
+        assert!(inspected.result.as_ref().is_ok_and(|s| s.usage_added));
+        assert_eq!(sent(inspected).await["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn plain_http_is_refused_before_anything_is_read() {
+        let route = Route {
+            scheme: Scheme::HTTP,
+            target: super::super::Target {
+                host: "api.openai.com".into(),
+                port: 80,
+            },
+            intercepted: true,
         };
-        trail.refused(&refusal.rule, &refusal.message);
-        return refusal_response(&call, &refusal);
-    }
-    let (bytes, delivered) = if inspection.edits.is_empty() {
-        let delivered: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
-        let delivered = delivered.join("\n");
-        (bytes, delivered)
-    } else {
-        match provider::rewrite_texts(&bytes, &inspection.edits) {
-            Ok(rewritten) => {
-                let rewritten = Bytes::from(rewritten);
-                let delivered = provider::response_texts(&call, &rewritten)
-                    .map(|t| t.into_iter().map(|t| t.text).collect::<Vec<_>>().join("\n"))
-                    .unwrap_or_default();
-                (rewritten, delivered)
-            }
-            Err(err) => {
-                let refusal = uninspectable(format!(
-                    "Outpost could not redact the provider's response: {err}"
-                ));
-                trail.refused(&refusal.rule, &refusal.message);
-                return refusal_response(&call, &refusal);
-            }
-        }
-    };
-    trail.completion(delivered);
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    add_warnings(&mut parts.headers, inspection.warnings());
-    Response::from_parts(parts, full_body(bytes))
-}
-
-async fn collect_limited(mut body: ProxyBody, limit: u64) -> Result<Bytes, String> {
-    match read_limited(&mut body, limit, 0).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(format!(
-            "The provider's response is larger than the {limit} bytes Outpost inspects (max_body_bytes)."
-        )),
-        Err(err) => Err(format!("the provider's response failed: {err}")),
-    }
-}
-
-/// A response stream passed through a [`StreamInspector`], frame by frame.
-pub struct InspectedStream {
-    inner: ProxyBody,
-    inspector: StreamInspector,
-    queue: VecDeque<Bytes>,
-    done: bool,
-    error: Option<BoxError>,
-    facts: SharedFacts,
-}
-
-impl InspectedStream {
-    fn new(inner: ProxyBody, inspector: StreamInspector, facts: SharedFacts) -> InspectedStream {
-        InspectedStream {
-            inner,
-            inspector,
-            queue: VecDeque::new(),
-            done: false,
-            error: None,
-            facts,
-        }
+        let refusal = refuse_plain_http(&route).unwrap_err();
+        assert_eq!(refusal.rule.as_deref(), Some("plain_http"));
+        assert_eq!(refusal.status(), 400);
+        assert!(refusal.message.contains("https://api.openai.com/"), "{}", refusal.message);
     }
 
-    /// Publish what the stream showed, for the audit record.
-    fn publish(&self) {
-        let mut facts = self.facts.lock().unwrap_or_else(|p| p.into_inner());
-        facts.hits = self.inspector.hits();
-        facts.completion = self.inspector.delivered_text().to_string();
-        facts.usage = self.inspector.state().usage();
-        facts.blocked = self.inspector.blocked().is_some();
-    }
-}
-
-impl Drop for InspectedStream {
-    fn drop(&mut self) {
-        self.publish();
-    }
-}
-
-impl Body for InspectedStream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if let Some(bytes) = this.queue.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if this.done {
-                return Poll::Ready(this.error.take().map(Err));
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = this.inspector.push(&data);
-                        this.queue.extend(out);
-                        if this.inspector.blocked().is_some() {
-                            this.done = true;
-                            this.publish();
-                        }
-                    }
-                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-                },
-                Poll::Ready(Some(Err(err))) => {
-                    this.queue.extend(this.inspector.finish());
-                    this.error = Some(err);
-                    this.done = true;
-                    this.publish();
-                }
-                Poll::Ready(None) => {
-                    this.queue.extend(this.inspector.finish());
-                    this.done = true;
-                    this.publish();
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.queue.is_empty() && self.error.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+    #[test]
+    fn uninspected_bodies_estimate_from_their_size() {
+        let parsed = Parsed {
+            call: ApiCall::bare(Provider::OpenAi, Api::ChatCompletions, None),
+            body: Outgoing::Uninspected {
+                body: RequestBody::Whole(Bytes::from_static(b"{not json at all")),
+                why: "x".into(),
+            },
+        };
+        assert_eq!(parsed.prompt_bytes(), 16);
     }
 }

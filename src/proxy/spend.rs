@@ -39,7 +39,8 @@ use crate::budget::window::window_of;
 use crate::config::Identity;
 use crate::policy::rules::{BudgetRule, Scope};
 use crate::policy::Policy;
-use crate::provider::{ApiCall, ErrorKind, Usage};
+use crate::provider::{Api, ApiCall, ErrorKind, Usage};
+use crate::refusal::{Refusal, Source};
 
 /// The longest `Retry-After` SDKs wait for on their own: a rate-limit
 /// refusal asking for longer says "do not retry".
@@ -70,6 +71,9 @@ pub struct Budgets {
 pub struct Metered {
     spend: Option<Spend>,
     rate: Option<(Admission, Arc<RateLimiter>)>,
+    /// The most the call can use; what it is charged when its usage cannot
+    /// be known (an uninspected body, a batch).
+    worst: Option<Usage>,
     /// Budgets past their `warn_at`, and an unpriced model: each says why.
     pub warnings: Vec<MeterWarning>,
 }
@@ -97,21 +101,6 @@ pub struct Charged {
     pub estimated: bool,
     /// Resolves once the charge is in the ledger file.
     pub committed: Committed,
-}
-
-/// Why a call was refused before it was forwarded.
-#[derive(Debug, Clone)]
-pub struct LimitRefusal {
-    /// The budget or rate-limit id (or `unpriced`).
-    pub rule: String,
-    /// How the caller's SDK should see it.
-    pub kind: ErrorKind,
-    /// For the caller: names the rule, what was used and the limit.
-    pub message: String,
-    /// Seconds until a retry can pass (none: it cannot).
-    pub retry_after_secs: Option<u64>,
-    /// Whether SDKs should retry on their own.
-    pub retry: bool,
 }
 
 impl Budgets {
@@ -161,23 +150,26 @@ impl Budgets {
         writer.map_or(Ok(()), LedgerWriter::shutdown)
     }
 
-    /// Admit `call` on every matching rate limit and budget, or refuse it.
+    /// Admit `call` (whose prompt is `prompt_bytes` long) on every matching
+    /// rate limit and budget, or refuse it. Calls that bill tokens count
+    /// against both; calls to unknown endpoints against rate limits only.
     /// `now` places it in budget windows; `instant` drives rate limits.
+    #[allow(clippy::too_many_arguments)]
     pub fn admit(
         &self,
         policy: &Policy,
         identity: &Identity,
         provider: &str,
         call: &ApiCall,
+        prompt_bytes: usize,
         now: Timestamp,
         instant: Instant,
-    ) -> Result<Metered, LimitRefusal> {
+    ) -> Result<Metered, Refusal> {
         let mut metered = Metered::default();
-        if !call.api.metered() {
+        if !call.api.metered() && call.api != Api::Unknown {
             return Ok(metered);
         }
         let model = call.model.as_deref().unwrap_or("");
-        let prompt_bytes: usize = call.texts.iter().map(|t| t.text.len()).sum();
 
         let limits: Vec<Limit> = policy
             .rate_limits
@@ -197,6 +189,9 @@ impl Budgets {
                 .admit(&limits, estimate, instant)
                 .map_err(throttled)?;
             metered.rate = Some((admission, self.limiter.clone()));
+        }
+        if !call.api.metered() {
+            return Ok(metered);
         }
 
         let rules: Vec<&BudgetRule> = policy
@@ -230,16 +225,13 @@ impl Budgets {
             }
             PriceDecision::Block => {
                 metered.release();
-                return Err(LimitRefusal {
-                    rule: "unpriced".into(),
-                    kind: ErrorKind::PolicyBlocked,
-                    message: format!(
+                return Err(Refusal::policy(
+                    "unpriced",
+                    format!(
                         "Outpost has no price for model {model:?} at {provider}, and policy \
                          (unpriced = \"block\") refuses models it cannot charge to a budget."
                     ),
-                    retry_after_secs: None,
-                    retry: false,
-                });
+                ));
             }
         };
         let mut charges = Vec::with_capacity(rules.len());
@@ -250,16 +242,16 @@ impl Budgets {
                 Ok(window) => window,
                 Err(err) => {
                     metered.release();
-                    return Err(LimitRefusal {
-                        rule: rule.id.clone(),
-                        kind: ErrorKind::BudgetExhausted,
-                        message: format!(
-                            "Outpost cannot place this call in budget `{}`'s window: {err}",
+                    tracing::error!(budget = %rule.id, "budget window unavailable: {err}");
+                    return Err(Refusal::agent(
+                        format!(
+                            "Outpost on this device cannot place this call in budget `{}`'s \
+                             window ({err}), so it refuses the call rather than skip the budget. \
+                             This is a fault in the agent, not in the request or the provider.",
                             rule.id
                         ),
-                        retry_after_secs: Some(60),
-                        retry: false,
-                    });
+                        None,
+                    ));
                 }
             };
             windows.push(window);
@@ -279,17 +271,16 @@ impl Budgets {
             Err(err) => {
                 metered.release();
                 tracing::error!("budget ledger unavailable: {err}");
-                return Err(LimitRefusal {
-                    rule: rules[0].id.clone(),
-                    kind: ErrorKind::BudgetExhausted,
-                    message: format!(
-                        "Outpost cannot record spend for budget `{}` (the budget ledger is \
-                         unavailable: {err}), so it refuses the call rather than skip the budget.",
+                return Err(Refusal::agent(
+                    format!(
+                        "Outpost on this device cannot record spend for budget `{}` (its budget \
+                         ledger is unavailable: {err}), so it refuses the call rather than skip \
+                         the budget. This is a fault in the agent, not in the request or the \
+                         provider: see `outpost doctor`.",
                         rules[0].id
                     ),
-                    retry_after_secs: Some(60),
-                    retry: false,
-                });
+                    None,
+                ));
             }
         };
         let hold = match ledger.reserve(&charges, amount) {
@@ -302,7 +293,8 @@ impl Budgets {
                     .find(|(rule, _)| rule.id == exceeded.budget_id)
                     .map_or(now, |(_, window)| window.end);
                 let wait = reset.duration_since(now).as_secs().max(1) as u64;
-                return Err(LimitRefusal {
+                return Err(Refusal {
+                    source: Source::Budget,
                     message: format!(
                         "Outpost budget `{}` is used up for {}: spent ${:.4} of ${:.2} (this call \
                          could cost up to ${:.4}); it resets at {}.",
@@ -313,7 +305,7 @@ impl Budgets {
                         exceeded.requested_usd,
                         reset
                     ),
-                    rule: exceeded.budget_id,
+                    rule: Some(exceeded.budget_id),
                     kind: ErrorKind::BudgetExhausted,
                     retry_after_secs: Some(wait),
                     retry: false,
@@ -339,6 +331,7 @@ impl Budgets {
                 });
             }
         }
+        metered.worst = Some(worst);
         metered.spend = Some(Spend {
             hold,
             price,
@@ -388,6 +381,11 @@ impl Metered {
     /// True when a budget holds a reservation for this call.
     pub fn has_budget(&self) -> bool {
         self.spend.is_some()
+    }
+
+    /// The most the call can use (set when a budget holds a reservation).
+    pub fn worst_case(&self) -> Option<Usage> {
+        self.worst
     }
 
     /// Charge the call: its real `usage`, else `estimate` (the provider
@@ -508,7 +506,7 @@ pub fn show_lines(
     rows
 }
 
-fn throttled(t: Throttled) -> LimitRefusal {
+fn throttled(t: Throttled) -> Refusal {
     let window = match t.window.as_secs() {
         1 => "second".to_string(),
         60 => "minute".to_string(),
@@ -518,25 +516,27 @@ fn throttled(t: Throttled) -> LimitRefusal {
     };
     let what = t.metric.name();
     if t.never {
-        return LimitRefusal {
+        return Refusal {
+            source: Source::Budget,
             message: format!(
                 "Outpost rate limit `{}` allows {} {what} per {window} for {}; this call alone \
                  needs more. Send a smaller request or lower max_tokens.",
                 t.rule_id, t.limit, t.scope_key
             ),
-            rule: t.rule_id,
+            rule: Some(t.rule_id),
             kind: ErrorKind::RateLimited,
             retry_after_secs: None,
             retry: false,
         };
     }
     let wait = t.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    LimitRefusal {
+    Refusal {
+        source: Source::Budget,
         message: format!(
             "Outpost rate limit `{}` reached for {}: {} {what} per {window}; retry in {wait} s.",
             t.rule_id, t.scope_key, t.limit
         ),
-        rule: t.rule_id,
+        rule: Some(t.rule_id),
         kind: ErrorKind::RateLimited,
         retry_after_secs: Some(wait),
         retry: Duration::from_secs(wait) <= SDK_RETRY_WAIT_LIMIT,
@@ -613,12 +613,13 @@ mod tests {
                 &identity(),
                 "openai",
                 &chat("gpt-4o", Some(1000)),
+                5,
                 now,
                 Instant::now(),
             )
             .err()
             .expect("$0.01 of output does not fit $0.001");
-        assert_eq!(refused.rule, "ny");
+        assert_eq!(refused.rule.as_deref(), Some("ny"));
         assert_eq!(refused.kind, ErrorKind::BudgetExhausted);
         assert!(!refused.retry);
         // New York is UTC-4 after the 8 March DST change: its day ends at 04:00Z.
@@ -654,12 +655,13 @@ mod tests {
                     &identity(),
                     "openai",
                     &chat("gpt-4o", Some(1000)),
+                    5,
                     now,
                     at,
                 )
                 .err()
                 .expect("refused");
-            assert_eq!(refused.rule, "tiny");
+            assert_eq!(refused.rule.as_deref(), Some("tiny"));
         }
     }
 
@@ -684,6 +686,7 @@ mod tests {
                     &identity(),
                     "openai",
                     &list,
+                    0,
                     Timestamp::now(),
                     Instant::now(),
                 )
@@ -705,6 +708,7 @@ mod tests {
                 &identity(),
                 "openai",
                 &call,
+                5,
                 Timestamp::now(),
                 Instant::now(),
             )

@@ -14,8 +14,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::forward::{strip_hop_by_hop, Route};
-use super::{provider_error, ProxyBody, ProxyState};
-use crate::provider::ErrorKind;
+use super::{render, ProxyBody, ProxyState};
+use crate::provider::{Api, ErrorKind, Provider};
+use crate::refusal::Refusal;
 use crate::upstream::{Alpn, BoxError};
 
 /// Is this an HTTP/1.1 WebSocket upgrade request?
@@ -40,10 +41,10 @@ pub async fn bridge(
     let host = route.target.host.clone();
     let fail = |kind, cause: String| {
         tracing::info!(host = %host, "websocket upstream failed: {cause}");
-        provider_error(
-            &host,
-            kind,
-            &format!("Outpost could not reach {host}: {cause}"),
+        render::refusal(
+            &Refusal::upstream(kind, format!("Outpost could not reach {host}: {cause}")),
+            Provider::for_host(&host),
+            Api::Unknown,
         )
     };
     let client_upgrade = hyper::upgrade::on(&mut req);

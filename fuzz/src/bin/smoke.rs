@@ -28,11 +28,16 @@ struct Target {
     seeds: fn() -> Vec<Vec<u8>>,
 }
 
-const TARGETS: [Target; 3] = [
+const TARGETS: [Target; 4] = [
     Target {
         name: "parse_request",
         run: outpost_fuzz::parse_request,
         seeds: outpost_fuzz::seeds::parse_request,
+    },
+    Target {
+        name: "scanned_is_sent",
+        run: outpost_fuzz::scanned_is_sent,
+        seeds: outpost_fuzz::seeds::scanned_is_sent,
     },
     Target {
         name: "sse_parser",
@@ -291,8 +296,8 @@ fn mutate_value(rng: &mut Rng, value: &mut Value) {
 /// Structure-aware edits of a request input's JSON body (after the three
 /// selector bytes): byte edits mostly break JSON, these keep it valid and
 /// reach the shape checks. `false` if the body is not JSON.
-fn mutate_json_body(rng: &mut Rng, input: &mut Vec<u8>) -> bool {
-    let Some(body) = input.get(3..) else {
+fn mutate_json_body(rng: &mut Rng, input: &mut Vec<u8>, at: usize) -> bool {
+    let Some(body) = input.get(at..) else {
         return false;
     };
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
@@ -304,7 +309,7 @@ fn mutate_json_body(rng: &mut Rng, input: &mut Vec<u8>) -> bool {
     let Ok(bytes) = serde_json::to_vec(&value) else {
         return false;
     };
-    input.truncate(3);
+    input.truncate(at);
     input.extend_from_slice(&bytes);
     true
 }
@@ -365,9 +370,15 @@ fn fuzz(options: &Options) -> ExitCode {
                 seeds[rng.below(seeds.len())].clone()
             };
             let other = &seeds[rng.below(seeds.len())];
-            let structured = target.name == "parse_request"
-                && rng.below(2) == 0
-                && mutate_json_body(&mut rng, &mut input);
+            // Where the JSON body starts, after the selector bytes.
+            let body_at = match target.name {
+                "parse_request" => Some(3),
+                "scanned_is_sent" => Some(4),
+                _ => None,
+            };
+            let structured = body_at.is_some_and(|at| {
+                rng.below(2) == 0 && mutate_json_body(&mut rng, &mut input, at)
+            });
             if !structured {
                 mutate(&mut rng, &mut input, other);
             }
