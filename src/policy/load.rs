@@ -31,7 +31,6 @@ use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::glob::Glob;
 use super::intercept::{HostPattern, InterceptList};
 use super::model::{
     RawAudit, RawBudget, RawGuardrail, RawIntercept, RawModelRules, RawModels, RawPolicy,
@@ -40,6 +39,7 @@ use super::model::{
 use super::rules::*;
 use crate::budget::pricing::{PriceEntry, PriceTable, Unpriced};
 use crate::budget::window::parse_time_zone;
+use crate::glob::Glob;
 use crate::guard::{self, Builtin, DetectorSpec, RuleSpec, SecretRule};
 use crate::located::{parse_toml, Located};
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
-use super::glob::Glob;
 use super::intercept::InterceptList;
 use crate::budget::pricing::{PriceTable, Unpriced};
+use crate::glob::Glob;
 use crate::guard::{DetectorSpec, Scanner};
 
 /// Default for `default_output_tokens`.
