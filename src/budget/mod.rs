@@ -6,7 +6,7 @@
 //!   holds it against every matching budget until the real cost is known.
 //! - [`ratelimit`]: token buckets for `[[rate_limits]]`.
 //! - [`rules`]: the validated `[[budgets]]`, `[[rate_limits]]` and pricing
-//!   settings, which `policy` builds and holds.
+//!   settings ([`SpendPolicy`]), which `policy` builds and holds.
 //!
 //! These five are pure (no I/O, no clock, no async); [`ledger`] persists
 //! charges, and the proxy pipeline builds on all of them.
@@ -21,5 +21,5 @@ pub mod window;
 pub use ledger::{BudgetLine, Committed, Hold, Ledger, LedgerError, LedgerWriter, Settlement};
 pub use pricing::{cost, Price, PriceDecision, PriceTable, Unpriced};
 pub use reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
-pub use rules::{BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope};
+pub use rules::{BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope, SpendPolicy};
 pub use window::{reset_at, window_of, Window};

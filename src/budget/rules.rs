@@ -8,17 +8,35 @@
 //! - *rate limit*: a request and/or token allowance per fixed-length
 //!   window ([`RateLimitRule`]).
 //!
-//! `policy::load` builds these from policy files; the rest of `budget`
-//! reads them. They live
+//! `policy::load` builds these from policy files and holds them in the
+//! policy as one [`SpendPolicy`]; the rest of `budget` reads them. They live
 //! here, not in `policy`, so that `budget` depends on nothing in `policy`.
 //! Pure: plain data.
 
+use std::sync::Arc;
+
 use jiff::tz::TimeZone;
 
+use super::pricing::{PriceTable, Unpriced};
 use crate::glob::Glob;
 
 /// Default for `default_output_tokens`.
 pub const DEFAULT_OUTPUT_TOKENS: u64 = 8192;
+
+/// Everything about what calls may spend, as one part of the policy.
+#[derive(Debug, Clone)]
+pub struct SpendPolicy {
+    /// Spending limits.
+    pub budgets: Vec<BudgetRule>,
+    /// Rate limits.
+    pub rate_limits: Vec<RateLimitRule>,
+    /// The shipped price table with every `[[prices]]` override on top.
+    pub prices: Arc<PriceTable>,
+    /// What a model without a price costs.
+    pub unpriced: Unpriced,
+    /// Output tokens reserved for a call that sets no `max_tokens`.
+    pub default_output_tokens: u64,
+}
 
 /// Who a budget or rate limit is counted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -503,11 +503,13 @@ impl Merged {
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
-            budgets: self.budgets,
-            rate_limits: self.rate_limits,
-            prices: Arc::new(prices),
-            unpriced: self.unpriced.unwrap_or_default(),
-            default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+            spend: SpendPolicy {
+                budgets: self.budgets,
+                rate_limits: self.rate_limits,
+                prices: Arc::new(prices),
+                unpriced: self.unpriced.unwrap_or_default(),
+                default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+            },
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
@@ -1189,7 +1191,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| layer(&format!("{i}.toml"), t))
                 .collect();
-            load_layers(&layers).expect("valid").unpriced
+            load_layers(&layers).expect("valid").spend.unpriced
         };
         assert_eq!(load(&["version = 1\n"]), Unpriced::default());
         assert_eq!(load(&["unpriced = \"allow\"\n"]), Unpriced::Allow);
@@ -1264,13 +1266,19 @@ mod tests {
             ),
         ])
         .expect("valid");
-        let price = |model| policy.prices.lookup("openai", model).map(|l| l.price.input);
+        let price = |model| {
+            policy
+                .spend
+                .prices
+                .lookup("openai", model)
+                .map(|l| l.price.input)
+        };
         assert_eq!(price("gpt-4o"), Some(1.0));
         assert_eq!(price("gpt-4o-2024-08-06"), Some(3.0));
         // Untouched entries keep the shipped price.
         assert_eq!(price("gpt-4.1"), Some(2.0));
         assert_eq!(
-            policy.budgets[0].time_zone.iana_name(),
+            policy.spend.budgets[0].time_zone.iana_name(),
             Some("America/New_York")
         );
     }
@@ -1293,6 +1301,6 @@ mod tests {
             layer("b.toml", "default_output_tokens = 1000\n"),
         ])
         .expect("valid");
-        assert_eq!(policy.default_output_tokens, 4000);
+        assert_eq!(policy.spend.default_output_tokens, 4000);
     }
 }

@@ -9,12 +9,10 @@
 //! depends on `policy`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::intercept::InterceptList;
-use crate::budget::pricing::{PriceTable, Unpriced};
 pub use crate::budget::rules::{
-    BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope, DEFAULT_OUTPUT_TOKENS,
+    BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope, SpendPolicy, DEFAULT_OUTPUT_TOKENS,
 };
 use crate::glob::Glob;
 use crate::guard::{DetectorSpec, Scanner};
@@ -44,16 +42,8 @@ pub struct Policy {
     pub on_unparseable: OnUnparseable,
     /// What to do when the audit queue is full.
     pub on_audit_backlog: OnAuditBacklog,
-    /// Spending limits.
-    pub budgets: Vec<BudgetRule>,
-    /// Rate limits.
-    pub rate_limits: Vec<RateLimitRule>,
-    /// The shipped price table with every `[[prices]]` override on top.
-    pub prices: Arc<PriceTable>,
-    /// What a model without a price costs.
-    pub unpriced: Unpriced,
-    /// Output tokens reserved for a call that sets no `max_tokens`.
-    pub default_output_tokens: u64,
+    /// Budgets, rate limits and pricing.
+    pub spend: SpendPolicy,
     /// Audit settings.
     pub audit: AuditSettings,
 }
