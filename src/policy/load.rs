@@ -12,12 +12,17 @@
 //!   that has an allow list;
 //! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
 //!   layer says so;
+//! - `[intercept] unknown_endpoints` is the tightest any layer sets
+//!   (`block`, then `scan`, then `forward`; `scan` when none does); an
+//!   `[intercept]` table that sets only `unknown_endpoints` leaves the host
+//!   lists as they are;
 //! - `[audit] content` is the last layer's that sets it;
 //! - `default_output_tokens` takes the largest (the bigger reservation);
 //! - `unpriced` is the tightest set (block, then the higher default rate,
 //!   then allow); `[[prices]]` overrides stack in file order, a later
 //!   file's entry winning over an earlier one's for the same model;
-//! - with no `[intercept]` table in any layer, the embedded default's applies.
+//! - with no `[intercept]` host list in any layer, the embedded default's
+//!   applies.
 //!
 //! Every problem is reported as `file:line:col: message`, and all problems
 //! found are reported, not just the first.
@@ -197,6 +202,7 @@ struct Merged {
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
     on_audit_backlog: Option<OnAuditBacklog>,
+    unknown_endpoints: Option<UnknownEndpoints>,
     audit_content: Option<AuditContent>,
     max_content_chars: Option<usize>,
 }
@@ -303,11 +309,41 @@ impl Merged {
         }
     }
 
-    /// `[intercept]`: host and exclude patterns are unions.
+    /// `[intercept]`: host and exclude patterns are unions;
+    /// `unknown_endpoints` the tightest.
     fn add_intercept(&mut self, ctx: &mut Ctx<'_>, intercept: RawIntercept) {
-        let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
-        add_host_patterns(ctx, "hosts", intercept.hosts, hosts);
-        add_host_patterns(ctx, "exclude", intercept.exclude, exclude);
+        let RawIntercept {
+            hosts: raw_hosts,
+            exclude: raw_exclude,
+            unknown_endpoints,
+        } = intercept;
+        // A table that only tightens `unknown_endpoints` must not replace
+        // the default host list with an empty one (intercepting nothing);
+        // an empty `[intercept]` table still means "intercept nothing".
+        let sets_hosts = raw_hosts.is_some() || raw_exclude.is_some();
+        if sets_hosts || unknown_endpoints.is_none() {
+            let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
+            add_host_patterns(ctx, "hosts", raw_hosts.unwrap_or_default(), hosts);
+            add_host_patterns(ctx, "exclude", raw_exclude.unwrap_or_default(), exclude);
+        }
+        if let Some(v) = unknown_endpoints {
+            self.add_unknown_endpoints(ctx, v);
+        }
+    }
+
+    /// `[intercept] unknown_endpoints`: block, then scan, then forward.
+    fn add_unknown_endpoints(&mut self, ctx: &mut Ctx<'_>, value: Spanned<String>) {
+        let Some(new) = UnknownEndpoints::parse(value.get_ref()) else {
+            ctx.error(
+                Some(value.span()),
+                "unknown_endpoints must be \"scan\", \"block\" or \"forward\"",
+            );
+            return;
+        };
+        self.unknown_endpoints = Some(match self.unknown_endpoints {
+            Some(before) => tighter_unknown_endpoints(before, new),
+            None => new,
+        });
     }
 
     /// `[[guardrails]]`: a union; ids are unique across layers.
@@ -503,6 +539,7 @@ impl Merged {
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
+            unknown_endpoints: self.unknown_endpoints.unwrap_or(UnknownEndpoints::Scan),
             spend: SpendPolicy {
                 budgets: self.budgets,
                 rate_limits: self.rate_limits,
@@ -515,6 +552,17 @@ impl Merged {
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
             },
         })
+    }
+}
+
+/// Of two layers' `unknown_endpoints`, the one that lets less through
+/// uninspected: block, then scan, then forward.
+fn tighter_unknown_endpoints(a: UnknownEndpoints, b: UnknownEndpoints) -> UnknownEndpoints {
+    use UnknownEndpoints::{Block, Forward, Scan};
+    match (a, b) {
+        (Block, _) | (_, Block) => Block,
+        (Scan, _) | (_, Scan) => Scan,
+        (Forward, Forward) => Forward,
     }
 }
 
@@ -1302,5 +1350,94 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(policy.spend.default_output_tokens, 4000);
+    }
+
+    fn intercept_layers(values: &[&str]) -> Vec<Layer> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                layer(
+                    &format!("{i}.toml"),
+                    &format!("[intercept]\nunknown_endpoints = \"{v}\"\n"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_endpoints_defaults_to_scan() {
+        let default = embedded_default().expect("valid");
+        assert_eq!(default.unknown_endpoints, UnknownEndpoints::Scan);
+        let unset = load_layers(&[layer(
+            "a.toml",
+            "[intercept]\nhosts = [\"api.openai.com\"]\n",
+        )])
+        .expect("valid");
+        assert_eq!(unset.unknown_endpoints, UnknownEndpoints::Scan);
+    }
+
+    #[test]
+    fn unknown_endpoints_parses_each_value() {
+        for value in [
+            UnknownEndpoints::Scan,
+            UnknownEndpoints::Block,
+            UnknownEndpoints::Forward,
+        ] {
+            let policy = load_layers(&intercept_layers(&[value.name()])).expect("valid");
+            assert_eq!(policy.unknown_endpoints, value);
+            // A table that sets only `unknown_endpoints` keeps the default
+            // host list instead of intercepting nothing.
+            assert!(policy.intercept.intercepts("api.openai.com"));
+            assert!(!policy.intercept.intercepts("mtls.api.openai.com"));
+        }
+        let with_hosts = load_layers(&[layer(
+            "a.toml",
+            "[intercept]\nhosts = [\"api.example.com\"]\nunknown_endpoints = \"block\"\n",
+        )])
+        .expect("valid");
+        assert_eq!(with_hosts.unknown_endpoints, UnknownEndpoints::Block);
+        assert!(with_hosts.intercept.intercepts("api.example.com"));
+        assert!(!with_hosts.intercept.intercepts("api.openai.com"));
+    }
+
+    #[test]
+    fn a_bad_unknown_endpoints_value_is_located() {
+        let errs = errors(&[layer(
+            "i.toml",
+            "[intercept]\nhosts = [\"api.openai.com\"]\nunknown_endpoints = \"inspect\"\n",
+        )]);
+        assert_eq!(
+            errs,
+            ["i.toml:3:21: unknown_endpoints must be \"scan\", \"block\" or \"forward\""],
+            "{errs:#?}"
+        );
+        let errs = errors(&[layer("i.toml", "[intercept]\nunknown_endpoints = 1\n")]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with("i.toml:2:"), "{errs:#?}");
+    }
+
+    #[test]
+    fn unknown_endpoints_merges_to_the_tightest() {
+        use UnknownEndpoints::{Block, Forward, Scan};
+        let merged = |values: &[&str]| {
+            load_layers(&intercept_layers(values))
+                .expect("valid")
+                .unknown_endpoints
+        };
+        assert_eq!(merged(&["forward"]), Forward);
+        assert_eq!(merged(&["forward", "forward"]), Forward);
+        assert_eq!(merged(&["forward", "scan"]), Scan);
+        assert_eq!(merged(&["scan", "forward"]), Scan);
+        assert_eq!(merged(&["block", "forward"]), Block);
+        assert_eq!(merged(&["scan", "block"]), Block);
+        assert_eq!(merged(&["block", "scan", "forward"]), Block);
+        // A later layer that does not set it does not loosen it.
+        let mut layers = intercept_layers(&["forward"]);
+        layers.push(layer("z.toml", "max_body_bytes = 10\n"));
+        assert_eq!(
+            load_layers(&layers).expect("valid").unknown_endpoints,
+            Forward
+        );
     }
 }

@@ -42,6 +42,9 @@ pub struct Policy {
     pub on_unparseable: OnUnparseable,
     /// What to do when the audit queue is full.
     pub on_audit_backlog: OnAuditBacklog,
+    /// What to do with body-carrying requests to endpoints no provider
+    /// adapter knows, on intercepted hosts.
+    pub unknown_endpoints: UnknownEndpoints,
     /// Budgets, rate limits and pricing.
     pub spend: SpendPolicy,
     /// Audit settings.
@@ -82,6 +85,41 @@ pub enum OnAuditBacklog {
     Block,
     /// Serve them unaudited; the count is kept and shown.
     Allow,
+}
+
+/// `[intercept] unknown_endpoints`: what happens to a body-carrying request
+/// to an intercepted host when no provider adapter knows its endpoint (a new
+/// API, a vendor extension), so its texts cannot be read by field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownEndpoints {
+    /// Scan every string of a JSON body with the request guardrails
+    /// (default).
+    Scan,
+    /// Refuse the request.
+    Block,
+    /// Forward it uninspected (audited as such).
+    Forward,
+}
+
+impl UnknownEndpoints {
+    /// Parse a policy value.
+    pub fn parse(s: &str) -> Option<UnknownEndpoints> {
+        Some(match s {
+            "scan" => UnknownEndpoints::Scan,
+            "block" => UnknownEndpoints::Block,
+            "forward" => UnknownEndpoints::Forward,
+            _ => return None,
+        })
+    }
+
+    /// The name used in policy files and the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnknownEndpoints::Scan => "scan",
+            UnknownEndpoints::Block => "block",
+            UnknownEndpoints::Forward => "forward",
+        }
+    }
 }
 
 /// What a guardrail does when it matches.
