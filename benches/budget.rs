@@ -35,8 +35,8 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use outpost::budget::ledger::{Ledger, Settlement};
 use outpost::budget::reserve::{Charge, CounterKey, Reservations};
+use outpost::budget::rules::BudgetWindow;
 use outpost::budget::window::window_of;
-use outpost::policy::rules::BudgetWindow;
 
 /// Requests per thread between two flushes: with 2 threads, well under the
 /// writer's queue of 4096 jobs, so `settle` never blocks on a full queue.

@@ -294,7 +294,7 @@ async fn reset_budget(state: &AdminState, req: Request<Incoming>) -> Response<Pr
             )
         }
     };
-    if let Err(message) = find_budget(&state.proxy.policy.current().budgets, &id) {
+    if let Err(message) = find_budget(&state.proxy.policy.current().spend.budgets, &id) {
         return text_response(StatusCode::NOT_FOUND, &message);
     }
     let proxy = state.proxy.clone();

@@ -314,7 +314,7 @@ fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::B
             .collect::<Vec<_>>()
             .join("\n"),
     })?;
-    Ok(policy.budgets)
+    Ok(policy.spend.budgets)
 }
 
 fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
@@ -538,8 +538,8 @@ fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
                 files.join(", "),
                 policy.version,
                 policy.guardrails.len(),
-                policy.budgets.len(),
-                policy.rate_limits.len()
+                policy.spend.budgets.len(),
+                policy.spend.rate_limits.len()
             );
             Ok(())
         }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod glob;
 pub mod guard;
 pub mod located;
 pub mod policy;

@@ -48,8 +48,8 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
+use super::rules::BudgetRule;
 use super::window::{window_of, WindowError};
-use crate::policy::rules::BudgetRule;
 
 /// The schema this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -774,7 +774,7 @@ fn to_nanos(usd: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::rules::{BudgetWindow, Scope};
+    use crate::budget::rules::{BudgetWindow, Scope};
     use jiff::tz::TimeZone;
 
     fn ts(s: &str) -> Timestamp {

@@ -5,17 +5,21 @@
 //! - [`reserve`]: a request's worst-case cost and the in-memory ledger that
 //!   holds it against every matching budget until the real cost is known.
 //! - [`ratelimit`]: token buckets for `[[rate_limits]]`.
+//! - [`rules`]: the validated `[[budgets]]`, `[[rate_limits]]` and pricing
+//!   settings ([`SpendPolicy`]), which `policy` builds and holds.
 //!
-//! These four are pure (no I/O, no clock, no async); [`ledger`] persists
+//! These five are pure (no I/O, no clock, no async); [`ledger`] persists
 //! charges, and the proxy pipeline builds on all of them.
 
 pub mod ledger;
 pub mod pricing;
 pub mod ratelimit;
 pub mod reserve;
+pub mod rules;
 pub mod window;
 
 pub use ledger::{BudgetLine, Committed, Hold, Ledger, LedgerError, LedgerWriter, Settlement};
 pub use pricing::{cost, Price, PriceDecision, PriceTable, Unpriced};
 pub use reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
+pub use rules::{BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope, SpendPolicy};
 pub use window::{reset_at, window_of, Window};

@@ -28,7 +28,7 @@
 
 use serde::Deserialize;
 
-use crate::policy::glob::Glob;
+use crate::glob::Glob;
 use crate::provider::Usage;
 
 /// The shipped table, compiled in.

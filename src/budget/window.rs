@@ -17,7 +17,7 @@ use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-pub use crate::policy::rules::BudgetWindow;
+pub use super::rules::BudgetWindow;
 
 /// Why a window could not be computed.
 #[derive(Debug, thiserror::Error)]

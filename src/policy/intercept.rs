@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::model::RawIntercept;
 use crate::config::normalize_host;
 use crate::located::{parse_toml, Located};
 
@@ -126,19 +127,12 @@ impl InterceptList {
     }
 }
 
+/// A policy document as far as its `[intercept]` host lists go (the same
+/// table shape `policy::load` reads; other keys are not looked at here).
 #[derive(Deserialize)]
 struct PolicyDoc {
     #[serde(default)]
     intercept: Option<RawIntercept>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIntercept {
-    #[serde(default)]
-    hosts: Vec<Spanned<String>>,
-    #[serde(default)]
-    exclude: Vec<Spanned<String>>,
 }
 
 /// Read the `[intercept]` table of a policy document.
@@ -163,8 +157,8 @@ pub fn from_policy_toml(file: &Path, text: &str) -> Result<InterceptList, Locate
             .collect::<Result<Vec<_>, _>>()
     };
     Ok(InterceptList::new(
-        parse_all("hosts", raw.hosts)?,
-        parse_all("exclude", raw.exclude)?,
+        parse_all("hosts", raw.hosts.unwrap_or_default())?,
+        parse_all("exclude", raw.exclude.unwrap_or_default())?,
     ))
 }
 
@@ -219,5 +213,12 @@ mod tests {
         let err = from_policy_toml(Path::new("p.toml"), text).unwrap_err();
         assert_eq!((err.line, err.col), (4, 3), "{err}");
         assert!(err.message.contains("intercept.hosts"), "{err}");
+    }
+
+    #[test]
+    fn other_intercept_keys_do_not_break_the_host_list() {
+        let text = "[intercept]\nhosts = [\"a.com\"]\nunknown_endpoints = \"block\"\n";
+        let list = from_policy_toml(Path::new("p.toml"), text).unwrap();
+        assert!(list.intercepts("a.com"));
     }
 }

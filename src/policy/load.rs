@@ -12,12 +12,17 @@
 //!   that has an allow list;
 //! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
 //!   layer says so;
+//! - `[intercept] unknown_endpoints` is the tightest any layer sets
+//!   (`block`, then `scan`, then `forward`; `scan` when none does); an
+//!   `[intercept]` table that sets only `unknown_endpoints` leaves the host
+//!   lists as they are;
 //! - `[audit] content` is the last layer's that sets it;
 //! - `default_output_tokens` takes the largest (the bigger reservation);
 //! - `unpriced` is the tightest set (block, then the higher default rate,
 //!   then allow); `[[prices]]` overrides stack in file order, a later
 //!   file's entry winning over an earlier one's for the same model;
-//! - with no `[intercept]` table in any layer, the embedded default's applies.
+//! - with no `[intercept]` host list in any layer, the embedded default's
+//!   applies.
 //!
 //! Every problem is reported as `file:line:col: message`, and all problems
 //! found are reported, not just the first.
@@ -31,12 +36,15 @@ use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::glob::Glob;
 use super::intercept::{HostPattern, InterceptList};
-use super::model::{RawGuardrail, RawModelRules, RawModels, RawPolicy};
+use super::model::{
+    RawAudit, RawBudget, RawGuardrail, RawIntercept, RawModelRules, RawModels, RawPolicy,
+    RawRateLimit, RawSecretRule,
+};
 use super::rules::*;
 use crate::budget::pricing::{PriceEntry, PriceTable, Unpriced};
 use crate::budget::window::parse_time_zone;
+use crate::glob::Glob;
 use crate::guard::{self, Builtin, DetectorSpec, RuleSpec, SecretRule};
 use crate::located::{parse_toml, Located};
 
@@ -194,6 +202,7 @@ struct Merged {
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
     on_audit_backlog: Option<OnAuditBacklog>,
+    unknown_endpoints: Option<UnknownEndpoints>,
     audit_content: Option<AuditContent>,
     max_content_chars: Option<usize>,
 }
@@ -233,298 +242,213 @@ fn unique_id(
 }
 
 impl Merged {
+    /// Fold one layer into the merge. Each concern is read by its own
+    /// function; the order of the calls is the order its problems are
+    /// reported in.
     fn add(&mut self, ctx: &mut Ctx<'_>, raw: RawPolicy) {
-        if let Some(v) = raw.version {
-            if *v.get_ref() != 1 {
-                ctx.error(
-                    Some(v.span()),
-                    format!("`version`: only version 1 exists, got {}", v.get_ref()),
-                );
-            }
-        }
-        if let Some(v) = raw.max_body_bytes {
-            if *v.get_ref() == 0 {
-                ctx.error(Some(v.span()), "`max_body_bytes` must be at least 1");
-            } else {
-                let n = *v.get_ref();
-                self.max_body_bytes = Some(self.max_body_bytes.map_or(n, |m| m.min(n)));
-            }
-        }
-        if let Some(v) = raw.on_unparseable {
-            match v.get_ref().as_str() {
-                "block" => self.on_unparseable = Some(OnUnparseable::Block),
-                "forward" => {
-                    if self.on_unparseable.is_none() {
-                        self.on_unparseable = Some(OnUnparseable::Forward);
-                    }
-                }
-                other => ctx.error(
-                    Some(v.span()),
-                    format!("`on_unparseable`: expected \"block\" or \"forward\", got {other:?}"),
-                ),
-            }
-        }
-        if let Some(v) = raw.on_audit_backlog {
-            match v.get_ref().as_str() {
-                "block" => self.on_audit_backlog = Some(OnAuditBacklog::Block),
-                "allow" => {
-                    if self.on_audit_backlog.is_none() {
-                        self.on_audit_backlog = Some(OnAuditBacklog::Allow);
-                    }
-                }
-                other => ctx.error(
-                    Some(v.span()),
-                    format!("`on_audit_backlog`: expected \"block\" or \"allow\", got {other:?}"),
-                ),
-            }
-        }
+        check_version(ctx, raw.version);
+        self.add_max_body_bytes(ctx, raw.max_body_bytes);
+        self.add_on_unparseable(ctx, raw.on_unparseable);
+        self.add_on_audit_backlog(ctx, raw.on_audit_backlog);
         if let Some(intercept) = raw.intercept {
-            let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
-            for (key, items, into) in [
-                ("hosts", intercept.hosts, hosts),
-                ("exclude", intercept.exclude, exclude),
-            ] {
-                for item in items {
-                    match HostPattern::parse(item.get_ref()) {
-                        Ok(p) if !into.contains(&p) => into.push(p),
-                        Ok(_) => {}
-                        Err(msg) => {
-                            ctx.error(Some(item.span()), format!("`intercept.{key}`: {msg}"))
-                        }
-                    }
-                }
-            }
+            self.add_intercept(ctx, intercept);
         }
         if let Some(models) = raw.models {
             self.add_models(ctx, models);
         }
-        for rule in raw.guardrails {
+        self.add_guardrails(ctx, raw.guardrails);
+        self.add_secret_rules(ctx, raw.secret_rules);
+        self.add_budgets(ctx, raw.budgets);
+        self.add_rate_limits(ctx, raw.rate_limits);
+        self.add_unpriced(ctx, raw.unpriced);
+        self.add_default_output_tokens(ctx, raw.default_output_tokens);
+        self.add_prices(ctx, raw.prices);
+        if let Some(audit) = raw.audit {
+            self.add_audit(ctx, audit);
+        }
+    }
+
+    /// `max_body_bytes`: the smallest of all layers.
+    fn add_max_body_bytes(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<u64>>) {
+        let Some(v) = value else { return };
+        let n = *v.get_ref();
+        if n == 0 {
+            ctx.error(Some(v.span()), "`max_body_bytes` must be at least 1");
+            return;
+        }
+        self.max_body_bytes = Some(self.max_body_bytes.map_or(n, |m| m.min(n)));
+    }
+
+    /// `on_unparseable`: `block` if any layer says so.
+    fn add_on_unparseable(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<String>>) {
+        let Some(v) = value else { return };
+        match v.get_ref().as_str() {
+            "block" => self.on_unparseable = Some(OnUnparseable::Block),
+            "forward" => {
+                self.on_unparseable.get_or_insert(OnUnparseable::Forward);
+            }
+            other => ctx.error(
+                Some(v.span()),
+                format!("`on_unparseable`: expected \"block\" or \"forward\", got {other:?}"),
+            ),
+        }
+    }
+
+    /// `on_audit_backlog`: `block` if any layer says so.
+    fn add_on_audit_backlog(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<String>>) {
+        let Some(v) = value else { return };
+        match v.get_ref().as_str() {
+            "block" => self.on_audit_backlog = Some(OnAuditBacklog::Block),
+            "allow" => {
+                self.on_audit_backlog.get_or_insert(OnAuditBacklog::Allow);
+            }
+            other => ctx.error(
+                Some(v.span()),
+                format!("`on_audit_backlog`: expected \"block\" or \"allow\", got {other:?}"),
+            ),
+        }
+    }
+
+    /// `[intercept]`: host and exclude patterns are unions;
+    /// `unknown_endpoints` the tightest.
+    fn add_intercept(&mut self, ctx: &mut Ctx<'_>, intercept: RawIntercept) {
+        let RawIntercept {
+            hosts: raw_hosts,
+            exclude: raw_exclude,
+            unknown_endpoints,
+        } = intercept;
+        // A table that only tightens `unknown_endpoints` must not replace
+        // the default host list with an empty one (intercepting nothing);
+        // an empty `[intercept]` table still means "intercept nothing".
+        let sets_hosts = raw_hosts.is_some() || raw_exclude.is_some();
+        if sets_hosts || unknown_endpoints.is_none() {
+            let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
+            add_host_patterns(ctx, "hosts", raw_hosts.unwrap_or_default(), hosts);
+            add_host_patterns(ctx, "exclude", raw_exclude.unwrap_or_default(), exclude);
+        }
+        if let Some(v) = unknown_endpoints {
+            self.add_unknown_endpoints(ctx, v);
+        }
+    }
+
+    /// `[intercept] unknown_endpoints`: block, then scan, then forward.
+    fn add_unknown_endpoints(&mut self, ctx: &mut Ctx<'_>, value: Spanned<String>) {
+        let Some(new) = UnknownEndpoints::parse(value.get_ref()) else {
+            ctx.error(
+                Some(value.span()),
+                "unknown_endpoints must be \"scan\", \"block\" or \"forward\"",
+            );
+            return;
+        };
+        self.unknown_endpoints = Some(match self.unknown_endpoints {
+            Some(before) => tighter_unknown_endpoints(before, new),
+            None => new,
+        });
+    }
+
+    /// `[[guardrails]]`: a union; ids are unique across layers.
+    fn add_guardrails(&mut self, ctx: &mut Ctx<'_>, rules: Vec<RawGuardrail>) {
+        for rule in rules {
             if let Some(g) = guardrail(ctx, rule, &mut self.guardrail_ids) {
                 self.guardrails.push(g);
             }
         }
-        for rule in raw.secret_rules {
+    }
+
+    /// `[[secret_rules]]`: a union; each remembers the file that defined it.
+    fn add_secret_rules(&mut self, ctx: &mut Ctx<'_>, rules: Vec<RawSecretRule>) {
+        for rule in rules {
             if !unique_id(ctx, &mut self.secret_ids, "secret rule", &rule.id) {
                 continue;
             }
-            if let Err(e) = regex::Regex::new(rule.regex.get_ref()) {
-                ctx.error(
-                    Some(rule.regex.span()),
-                    format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()),
-                );
-                continue;
+            if let Some(rule) = secret_rule(ctx, rule) {
+                self.secret_sources
+                    .push((rule.id.clone(), ctx.file.to_path_buf()));
+                self.secret_rules.push(rule);
             }
-            self.secret_sources
-                .push((rule.id.get_ref().clone(), ctx.file.to_path_buf()));
-            self.secret_rules.push(SecretRule {
-                id: rule.id.into_inner(),
-                description: rule.description,
-                regex: rule.regex.into_inner(),
-                keywords: rule.keywords,
-                entropy: rule.entropy,
-                secret_group: rule.secret_group,
-            });
         }
-        for b in raw.budgets {
+    }
+
+    /// `[[budgets]]`: a union; ids are unique across layers.
+    fn add_budgets(&mut self, ctx: &mut Ctx<'_>, budgets: Vec<RawBudget>) {
+        for b in budgets {
             if !unique_id(ctx, &mut self.budget_ids, "budget", &b.id) {
                 continue;
             }
-            let per = scope(ctx, &b.per, "budgets");
-            let window = match b.window.get_ref().as_str() {
-                "hour" => Some(BudgetWindow::Hour),
-                "day" => Some(BudgetWindow::Day),
-                "week" => Some(BudgetWindow::Week),
-                "month" => Some(BudgetWindow::Month),
-                other => {
-                    ctx.error(
-                        Some(b.window.span()),
-                        format!(
-                            "budget `{}`: `window` must be hour, day, week or month, got {other:?}",
-                            b.id.get_ref()
-                        ),
-                    );
-                    None
-                }
-            };
-            let limit = *b.limit_usd.get_ref();
-            if !(limit.is_finite() && limit > 0.0) {
-                ctx.error(
-                    Some(b.limit_usd.span()),
-                    format!("budget `{}`: `limit_usd` must be positive", b.id.get_ref()),
-                );
-                continue;
-            }
-            if let Some(w) = &b.warn_at {
-                let f = *w.get_ref();
-                if !(f > 0.0 && f <= 1.0) {
-                    ctx.error(
-                        Some(w.span()),
-                        format!("budget `{}`: `warn_at` must be in (0, 1]", b.id.get_ref()),
-                    );
-                    continue;
-                }
-            }
-            if let Some(providers) = &b.providers {
-                let unknown: Vec<&String> = providers
-                    .get_ref()
-                    .iter()
-                    .filter(|p| !super::known_provider_name(p))
-                    .collect();
-                if let Some(first) = unknown.first() {
-                    ctx.error(
-                        Some(providers.span()),
-                        format!(
-                            "budget `{}`: unknown provider {first:?} (known: {})",
-                            b.id.get_ref(),
-                            super::known_provider_names().join(", ")
-                        ),
-                    );
-                    continue;
-                }
-            }
-            let time_zone = match &b.time_zone {
-                None => TimeZone::UTC,
-                Some(name) => match parse_time_zone(name.get_ref()) {
-                    Ok(tz) => tz,
-                    Err(e) => {
-                        ctx.error(
-                            Some(name.span()),
-                            format!("budget `{}`: `time_zone`: {e}", b.id.get_ref()),
-                        );
-                        continue;
-                    }
-                },
-            };
-            if let (Some(per), Some(window)) = (per, window) {
-                self.budgets.push(BudgetRule {
-                    id: b.id.into_inner(),
-                    per,
-                    limit_usd: limit,
-                    window,
-                    warn_at: b.warn_at.map(Spanned::into_inner),
-                    providers: b.providers.map(Spanned::into_inner),
-                    models: b.models.map(|m| m.iter().map(|g| Glob::new(g)).collect()),
-                    time_zone,
-                });
+            if let Some(rule) = budget_rule(ctx, b) {
+                self.budgets.push(rule);
             }
         }
-        for r in raw.rate_limits {
+    }
+
+    /// `[[rate_limits]]`: a union; ids are unique across layers.
+    fn add_rate_limits(&mut self, ctx: &mut Ctx<'_>, limits: Vec<RawRateLimit>) {
+        for r in limits {
             if !unique_id(ctx, &mut self.rate_ids, "rate limit", &r.id) {
                 continue;
             }
-            let per = scope(ctx, &r.per, "rate_limits");
-            let window = match r.window.get_ref().as_str() {
-                "second" => Some(RateWindow::Second),
-                "minute" => Some(RateWindow::Minute),
-                "hour" => Some(RateWindow::Hour),
-                "day" => Some(RateWindow::Day),
-                other => {
-                    ctx.error(
-                        Some(r.window.span()),
-                        format!("rate limit `{}`: `window` must be second, minute, hour or day, got {other:?}", r.id.get_ref()),
-                    );
-                    None
-                }
-            };
-            let requests = r.requests.as_ref().map(|v| *v.get_ref());
-            let tokens = r.tokens.as_ref().map(|v| *v.get_ref());
-            if requests.unwrap_or(0) == 0 && tokens.unwrap_or(0) == 0 {
-                ctx.error(
-                    Some(r.id.span()),
-                    format!(
-                        "rate limit `{}`: set `requests` or `tokens` (at least 1)",
-                        r.id.get_ref()
-                    ),
-                );
-                continue;
-            }
-            if let (Some(per), Some(window)) = (per, window) {
-                self.rate_limits.push(RateLimitRule {
-                    id: r.id.into_inner(),
-                    per,
-                    requests,
-                    tokens,
-                    window,
-                });
+            if let Some(rule) = rate_limit_rule(ctx, r) {
+                self.rate_limits.push(rule);
             }
         }
-        if let Some(v) = &raw.unpriced {
-            if let Some(unpriced) = unpriced(ctx, v) {
-                self.unpriced = Some(match self.unpriced {
-                    Some(before) => tighter(before, unpriced),
-                    None => unpriced,
-                });
-            }
+    }
+
+    /// `unpriced`: the tightest of all layers (see [`tighter`]).
+    fn add_unpriced(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<toml::Value>>) {
+        let Some(v) = value else { return };
+        if let Some(unpriced) = unpriced(ctx, &v) {
+            self.unpriced = Some(match self.unpriced {
+                Some(before) => tighter(before, unpriced),
+                None => unpriced,
+            });
         }
-        if let Some(v) = &raw.default_output_tokens {
-            let n = *v.get_ref();
-            if n == 0 {
-                ctx.error(Some(v.span()), "`default_output_tokens` must be at least 1");
-            } else {
-                // A larger reservation is the tighter one.
-                self.default_output_tokens =
-                    Some(self.default_output_tokens.map_or(n, |m| m.max(n)));
-            }
+    }
+
+    /// `default_output_tokens`: the largest of all layers.
+    fn add_default_output_tokens(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<u64>>) {
+        let Some(v) = value else { return };
+        let n = *v.get_ref();
+        if n == 0 {
+            ctx.error(Some(v.span()), "`default_output_tokens` must be at least 1");
+            return;
         }
-        let mut prices = Vec::new();
-        for entry in raw.prices {
-            let span = entry.span();
-            let entry = entry.into_inner();
-            let first = entry.models.first().cloned().unwrap_or_default();
-            if let Err(problem) = entry.check() {
-                ctx.error(Some(span), format!("price for {first:?}: {problem}"));
-                continue;
-            }
-            let unknown: Vec<&String> = entry
-                .providers
-                .iter()
-                .filter(|p| !super::known_provider_name(p))
-                .collect();
-            if !unknown.is_empty() {
-                ctx.error(
-                    Some(span),
-                    format!(
-                        "price for {first:?}: unknown provider {:?} (known: {})",
-                        unknown[0],
-                        super::known_provider_names().join(", ")
-                    ),
-                );
-                continue;
-            }
-            prices.push(entry);
-        }
+        // A larger reservation is the tighter one.
+        self.default_output_tokens = Some(self.default_output_tokens.map_or(n, |m| m.max(n)));
+    }
+
+    /// `[[prices]]`: this file's valid entries become one override layer.
+    fn add_prices(&mut self, ctx: &mut Ctx<'_>, entries: Vec<Spanned<PriceEntry>>) {
+        let prices: Vec<PriceEntry> = entries
+            .into_iter()
+            .filter_map(|entry| price_entry(ctx, entry))
+            .collect();
         if !prices.is_empty() {
             self.price_layers.push(prices);
         }
-        if let Some(audit) = &raw.audit {
-            if let Some(v) = &audit.max_content_chars {
-                let n = *v.get_ref() as usize;
-                if n == 0 {
-                    ctx.error(
-                        Some(v.span()),
-                        "`audit.max_content_chars` must be at least 1",
-                    );
-                } else {
-                    self.max_content_chars = Some(self.max_content_chars.map_or(n, |m| m.min(n)));
-                }
+    }
+
+    /// `[audit]`: `max_content_chars` the smallest, `content` the last set.
+    fn add_audit(&mut self, ctx: &mut Ctx<'_>, audit: RawAudit) {
+        if let Some(v) = audit.max_content_chars {
+            self.add_max_content_chars(ctx, v);
+        }
+        if let Some(c) = audit.content {
+            if let Some(content) = audit_content(ctx, &c) {
+                self.audit_content = Some(content);
             }
         }
-        if let Some(audit) = raw.audit {
-            if let Some(c) = audit.content {
-                match c.get_ref().as_str() {
-                    "none" => self.audit_content = Some(AuditContent::None),
-                    "hash" => self.audit_content = Some(AuditContent::Hash),
-                    "redacted" => self.audit_content = Some(AuditContent::Redacted),
-                    "full" => self.audit_content = Some(AuditContent::Full),
-                    other => ctx.error(
-                        Some(c.span()),
-                        format!(
-                            "`audit.content`: expected none, hash, redacted or full, got {other:?}"
-                        ),
-                    ),
-                }
-            }
+    }
+
+    fn add_max_content_chars(&mut self, ctx: &mut Ctx<'_>, value: Spanned<u64>) {
+        let n = *value.get_ref() as usize;
+        if n == 0 {
+            ctx.error(
+                Some(value.span()),
+                "`audit.max_content_chars` must be at least 1",
+            );
+            return;
         }
+        self.max_content_chars = Some(self.max_content_chars.map_or(n, |m| m.min(n)));
     }
 
     fn add_models(&mut self, ctx: &mut Ctx<'_>, models: RawModels) {
@@ -545,7 +469,7 @@ impl Merged {
                     Some(rules.span()),
                     format!(
                         "`models.providers.{name}`: unknown provider (known: {})",
-                        super::known_provider_names().join(", ")
+                        known_providers()
                     ),
                 );
                 continue;
@@ -616,16 +540,276 @@ impl Merged {
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
             unknown_endpoints: UnknownEndpoints::Scan,
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
-            budgets: self.budgets,
-            rate_limits: self.rate_limits,
-            prices: Arc::new(prices),
-            unpriced: self.unpriced.unwrap_or_default(),
-            default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+            unknown_endpoints: self.unknown_endpoints.unwrap_or(UnknownEndpoints::Scan),
+            spend: SpendPolicy {
+                budgets: self.budgets,
+                rate_limits: self.rate_limits,
+                prices: Arc::new(prices),
+                unpriced: self.unpriced.unwrap_or_default(),
+                default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+            },
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
             },
         })
+    }
+}
+
+/// Of two layers' `unknown_endpoints`, the one that lets less through
+/// uninspected: block, then scan, then forward.
+fn tighter_unknown_endpoints(a: UnknownEndpoints, b: UnknownEndpoints) -> UnknownEndpoints {
+    use UnknownEndpoints::{Block, Forward, Scan};
+    match (a, b) {
+        (Block, _) | (_, Block) => Block,
+        (Scan, _) | (_, Scan) => Scan,
+        (Forward, Forward) => Forward,
+    }
+}
+
+/// `version`: only 1 exists.
+fn check_version(ctx: &mut Ctx<'_>, version: Option<Spanned<u32>>) {
+    let Some(v) = version else { return };
+    if *v.get_ref() != 1 {
+        ctx.error(
+            Some(v.span()),
+            format!("`version`: only version 1 exists, got {}", v.get_ref()),
+        );
+    }
+}
+
+/// Parse `items` of `intercept.<key>` into `into`, skipping duplicates.
+fn add_host_patterns(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    items: Vec<Spanned<String>>,
+    into: &mut Vec<HostPattern>,
+) {
+    for item in items {
+        match HostPattern::parse(item.get_ref()) {
+            Ok(p) if !into.contains(&p) => into.push(p),
+            Ok(_) => {}
+            Err(msg) => ctx.error(Some(item.span()), format!("`intercept.{key}`: {msg}")),
+        }
+    }
+}
+
+/// The names policy may use for providers, for error messages.
+fn known_providers() -> String {
+    super::known_provider_names().join(", ")
+}
+
+/// One `[[secret_rules]]` entry, or `None` once its bad regex is reported.
+fn secret_rule(ctx: &mut Ctx<'_>, rule: RawSecretRule) -> Option<SecretRule> {
+    if let Err(e) = regex::Regex::new(rule.regex.get_ref()) {
+        ctx.error(
+            Some(rule.regex.span()),
+            format!("secret rule `{}`: bad regex: {e}", rule.id.get_ref()),
+        );
+        return None;
+    }
+    Some(SecretRule {
+        id: rule.id.into_inner(),
+        description: rule.description,
+        regex: rule.regex.into_inner(),
+        keywords: rule.keywords,
+        entropy: rule.entropy,
+        secret_group: rule.secret_group,
+    })
+}
+
+/// One `[[budgets]]` entry, or `None` once what is wrong with it is reported.
+/// A bad `per` or `window` does not stop the checks after it; a bad limit,
+/// `warn_at`, provider or time zone does.
+fn budget_rule(ctx: &mut Ctx<'_>, b: RawBudget) -> Option<BudgetRule> {
+    let per = scope(ctx, &b.per, "budgets");
+    let window = budget_window(ctx, &b);
+    let limit_usd = budget_limit(ctx, &b)?;
+    check_warn_at(ctx, &b)?;
+    check_budget_providers(ctx, &b)?;
+    let time_zone = budget_time_zone(ctx, &b)?;
+    Some(BudgetRule {
+        id: b.id.into_inner(),
+        per: per?,
+        limit_usd,
+        window: window?,
+        warn_at: b.warn_at.map(Spanned::into_inner),
+        providers: b.providers.map(Spanned::into_inner),
+        models: b.models.map(|m| m.iter().map(|g| Glob::new(g)).collect()),
+        time_zone,
+    })
+}
+
+fn budget_window(ctx: &mut Ctx<'_>, b: &RawBudget) -> Option<BudgetWindow> {
+    match b.window.get_ref().as_str() {
+        "hour" => Some(BudgetWindow::Hour),
+        "day" => Some(BudgetWindow::Day),
+        "week" => Some(BudgetWindow::Week),
+        "month" => Some(BudgetWindow::Month),
+        other => {
+            ctx.error(
+                Some(b.window.span()),
+                format!(
+                    "budget `{}`: `window` must be hour, day, week or month, got {other:?}",
+                    b.id.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn budget_limit(ctx: &mut Ctx<'_>, b: &RawBudget) -> Option<f64> {
+    let limit = *b.limit_usd.get_ref();
+    if !(limit.is_finite() && limit > 0.0) {
+        ctx.error(
+            Some(b.limit_usd.span()),
+            format!("budget `{}`: `limit_usd` must be positive", b.id.get_ref()),
+        );
+        return None;
+    }
+    Some(limit)
+}
+
+fn check_warn_at(ctx: &mut Ctx<'_>, b: &RawBudget) -> Option<()> {
+    let Some(w) = &b.warn_at else {
+        return Some(());
+    };
+    let f = *w.get_ref();
+    if !(f > 0.0 && f <= 1.0) {
+        ctx.error(
+            Some(w.span()),
+            format!("budget `{}`: `warn_at` must be in (0, 1]", b.id.get_ref()),
+        );
+        return None;
+    }
+    Some(())
+}
+
+/// A budget naming an unknown provider would silently never apply.
+fn check_budget_providers(ctx: &mut Ctx<'_>, b: &RawBudget) -> Option<()> {
+    let Some(providers) = &b.providers else {
+        return Some(());
+    };
+    if let Some(unknown) = providers
+        .get_ref()
+        .iter()
+        .find(|p| !super::known_provider_name(p))
+    {
+        ctx.error(
+            Some(providers.span()),
+            format!(
+                "budget `{}`: unknown provider {unknown:?} (known: {})",
+                b.id.get_ref(),
+                known_providers()
+            ),
+        );
+        return None;
+    }
+    Some(())
+}
+
+fn budget_time_zone(ctx: &mut Ctx<'_>, b: &RawBudget) -> Option<TimeZone> {
+    let Some(name) = &b.time_zone else {
+        return Some(TimeZone::UTC);
+    };
+    match parse_time_zone(name.get_ref()) {
+        Ok(tz) => Some(tz),
+        Err(e) => {
+            ctx.error(
+                Some(name.span()),
+                format!("budget `{}`: `time_zone`: {e}", b.id.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+/// One `[[rate_limits]]` entry, or `None` once what is wrong with it is
+/// reported.
+fn rate_limit_rule(ctx: &mut Ctx<'_>, r: RawRateLimit) -> Option<RateLimitRule> {
+    let per = scope(ctx, &r.per, "rate_limits");
+    let window = rate_window(ctx, &r);
+    let requests = r.requests.as_ref().map(|v| *v.get_ref());
+    let tokens = r.tokens.as_ref().map(|v| *v.get_ref());
+    if requests.unwrap_or(0) == 0 && tokens.unwrap_or(0) == 0 {
+        ctx.error(
+            Some(r.id.span()),
+            format!(
+                "rate limit `{}`: set `requests` or `tokens` (at least 1)",
+                r.id.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(RateLimitRule {
+        id: r.id.into_inner(),
+        per: per?,
+        requests,
+        tokens,
+        window: window?,
+    })
+}
+
+fn rate_window(ctx: &mut Ctx<'_>, r: &RawRateLimit) -> Option<RateWindow> {
+    match r.window.get_ref().as_str() {
+        "second" => Some(RateWindow::Second),
+        "minute" => Some(RateWindow::Minute),
+        "hour" => Some(RateWindow::Hour),
+        "day" => Some(RateWindow::Day),
+        other => {
+            ctx.error(
+                Some(r.window.span()),
+                format!(
+                    "rate limit `{}`: `window` must be second, minute, hour or day, got {other:?}",
+                    r.id.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// One `[[prices]]` entry, or `None` once what is wrong with it is reported.
+fn price_entry(ctx: &mut Ctx<'_>, entry: Spanned<PriceEntry>) -> Option<PriceEntry> {
+    let span = entry.span();
+    let entry = entry.into_inner();
+    let first = entry.models.first().cloned().unwrap_or_default();
+    if let Err(problem) = entry.check() {
+        ctx.error(Some(span), format!("price for {first:?}: {problem}"));
+        return None;
+    }
+    if let Some(unknown) = entry
+        .providers
+        .iter()
+        .find(|p| !super::known_provider_name(p))
+    {
+        ctx.error(
+            Some(span),
+            format!(
+                "price for {first:?}: unknown provider {unknown:?} (known: {})",
+                known_providers()
+            ),
+        );
+        return None;
+    }
+    Some(entry)
+}
+
+/// `[audit] content`.
+fn audit_content(ctx: &mut Ctx<'_>, value: &Spanned<String>) -> Option<AuditContent> {
+    match value.get_ref().as_str() {
+        "none" => Some(AuditContent::None),
+        "hash" => Some(AuditContent::Hash),
+        "redacted" => Some(AuditContent::Redacted),
+        "full" => Some(AuditContent::Full),
+        other => {
+            ctx.error(
+                Some(value.span()),
+                format!("`audit.content`: expected none, hash, redacted or full, got {other:?}"),
+            );
+            None
+        }
     }
 }
 
@@ -705,6 +889,9 @@ fn scope(ctx: &mut Ctx<'_>, per: &Spanned<String>, table: &str) -> Option<Scope>
     scope
 }
 
+/// One `[[guardrails]]` entry, or `None` once what is wrong with it is
+/// reported. Detector, action and directions are all checked, so one entry
+/// can report several problems.
 fn guardrail(
     ctx: &mut Ctx<'_>,
     raw: RawGuardrail,
@@ -712,91 +899,12 @@ fn guardrail(
 ) -> Option<Guardrail> {
     let id = raw.id.get_ref().clone();
     let unique = unique_id(ctx, seen, "guardrail", &raw.id);
-    let detector = match (raw.detect, raw.pattern, raw.keywords) {
-        (Some(d), None, None) => match Builtin::from_name(d.get_ref()) {
-            Some(b) => Some(DetectorSpec::Builtin(b)),
-            None => {
-                let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
-                ctx.error(
-                    Some(d.span()),
-                    format!(
-                        "guardrail `{id}`: unknown detector {:?} (known: {})",
-                        d.get_ref(),
-                        known.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-        (None, Some(p), None) => match regex::Regex::new(p.get_ref()) {
-            Ok(_) => Some(DetectorSpec::Pattern(p.into_inner())),
-            Err(e) => {
-                ctx.error(Some(p.span()), format!("guardrail `{id}`: bad regex: {e}"));
-                None
-            }
-        },
-        (None, None, Some(k)) => {
-            let words: Vec<String> = k
-                .get_ref()
-                .iter()
-                .filter(|w| !w.trim().is_empty())
-                .cloned()
-                .collect();
-            if words.is_empty() {
-                ctx.error(
-                    Some(k.span()),
-                    format!("guardrail `{id}`: `keywords` is empty"),
-                );
-                None
-            } else {
-                Some(DetectorSpec::Keywords(words))
-            }
-        }
-        _ => {
-            ctx.error(
-                Some(raw.id.span()),
-                format!("guardrail `{id}`: set exactly one of `detect`, `pattern` or `keywords`"),
-            );
-            None
-        }
+    let detector = guardrail_detector(ctx, &id, &raw.id, raw.detect, raw.pattern, raw.keywords);
+    let action = guardrail_action(ctx, &id, &raw.action);
+    let (on_request, on_response) = match &raw.on {
+        Some(on) => guardrail_directions(ctx, &id, on),
+        None => (true, true),
     };
-    let action = match raw.action.get_ref().as_str() {
-        "block" => Some(Action::Block),
-        "redact" => Some(Action::Redact),
-        "warn" => Some(Action::Warn),
-        "log" => Some(Action::Log),
-        other => {
-            ctx.error(
-                Some(raw.action.span()),
-                format!(
-                    "guardrail `{id}`: `action` must be block, redact, warn or log, got {other:?}"
-                ),
-            );
-            None
-        }
-    };
-    let (mut on_request, mut on_response) = (true, true);
-    if let Some(on) = raw.on {
-        on_request = false;
-        on_response = false;
-        let mut bad = false;
-        for dir in on.get_ref() {
-            match dir.as_str() {
-                "request" => on_request = true,
-                "response" => on_response = true,
-                other => {
-                    bad = true;
-                    ctx.error(
-                        Some(on.span()),
-                        format!("guardrail `{id}`: `on` takes \"request\" and/or \"response\", got {other:?}"),
-                    )
-                }
-            }
-        }
-        if !bad && !on_request && !on_response {
-            ctx.error(Some(on.span()), format!("guardrail `{id}`: `on` is empty"));
-        }
-    }
     Some(Guardrail {
         id,
         detector: detector?,
@@ -807,6 +915,123 @@ fn guardrail(
         source: ctx.file.to_path_buf(),
     })
     .filter(|_| unique)
+}
+
+/// Exactly one of `detect`, `pattern` or `keywords`.
+fn guardrail_detector(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    id_at: &Spanned<String>,
+    detect: Option<Spanned<String>>,
+    pattern: Option<Spanned<String>>,
+    keywords: Option<Spanned<Vec<String>>>,
+) -> Option<DetectorSpec> {
+    match (detect, pattern, keywords) {
+        (Some(d), None, None) => builtin_detector(ctx, id, &d),
+        (None, Some(p), None) => pattern_detector(ctx, id, p),
+        (None, None, Some(k)) => keywords_detector(ctx, id, &k),
+        _ => {
+            ctx.error(
+                Some(id_at.span()),
+                format!("guardrail `{id}`: set exactly one of `detect`, `pattern` or `keywords`"),
+            );
+            None
+        }
+    }
+}
+
+fn builtin_detector(ctx: &mut Ctx<'_>, id: &str, name: &Spanned<String>) -> Option<DetectorSpec> {
+    if let Some(b) = Builtin::from_name(name.get_ref()) {
+        return Some(DetectorSpec::Builtin(b));
+    }
+    let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+    ctx.error(
+        Some(name.span()),
+        format!(
+            "guardrail `{id}`: unknown detector {:?} (known: {})",
+            name.get_ref(),
+            known.join(", ")
+        ),
+    );
+    None
+}
+
+fn pattern_detector(ctx: &mut Ctx<'_>, id: &str, pattern: Spanned<String>) -> Option<DetectorSpec> {
+    match regex::Regex::new(pattern.get_ref()) {
+        Ok(_) => Some(DetectorSpec::Pattern(pattern.into_inner())),
+        Err(e) => {
+            ctx.error(
+                Some(pattern.span()),
+                format!("guardrail `{id}`: bad regex: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn keywords_detector(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    keywords: &Spanned<Vec<String>>,
+) -> Option<DetectorSpec> {
+    let words: Vec<String> = keywords
+        .get_ref()
+        .iter()
+        .filter(|w| !w.trim().is_empty())
+        .cloned()
+        .collect();
+    if words.is_empty() {
+        ctx.error(
+            Some(keywords.span()),
+            format!("guardrail `{id}`: `keywords` is empty"),
+        );
+        return None;
+    }
+    Some(DetectorSpec::Keywords(words))
+}
+
+fn guardrail_action(ctx: &mut Ctx<'_>, id: &str, action: &Spanned<String>) -> Option<Action> {
+    match action.get_ref().as_str() {
+        "block" => Some(Action::Block),
+        "redact" => Some(Action::Redact),
+        "warn" => Some(Action::Warn),
+        "log" => Some(Action::Log),
+        other => {
+            ctx.error(
+                Some(action.span()),
+                format!(
+                    "guardrail `{id}`: `action` must be block, redact, warn or log, got {other:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `on`: which of (request, response) the guardrail applies to. Problems
+/// are reported; the entry itself is still kept.
+fn guardrail_directions(ctx: &mut Ctx<'_>, id: &str, on: &Spanned<Vec<String>>) -> (bool, bool) {
+    let (mut on_request, mut on_response) = (false, false);
+    let mut bad = false;
+    for dir in on.get_ref() {
+        match dir.as_str() {
+            "request" => on_request = true,
+            "response" => on_response = true,
+            other => {
+                bad = true;
+                ctx.error(
+                    Some(on.span()),
+                    format!(
+                        "guardrail `{id}`: `on` takes \"request\" and/or \"response\", got {other:?}"
+                    ),
+                )
+            }
+        }
+    }
+    if !bad && !on_request && !on_response {
+        ctx.error(Some(on.span()), format!("guardrail `{id}`: `on` is empty"));
+    }
+    (on_request, on_response)
 }
 
 fn compile_scan(
@@ -1015,7 +1240,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| layer(&format!("{i}.toml"), t))
                 .collect();
-            load_layers(&layers).expect("valid").unpriced
+            load_layers(&layers).expect("valid").spend.unpriced
         };
         assert_eq!(load(&["version = 1\n"]), Unpriced::default());
         assert_eq!(load(&["unpriced = \"allow\"\n"]), Unpriced::Allow);
@@ -1090,13 +1315,19 @@ mod tests {
             ),
         ])
         .expect("valid");
-        let price = |model| policy.prices.lookup("openai", model).map(|l| l.price.input);
+        let price = |model| {
+            policy
+                .spend
+                .prices
+                .lookup("openai", model)
+                .map(|l| l.price.input)
+        };
         assert_eq!(price("gpt-4o"), Some(1.0));
         assert_eq!(price("gpt-4o-2024-08-06"), Some(3.0));
         // Untouched entries keep the shipped price.
         assert_eq!(price("gpt-4.1"), Some(2.0));
         assert_eq!(
-            policy.budgets[0].time_zone.iana_name(),
+            policy.spend.budgets[0].time_zone.iana_name(),
             Some("America/New_York")
         );
     }
@@ -1119,6 +1350,95 @@ mod tests {
             layer("b.toml", "default_output_tokens = 1000\n"),
         ])
         .expect("valid");
-        assert_eq!(policy.default_output_tokens, 4000);
+        assert_eq!(policy.spend.default_output_tokens, 4000);
+    }
+
+    fn intercept_layers(values: &[&str]) -> Vec<Layer> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                layer(
+                    &format!("{i}.toml"),
+                    &format!("[intercept]\nunknown_endpoints = \"{v}\"\n"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unknown_endpoints_defaults_to_scan() {
+        let default = embedded_default().expect("valid");
+        assert_eq!(default.unknown_endpoints, UnknownEndpoints::Scan);
+        let unset = load_layers(&[layer(
+            "a.toml",
+            "[intercept]\nhosts = [\"api.openai.com\"]\n",
+        )])
+        .expect("valid");
+        assert_eq!(unset.unknown_endpoints, UnknownEndpoints::Scan);
+    }
+
+    #[test]
+    fn unknown_endpoints_parses_each_value() {
+        for value in [
+            UnknownEndpoints::Scan,
+            UnknownEndpoints::Block,
+            UnknownEndpoints::Forward,
+        ] {
+            let policy = load_layers(&intercept_layers(&[value.name()])).expect("valid");
+            assert_eq!(policy.unknown_endpoints, value);
+            // A table that sets only `unknown_endpoints` keeps the default
+            // host list instead of intercepting nothing.
+            assert!(policy.intercept.intercepts("api.openai.com"));
+            assert!(!policy.intercept.intercepts("mtls.api.openai.com"));
+        }
+        let with_hosts = load_layers(&[layer(
+            "a.toml",
+            "[intercept]\nhosts = [\"api.example.com\"]\nunknown_endpoints = \"block\"\n",
+        )])
+        .expect("valid");
+        assert_eq!(with_hosts.unknown_endpoints, UnknownEndpoints::Block);
+        assert!(with_hosts.intercept.intercepts("api.example.com"));
+        assert!(!with_hosts.intercept.intercepts("api.openai.com"));
+    }
+
+    #[test]
+    fn a_bad_unknown_endpoints_value_is_located() {
+        let errs = errors(&[layer(
+            "i.toml",
+            "[intercept]\nhosts = [\"api.openai.com\"]\nunknown_endpoints = \"inspect\"\n",
+        )]);
+        assert_eq!(
+            errs,
+            ["i.toml:3:21: unknown_endpoints must be \"scan\", \"block\" or \"forward\""],
+            "{errs:#?}"
+        );
+        let errs = errors(&[layer("i.toml", "[intercept]\nunknown_endpoints = 1\n")]);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with("i.toml:2:"), "{errs:#?}");
+    }
+
+    #[test]
+    fn unknown_endpoints_merges_to_the_tightest() {
+        use UnknownEndpoints::{Block, Forward, Scan};
+        let merged = |values: &[&str]| {
+            load_layers(&intercept_layers(values))
+                .expect("valid")
+                .unknown_endpoints
+        };
+        assert_eq!(merged(&["forward"]), Forward);
+        assert_eq!(merged(&["forward", "forward"]), Forward);
+        assert_eq!(merged(&["forward", "scan"]), Scan);
+        assert_eq!(merged(&["scan", "forward"]), Scan);
+        assert_eq!(merged(&["block", "forward"]), Block);
+        assert_eq!(merged(&["scan", "block"]), Block);
+        assert_eq!(merged(&["block", "scan", "forward"]), Block);
+        // A later layer that does not set it does not loosen it.
+        let mut layers = intercept_layers(&["forward"]);
+        layers.push(layer("z.toml", "max_body_bytes = 10\n"));
+        assert_eq!(
+            load_layers(&layers).expect("valid").unknown_endpoints,
+            Forward
+        );
     }
 }

@@ -6,10 +6,9 @@
 //! - [`decide`]: pure decisions (model rules, guardrail inspection);
 //! - [`stream`]: the same decisions applied incrementally to SSE streams;
 //! - [`watch`]: the policy in force, hot-reloaded from `policy_dir`;
-//! - [`intercept`], [`glob`]: host patterns and model-name globs.
+//! - [`intercept`]: host patterns (model-name globs are [`crate::glob`]).
 
 pub mod decide;
-pub mod glob;
 pub mod intercept;
 pub mod load;
 pub mod model;

@@ -55,16 +55,18 @@ pub struct RawPolicy {
     pub audit: Option<RawAudit>,
 }
 
-/// `[intercept]`.
+/// `[intercept]`. `hosts` and `exclude` are kept as absent or present so
+/// that a table setting only `unknown_endpoints` leaves the host lists alone.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntercept {
     /// Host patterns to intercept.
-    #[serde(default)]
-    pub hosts: Vec<Spanned<String>>,
+    pub hosts: Option<Vec<Spanned<String>>>,
     /// Host patterns always tunnelled.
-    #[serde(default)]
-    pub exclude: Vec<Spanned<String>>,
+    pub exclude: Option<Vec<Spanned<String>>>,
+    /// Body-carrying requests to endpoints no provider adapter knows, on
+    /// intercepted hosts: `scan` (default), `block` or `forward`.
+    pub unknown_endpoints: Option<Spanned<String>>,
 }
 
 /// `[models]`, with optional per-provider tables.

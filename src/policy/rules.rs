@@ -3,19 +3,19 @@
 //! A [`Policy`] is immutable: a reload builds a new one and swaps it in, so a
 //! request keeps the policy it started with until it ends. Everything here
 //! has been checked by `policy::load`; nothing on the request path parses.
+//!
+//! The spending rules (budgets, rate limits, prices) are defined in
+//! [`crate::budget::rules`] and re-exported here, so that `budget` never
+//! depends on `policy`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use jiff::tz::TimeZone;
-
-use super::glob::Glob;
 use super::intercept::InterceptList;
-use crate::budget::pricing::{PriceTable, Unpriced};
+pub use crate::budget::rules::{
+    BudgetRule, BudgetWindow, RateLimitRule, RateWindow, Scope, SpendPolicy, DEFAULT_OUTPUT_TOKENS,
+};
+use crate::glob::Glob;
 use crate::guard::{DetectorSpec, Scanner};
-
-/// Default for `default_output_tokens`.
-pub const DEFAULT_OUTPUT_TOKENS: u64 = 8192;
 
 /// Default for `max_body_bytes` (32 MiB: large enough for image prompts).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -44,16 +44,11 @@ pub struct Policy {
     pub unknown_endpoints: UnknownEndpoints,
     /// What to do when the audit queue is full.
     pub on_audit_backlog: OnAuditBacklog,
-    /// Spending limits.
-    pub budgets: Vec<BudgetRule>,
-    /// Rate limits.
-    pub rate_limits: Vec<RateLimitRule>,
-    /// The shipped price table with every `[[prices]]` override on top.
-    pub prices: Arc<PriceTable>,
-    /// What a model without a price costs.
-    pub unpriced: Unpriced,
-    /// Output tokens reserved for a call that sets no `max_tokens`.
-    pub default_output_tokens: u64,
+    /// What to do with body-carrying requests to endpoints no provider
+    /// adapter knows, on intercepted hosts.
+    pub unknown_endpoints: UnknownEndpoints,
+    /// Budgets, rate limits and pricing.
+    pub spend: SpendPolicy,
     /// Audit settings.
     pub audit: AuditSettings,
 }
@@ -103,6 +98,41 @@ pub enum OnAuditBacklog {
     Block,
     /// Serve them unaudited; the count is kept and shown.
     Allow,
+}
+
+/// `[intercept] unknown_endpoints`: what happens to a body-carrying request
+/// to an intercepted host when no provider adapter knows its endpoint (a new
+/// API, a vendor extension), so its texts cannot be read by field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownEndpoints {
+    /// Scan every string of a JSON body with the request guardrails
+    /// (default).
+    Scan,
+    /// Refuse the request.
+    Block,
+    /// Forward it uninspected (audited as such).
+    Forward,
+}
+
+impl UnknownEndpoints {
+    /// Parse a policy value.
+    pub fn parse(s: &str) -> Option<UnknownEndpoints> {
+        Some(match s {
+            "scan" => UnknownEndpoints::Scan,
+            "block" => UnknownEndpoints::Block,
+            "forward" => UnknownEndpoints::Forward,
+            _ => return None,
+        })
+    }
+
+    /// The name used in policy files and the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnknownEndpoints::Scan => "scan",
+            UnknownEndpoints::Block => "block",
+            UnknownEndpoints::Forward => "forward",
+        }
+    }
 }
 
 /// What a guardrail does when it matches.
@@ -178,132 +208,6 @@ pub struct ModelRules {
     pub providers: Vec<(String, ModelRules)>,
     /// Message shown when a model is refused.
     pub message: Option<String>,
-}
-
-/// Who a budget or rate limit is counted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    /// Per user.
-    User,
-    /// Per device.
-    Device,
-    /// Per provider.
-    Provider,
-    /// Per model.
-    Model,
-    /// One counter for everything.
-    All,
-}
-
-impl Scope {
-    /// Parse a policy value.
-    pub fn parse(s: &str) -> Option<Scope> {
-        Some(match s {
-            "user" => Scope::User,
-            "device" => Scope::Device,
-            "provider" => Scope::Provider,
-            "model" => Scope::Model,
-            "all" => Scope::All,
-            _ => return None,
-        })
-    }
-
-    /// The policy value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::User => "user",
-            Scope::Device => "device",
-            Scope::Provider => "provider",
-            Scope::Model => "model",
-            Scope::All => "all",
-        }
-    }
-}
-
-/// Calendar windows for budgets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetWindow {
-    /// Clock hour.
-    Hour,
-    /// Calendar day.
-    Day,
-    /// ISO week (Monday start).
-    Week,
-    /// Calendar month.
-    Month,
-}
-
-impl BudgetWindow {
-    /// The policy value.
-    pub fn name(self) -> &'static str {
-        match self {
-            BudgetWindow::Hour => "hour",
-            BudgetWindow::Day => "day",
-            BudgetWindow::Week => "week",
-            BudgetWindow::Month => "month",
-        }
-    }
-}
-
-/// One `[[budgets]]` rule.
-#[derive(Debug, Clone)]
-pub struct BudgetRule {
-    /// Unique id.
-    pub id: String,
-    /// Counted per.
-    pub per: Scope,
-    /// Limit in USD per window.
-    pub limit_usd: f64,
-    /// Window.
-    pub window: BudgetWindow,
-    /// Warning fraction.
-    pub warn_at: Option<f64>,
-    /// Only these providers (None = all).
-    pub providers: Option<Vec<String>>,
-    /// Only models matching these globs (None = all).
-    pub models: Option<Vec<Glob>>,
-    /// The zone whose calendar the window follows.
-    pub time_zone: TimeZone,
-}
-
-/// Windows for rate limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateWindow {
-    /// One second.
-    Second,
-    /// One minute.
-    Minute,
-    /// One hour.
-    Hour,
-    /// One day.
-    Day,
-}
-
-impl RateWindow {
-    /// Its length.
-    pub fn duration(self) -> std::time::Duration {
-        std::time::Duration::from_secs(match self {
-            RateWindow::Second => 1,
-            RateWindow::Minute => 60,
-            RateWindow::Hour => 3600,
-            RateWindow::Day => 86_400,
-        })
-    }
-}
-
-/// One `[[rate_limits]]` rule.
-#[derive(Debug, Clone)]
-pub struct RateLimitRule {
-    /// Unique id.
-    pub id: String,
-    /// Counted per.
-    pub per: Scope,
-    /// Requests per window.
-    pub requests: Option<u64>,
-    /// Tokens per window.
-    pub tokens: Option<u64>,
-    /// Window.
-    pub window: RateWindow,
 }
 
 /// What of the prompt and completion text the audit log keeps.

@@ -119,7 +119,7 @@ impl Budgets {
     /// Open the ledger now if `policy` has budgets (start-up: a ledger
     /// that cannot be opened is a start-up error, not a refused call).
     pub fn prepare(&self, policy: &Policy) -> Result<(), LedgerError> {
-        if !policy.budgets.is_empty() {
+        if !policy.spend.budgets.is_empty() {
             self.ledger()?;
         }
         Ok(())
@@ -172,6 +172,7 @@ impl Budgets {
         let model = call.model.as_deref().unwrap_or("");
 
         let limits: Vec<Limit> = policy
+            .spend
             .rate_limits
             .iter()
             .map(|rule| Limit {
@@ -195,6 +196,7 @@ impl Budgets {
         }
 
         let rules: Vec<&BudgetRule> = policy
+            .spend
             .budgets
             .iter()
             .filter(|b| applies(b, provider, model))
@@ -202,7 +204,11 @@ impl Budgets {
         if rules.is_empty() {
             return Ok(metered);
         }
-        let price = match policy.prices.decide(provider, model, policy.unpriced) {
+        let price = match policy
+            .spend
+            .prices
+            .decide(provider, model, policy.spend.unpriced)
+        {
             PriceDecision::Listed(listed) => *listed.price,
             PriceDecision::Default(price) => {
                 self.warn_unpriced(provider, model, "charging the conservative default rate");
@@ -264,7 +270,11 @@ impl Budgets {
                 limit_usd: rule.limit_usd,
             });
         }
-        let worst = worst_case_usage(prompt_bytes, call.max_tokens, policy.default_output_tokens);
+        let worst = worst_case_usage(
+            prompt_bytes,
+            call.max_tokens,
+            policy.spend.default_output_tokens,
+        );
         let amount = worst_case_cost(&worst, &price);
         let ledger = match self.ledger() {
             Ok(ledger) => ledger,
@@ -348,12 +358,12 @@ impl Budgets {
         identity: &Identity,
         now: Timestamp,
     ) -> Result<Vec<serde_json::Value>, LedgerError> {
-        let snapshot = if policy.budgets.is_empty() {
+        let snapshot = if policy.spend.budgets.is_empty() {
             Vec::new()
         } else {
-            self.ledger()?.snapshot(now, &policy.budgets)?
+            self.ledger()?.snapshot(now, &policy.spend.budgets)?
         };
-        Ok(show_lines(snapshot, &policy.budgets, identity, now))
+        Ok(show_lines(snapshot, &policy.spend.budgets, identity, now))
     }
 
     /// Zero budget `id` (`outpost budget reset`). Blocking: a commit, and
@@ -717,7 +727,7 @@ mod tests {
         assert!(admit(&policy(budget)).is_err());
         // …100 do: 35 prompt tokens at $2.50/M + 100 at $10/M = $0.0010875.
         let small = policy(&format!("default_output_tokens = 100\n{budget}"));
-        assert_eq!(small.default_output_tokens, 100);
+        assert_eq!(small.spend.default_output_tokens, 100);
         assert!(admit(&small).is_ok());
     }
 }

@@ -1,6 +1,10 @@
 //! Globs on model names: `*` matches any run of characters, `?` exactly one;
 //! everything else matches itself, ASCII case-insensitively
 //! (`gpt-4o*`, `*-preview`, `claude-?-*`).
+//!
+//! Policy model rules, budget model filters and price-table entries all use
+//! them; the module sits at the crate root so that `budget` needs nothing
+//! from `policy` (the dependency runs policy → budget only).
 
 /// A compiled glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
