@@ -538,7 +538,6 @@ impl Merged {
             response_scan,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
-            unknown_endpoints: UnknownEndpoints::Scan,
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
             unknown_endpoints: self.unknown_endpoints.unwrap_or(UnknownEndpoints::Scan),
             spend: SpendPolicy {

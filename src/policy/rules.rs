@@ -40,8 +40,6 @@ pub struct Policy {
     pub max_body_bytes: u64,
     /// What to do with bodies that cannot be inspected.
     pub on_unparseable: OnUnparseable,
-    /// What to do with body-carrying calls to endpoints no adapter knows.
-    pub unknown_endpoints: UnknownEndpoints,
     /// What to do when the audit queue is full.
     pub on_audit_backlog: OnAuditBacklog,
     /// What to do with body-carrying requests to endpoints no provider
@@ -77,17 +75,6 @@ pub enum OnUnparseable {
     /// Refuse the request with a clear error (default).
     Block,
     /// Forward it uninspected (audited as such).
-    Forward,
-}
-
-/// `[intercept] unknown_endpoints`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnknownEndpoints {
-    /// Scan every string of a JSON body (default).
-    Scan,
-    /// Refuse.
-    Block,
-    /// Forward uninspected (audited as such).
     Forward,
 }
 
