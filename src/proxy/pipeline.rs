@@ -2,8 +2,9 @@
 //!
 //! One call runs through stages, each a small function that returns what
 //! the next stage needs or the [`Refusal`] that ends the call:
-//! 1. [`read`]: the request body, up to the policy's `max_body_bytes`;
-//!    plain `http://` to an intercepted host is refused before anything;
+//! 1. [`read`]: the request body, up to the policy's `max_body_bytes`
+//!    (before an audit queue slot is taken); plain `http://` to an
+//!    intercepted host is refused before anything is sent;
 //! 2. [`parse`]: the provider adapter reads API, model, stream flag, output
 //!    cap and texts, and every other string of the body; an endpoint no
 //!    adapter knows follows `[intercept] unknown_endpoints`, a body that
@@ -84,8 +85,16 @@ pub async fn handle(
         policy: state.policy.current(),
         provider: provider_of(state, &route.target.host),
     };
+    let started = Instant::now();
     // The shape errors are written in, before the body says more.
     let api = provider::route::route(req.method().as_str(), req.uri().path()).api;
+    let path = audited_path(req.uri().path(), req.uri().query());
+    let (parts, body) = req.into_parts();
+    // The body is read before an audit slot is taken, so a refusal for a
+    // full queue answers a request whose body was consumed (HTTP/2 resets
+    // a stream whose body is left unread, and the client may lose the
+    // answer with it).
+    let body = read(&ctx, body, &parts.headers).await;
     let permit = match audit_permit(&ctx) {
         Ok(permit) => permit,
         Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
@@ -93,19 +102,21 @@ pub async fn handle(
     let mut outcome = Outcome::begin(
         permit,
         ctx.policy.clone(),
+        started,
         (&state.identity.user, &state.identity.device),
-        &ctx.provider.name,
-        &route.target.host,
-        req.method().as_str(),
-        audited_path(req.uri().path(), req.uri().query()),
+        (&ctx.provider.name, &route.target.host),
+        parts.method.as_str(),
+        path,
     );
-    let path = req.uri().path().to_string();
-    let response = match run(&ctx, req, &mut outcome).await {
+    let result = match body {
+        Ok(body) => run(&ctx, parts, body, &mut outcome).await,
+        Err(refusal) => Err(refusal),
+    };
+    let response = match result {
         Ok(response) => response,
         Err(refusal) => {
             tracing::info!(
                 host = %route.target.host,
-                path,
                 source = %refusal.source,
                 rule = refusal.rule.as_deref().unwrap_or("-"),
                 "request refused: {}",
@@ -140,23 +151,23 @@ fn audit_permit(ctx: &Ctx<'_>) -> Result<Option<AuditPermit>, Refusal> {
     audit.note_refused();
     tracing::warn!(host = %ctx.route.target.host, "audit queue full: refusing the request");
     Err(Refusal::agent(
-        "Outpost's audit log on this device is behind and policy requires every call to be \
+        "Outpost's audit log is behind on this device and policy requires every call to be \
          audited (on_audit_backlog = \"block\"); try again in a moment."
             .into(),
         Some(1),
     ))
 }
 
-/// The stages, in order; each result is stored in `out` as it returns.
+/// The stages after the read, in order; each result is stored in `out` as
+/// it returns.
 async fn run(
     ctx: &Ctx<'_>,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: RequestBody,
     out: &mut Outcome,
 ) -> Result<Response<ProxyBody>, Refusal> {
-    refuse_plain_http(ctx.route)?;
-    let (parts, body) = req.into_parts();
-    let body = read(ctx, body, &parts.headers).await?;
     out.received = Some(received(&body));
+    refuse_plain_http(ctx.route)?;
     let parsed = parse(ctx, parts.method.as_str(), parts.uri.path(), body)?;
     out.call = Some(parsed.seen(&ctx.policy));
     out.metered = Some(admit(ctx, &parsed)?);

@@ -253,20 +253,21 @@ pub struct Outcome {
 impl Outcome {
     /// Begin the record of a request (`permit` is `None` when the audit
     /// queue was full and policy said to serve the request anyway).
-    #[allow(clippy::too_many_arguments)]
+    /// `started` is when the request arrived; `at` the provider name and host.
     pub fn begin(
         permit: Option<AuditPermit>,
         policy: Arc<Policy>,
+        started: Instant,
         identity: (&str, &str),
-        provider: &str,
-        host: &str,
+        at: (&str, &str),
         method: &str,
         path: String,
     ) -> Outcome {
+        let (provider, host) = at;
         Outcome {
             permit,
             policy,
-            started: Instant::now(),
+            started,
             ts: timestamp_now(),
             user: identity.0.to_string(),
             device: identity.1.to_string(),
@@ -737,9 +738,9 @@ mod tests {
         let mut outcome = Outcome::begin(
             None,
             policy.clone(),
+            Instant::now(),
             ("alice", "dev-1"),
-            "openai",
-            "api.openai.com",
+            ("openai", "api.openai.com"),
             "POST",
             "/v1/chat/completions".into(),
         );

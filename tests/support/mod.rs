@@ -19,6 +19,7 @@ pub mod curl;
 pub mod fake;
 pub mod process;
 pub mod python;
+pub mod records;
 pub mod tunnel;
 
 use std::future::Future;
