@@ -82,10 +82,10 @@ enum AuditCommand {
     Verify {
         /// First day to check (YYYY-MM-DD, UTC); default the oldest file.
         #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
-        from: Option<time::Date>,
+        from: Option<jiff::civil::Date>,
         /// Last day to check (YYYY-MM-DD, UTC); default the newest file.
         #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
-        to: Option<time::Date>,
+        to: Option<jiff::civil::Date>,
     },
     /// Print the last records as human-readable lines.
     Tail {
@@ -100,7 +100,7 @@ enum AuditCommand {
     Export {
         /// RFC 3339 time, e.g. 2026-11-24T00:00:00Z.
         #[arg(long, value_name = "TS", value_parser = parse_ts_arg)]
-        since: time::OffsetDateTime,
+        since: jiff::Timestamp,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
@@ -116,12 +116,14 @@ enum ExportFormat {
     Csv,
 }
 
-fn parse_day_arg(text: &str) -> Result<time::Date, String> {
+fn parse_day_arg(text: &str) -> Result<jiff::civil::Date, String> {
     day::parse_day(text).ok_or_else(|| format!("expected a day as YYYY-MM-DD, got {text:?}"))
 }
 
-fn parse_ts_arg(text: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+/// An instant with an offset (`Z`, `+01:00`): a bare local time would
+/// depend on where the command happens to run.
+fn parse_ts_arg(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
         .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-24T00:00:00Z ({e})"))
 }
 
@@ -408,8 +410,8 @@ fn run_audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
 fn verify_audit(
     config: &Config,
     dir: &Path,
-    from: Option<time::Date>,
-    to: Option<time::Date>,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
 ) -> anyhow::Result<()> {
     if day::list(dir)
         .with_context(|| format!("{}: cannot list audit files", dir.display()))?
@@ -473,11 +475,7 @@ fn tail_audit(dir: &Path, lines: usize, follow: bool) -> anyhow::Result<()> {
     }
 }
 
-fn export_audit(
-    dir: &Path,
-    since: time::OffsetDateTime,
-    format: ExportFormat,
-) -> anyhow::Result<()> {
+fn export_audit(dir: &Path, since: jiff::Timestamp, format: ExportFormat) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if format == ExportFormat::Csv {
         out.write_all(render::csv_header().as_bytes())?;

@@ -77,7 +77,7 @@ pub fn audited_path(path: &str, query: Option<&str>) -> String {
 
 /// Now, RFC 3339 UTC with microseconds.
 pub fn timestamp_now() -> String {
-    crate::audit::rfc3339_micros(time::OffsetDateTime::now_utc())
+    crate::clock::rfc3339_micros(crate::clock::Clock::system().now())
 }
 
 /// Facts a response body learns as it streams (filled by the stream
