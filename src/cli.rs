@@ -16,6 +16,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::audit::key::AuditKey;
 use crate::audit::{self, day, read, render, verify};
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::policy::intercept::InterceptList;
 use crate::policy::load;
@@ -321,7 +322,7 @@ fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::B
 
 fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
     let budgets = policy_budgets(config)?;
-    let now = jiff::Timestamp::now();
+    let now = Clock::system().now();
     let snapshot = crate::budget::Ledger::snapshot_file(&config.state_dir, now, &budgets)
         .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?
         .unwrap_or_default();
@@ -339,7 +340,7 @@ fn reset_offline(config: &Config, id: &str) -> anyhow::Result<()> {
         code: EXIT_CHECK_FAILED,
         message,
     })?;
-    let now = jiff::Timestamp::now();
+    let now = Clock::system().now();
     let (ledger, writer) = crate::budget::Ledger::open(&config.state_dir, now)
         .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?;
     ledger.reset(id, now)?;
@@ -576,18 +577,33 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
     let hosts = intercept.hosts();
     match command {
         CaCommand::Export => {
-            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::load_or_create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             print!("{}", ca.cert_pem());
         }
         CaCommand::Show => {
-            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::load_or_create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             print_ca(config, &ca, &intercept);
         }
         CaCommand::Rotate => {
             let old = LocalCa::load(&config.state_dir)
                 .ok()
                 .map(|ca| ca.fingerprint());
-            let ca = LocalCa::create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             if let Some(old) = old {
                 println!("replaced CA {old}");
             }
@@ -609,14 +625,8 @@ fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
         ca::cert_file(&config.state_dir).display()
     );
     println!("fingerprint:  SHA-256 {}", ca.fingerprint());
-    println!(
-        "expires:      {:04}-{:02}-{:02} {:02}:{:02} UTC",
-        expiry.year(),
-        u8::from(expiry.month()),
-        expiry.day(),
-        expiry.hour(),
-        expiry.minute()
-    );
+    // Numeric fields of a Timestamp only: formatting cannot fail.
+    println!("expires:      {}", expiry.strftime("%Y-%m-%d %H:%M UTC"));
     println!("permits:      {}", ca.permitted().join(", "));
     println!(
         "excludes:     {}",
