@@ -206,7 +206,7 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                 let policy = proxy.policy.current();
                 proxy
                     .budgets
-                    .show(&policy, &proxy.identity, jiff::Timestamp::now())
+                    .show(&policy, &proxy.identity, proxy.clock.now())
             })
             .await;
             match shown {
@@ -237,7 +237,7 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                 "intercept": hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 "ca": {
                     "fingerprint_sha256": ca.fingerprint(),
-                    "not_after": ca.not_after().unix_timestamp(),
+                    "not_after": ca.not_after().as_second(),
                     "permitted": ca.permitted(),
                     "uncovered": ca.uncovered(hosts).iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 },
@@ -300,8 +300,7 @@ async fn reset_budget(state: &AdminState, req: Request<Incoming>) -> Response<Pr
     let proxy = state.proxy.clone();
     let budget = id.clone();
     let reset =
-        tokio::task::spawn_blocking(move || proxy.budgets.reset(&budget, jiff::Timestamp::now()))
-            .await;
+        tokio::task::spawn_blocking(move || proxy.budgets.reset(&budget, proxy.clock.now())).await;
     match reset {
         Ok(Ok(())) => {
             tracing::warn!(budget = %id, "budget reset by an administrator");

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, AgentFile};
 use crate::audit::ship;
 use crate::audit::writer::{AuditLog, AuditWriter};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::located::Located;
 use crate::policy::load;
@@ -117,7 +118,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let policy = Arc::new(PolicyHandle::new(initial_policy(config)?));
     let providers = ProviderTable::embedded()?;
     let hosts = policy.current().intercept.hosts().to_vec();
-    let ca = LocalCa::load_or_create(&config.state_dir, &hosts, config.ca_key_store)?;
+    // One clock for every part that dates things; tests of those parts
+    // inject their own.
+    let clock = Clock::system();
+    let ca = LocalCa::load_or_create(&config.state_dir, &hosts, config.ca_key_store, clock.now())?;
     for host in ca.uncovered(&hosts) {
         tracing::warn!(
             %host,
@@ -128,9 +132,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let connector = Connector::from_config(&config.upstream)?;
     let upstream = Upstream::new(connector.clone(), &config.upstream);
     let (audit, audit_writer) = if config.audit.enabled {
-        let (log, writer) =
-            crate::audit::writer::start(&config.state_dir, &config.audit, config.ca_key_store)
-                .await?;
+        let (log, writer) = crate::audit::writer::start_with_clock(
+            &config.state_dir,
+            &config.audit,
+            config.ca_key_store,
+            clock.clone(),
+        )
+        .await?;
         (Some(log), Some(writer))
     } else {
         tracing::warn!("[audit] enabled = false: no audit records are written");
@@ -154,7 +162,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     watch_policy(config, &policy, &shutdown);
     if let Some(audit) = &audit {
-        start_shipping(config, audit, connector, &shutdown, &tasks)?;
+        start_shipping(config, audit, connector, &clock, &shutdown, &tasks)?;
     }
     let state = Arc::new(ProxyState {
         policy,
@@ -162,7 +170,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         audit,
         identity: config.identity.clone(),
         budgets,
-        leaves: LeafCache::new(Arc::new(ca)),
+        leaves: LeafCache::with_clock(Arc::new(ca), clock.clone()),
+        clock,
         upstream,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
@@ -237,6 +246,7 @@ fn start_shipping(
     config: &Config,
     audit: &AuditLog,
     connector: Connector,
+    clock: &Clock,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<(), StartError> {
@@ -250,7 +260,8 @@ fn start_shipping(
         headers: export.headers.clone(),
         device: config.identity.device.clone(),
     };
-    let shipper = ship::Shipper::new(dir.clone(), ship_config, connector)?;
+    let shipper =
+        ship::Shipper::new(dir.clone(), ship_config, connector)?.with_clock(clock.clone());
     tasks.spawn(shipper.spawn(shutdown.clone()));
     let audit = audit.clone();
     let shutdown = shutdown.clone();

@@ -16,6 +16,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::audit::key::AuditKey;
 use crate::audit::{self, day, read, render, verify};
+use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::policy::intercept::InterceptList;
 use crate::policy::load;
@@ -82,10 +83,10 @@ enum AuditCommand {
     Verify {
         /// First day to check (YYYY-MM-DD, UTC); default the oldest file.
         #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
-        from: Option<time::Date>,
+        from: Option<jiff::civil::Date>,
         /// Last day to check (YYYY-MM-DD, UTC); default the newest file.
         #[arg(long, value_name = "DAY", value_parser = parse_day_arg)]
-        to: Option<time::Date>,
+        to: Option<jiff::civil::Date>,
     },
     /// Print the last records as human-readable lines.
     Tail {
@@ -100,7 +101,7 @@ enum AuditCommand {
     Export {
         /// RFC 3339 time, e.g. 2026-11-24T00:00:00Z.
         #[arg(long, value_name = "TS", value_parser = parse_ts_arg)]
-        since: time::OffsetDateTime,
+        since: jiff::Timestamp,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
@@ -116,12 +117,14 @@ enum ExportFormat {
     Csv,
 }
 
-fn parse_day_arg(text: &str) -> Result<time::Date, String> {
+fn parse_day_arg(text: &str) -> Result<jiff::civil::Date, String> {
     day::parse_day(text).ok_or_else(|| format!("expected a day as YYYY-MM-DD, got {text:?}"))
 }
 
-fn parse_ts_arg(text: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+/// An instant with an offset (`Z`, `+01:00`): a bare local time would
+/// depend on where the command happens to run.
+fn parse_ts_arg(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
         .map_err(|e| format!("expected an RFC 3339 time such as 2026-11-24T00:00:00Z ({e})"))
 }
 
@@ -319,7 +322,7 @@ fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::B
 
 fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
     let budgets = policy_budgets(config)?;
-    let now = jiff::Timestamp::now();
+    let now = Clock::system().now();
     let snapshot = crate::budget::Ledger::snapshot_file(&config.state_dir, now, &budgets)
         .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?
         .unwrap_or_default();
@@ -337,7 +340,7 @@ fn reset_offline(config: &Config, id: &str) -> anyhow::Result<()> {
         code: EXIT_CHECK_FAILED,
         message,
     })?;
-    let now = jiff::Timestamp::now();
+    let now = Clock::system().now();
     let (ledger, writer) = crate::budget::Ledger::open(&config.state_dir, now)
         .with_context(|| format!("{}: budget ledger", config.state_dir.display()))?;
     ledger.reset(id, now)?;
@@ -408,8 +411,8 @@ fn run_audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
 fn verify_audit(
     config: &Config,
     dir: &Path,
-    from: Option<time::Date>,
-    to: Option<time::Date>,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
 ) -> anyhow::Result<()> {
     if day::list(dir)
         .with_context(|| format!("{}: cannot list audit files", dir.display()))?
@@ -473,11 +476,7 @@ fn tail_audit(dir: &Path, lines: usize, follow: bool) -> anyhow::Result<()> {
     }
 }
 
-fn export_audit(
-    dir: &Path,
-    since: time::OffsetDateTime,
-    format: ExportFormat,
-) -> anyhow::Result<()> {
+fn export_audit(dir: &Path, since: jiff::Timestamp, format: ExportFormat) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if format == ExportFormat::Csv {
         out.write_all(render::csv_header().as_bytes())?;
@@ -578,18 +577,33 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
     let hosts = intercept.hosts();
     match command {
         CaCommand::Export => {
-            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::load_or_create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             print!("{}", ca.cert_pem());
         }
         CaCommand::Show => {
-            let ca = LocalCa::load_or_create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::load_or_create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             print_ca(config, &ca, &intercept);
         }
         CaCommand::Rotate => {
             let old = LocalCa::load(&config.state_dir)
                 .ok()
                 .map(|ca| ca.fingerprint());
-            let ca = LocalCa::create(&config.state_dir, hosts, config.ca_key_store)?;
+            let ca = LocalCa::create(
+                &config.state_dir,
+                hosts,
+                config.ca_key_store,
+                Clock::system().now(),
+            )?;
             if let Some(old) = old {
                 println!("replaced CA {old}");
             }
@@ -611,14 +625,8 @@ fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
         ca::cert_file(&config.state_dir).display()
     );
     println!("fingerprint:  SHA-256 {}", ca.fingerprint());
-    println!(
-        "expires:      {:04}-{:02}-{:02} {:02}:{:02} UTC",
-        expiry.year(),
-        u8::from(expiry.month()),
-        expiry.day(),
-        expiry.hour(),
-        expiry.minute()
-    );
+    // Numeric fields of a Timestamp only: formatting cannot fail.
+    println!("expires:      {}", expiry.strftime("%Y-%m-%d %H:%M UTC"));
     println!("permits:      {}", ca.permitted().join(", "));
     println!(
         "excludes:     {}",

@@ -12,6 +12,7 @@ pub mod app;
 pub mod audit;
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod glob;
 pub mod guard;

@@ -146,6 +146,9 @@ mod tests {
         let upstream = Refusal::upstream(ErrorKind::UpstreamTimeout, "slow".into());
         assert!(!upstream.is_block() && upstream.status() == 504);
         let agent = Refusal::agent("behind".into(), Some(1));
-        assert_eq!((agent.status(), agent.retry, agent.source), (503, true, Source::Agent));
+        assert_eq!(
+            (agent.status(), agent.retry, agent.source),
+            (503, true, Source::Agent)
+        );
     }
 }

@@ -313,7 +313,10 @@ fn kill_9_under_load_loses_no_answered_request() {
             })
         })
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill while the load is still running, once enough has been answered.
+    wait_until("50 answered requests", WAIT_LIMIT, || {
+        answered.lock().unwrap().len() > 50
+    });
     stack.agent.kill_hard();
     stop.store(true, Ordering::SeqCst);
     load.join().expect("load thread");
@@ -407,15 +410,26 @@ fn records_reach_the_collector_after_it_was_down() {
     let fake = FakeProvider::tls(&ca).start();
     let mut agent = Agent::builder()
         .fake_upstream(&fake)
-        .log_level("info")
+        // The shipper says at debug level when an export fails.
+        .log_level("info,outpost::audit::ship=debug")
         .audit_setting(&format!(
             "export = {{ otlp_endpoint = \"http://127.0.0.1:{port}\", batch_size = 40 }}"
         ))
         .start();
-    // Collector down: requests are served and spooled.
+    // Collector down: requests are served and spooled, and the shipper
+    // finds the collector down before it comes up.
     let answered = run_load(&agent, (0..120).map(|i| (i, Shape::Allow)).collect(), 4);
     assert_eq!(answered.len(), 120);
-    std::thread::sleep(Duration::from_millis(600));
+    wait_until(
+        "a failed export while the collector is down",
+        WAIT_LIMIT,
+        || {
+            agent
+                .log()
+                .lines()
+                .any(|l| l.contains("audit shipping: ") && l.contains("retrying in"))
+        },
+    );
 
     let seen = Arc::new(Mutex::new(Vec::new()));
     let _collector = start_collector(port, seen.clone());

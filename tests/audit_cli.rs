@@ -10,14 +10,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
+use jiff::Timestamp;
 use outpost::audit::record::{AuditEvent, Decision, Kind, RuleCount};
 use outpost::audit::writer::start_with_clock;
-use outpost::audit::Clock;
+use outpost::clock::{rfc3339_micros, ManualClock};
 use outpost::config::KeyStoreChoice;
 use support::*;
-use time::{Date, Month, OffsetDateTime};
 
 const DAY1: &str = "2026-11-24";
 const DAY2: &str = "2026-11-25";
@@ -39,19 +38,19 @@ impl Logged {
     }
 }
 
-fn at(day: u8, hour: u8) -> OffsetDateTime {
-    Date::from_calendar_date(2026, Month::November, day)
-        .expect("date")
-        .with_hms(hour, 0, 0)
-        .expect("time")
-        .assume_utc()
+fn at(day: i8, hour: i8) -> Timestamp {
+    jiff::civil::date(2026, 11, day)
+        .at(hour, 0, 0, 0)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .expect("a UTC time")
+        .timestamp()
 }
 
-fn event(i: usize, ts: OffsetDateTime) -> AuditEvent {
+fn event(i: usize, ts: Timestamp) -> AuditEvent {
     let blocked = i % 3 == 2;
     AuditEvent {
         kind: Kind::Request,
-        ts: outpost::audit::rfc3339_micros(ts),
+        ts: rfc3339_micros(ts),
         device: "laptop-7".into(),
         user: "alice".into(),
         provider: Some(if i % 2 == 0 { "openai" } else { "anthropic" }.into()),
@@ -98,27 +97,23 @@ fn logged() -> Logged {
     let builder = Agent::builder().audit_setting("checkpoint_every = 4");
     let (dir, config_path) = builder.write_config();
     let config = outpost::config::load(Some(&config_path)).expect("load config");
-    let now = Arc::new(Mutex::new(at(24, 10)));
-    let clock = {
-        let now = now.clone();
-        Clock::from_fn(move || *now.lock().expect("clock"))
-    };
+    let now = ManualClock::new(at(24, 10));
     block_on(async {
         let (log, writer) = start_with_clock(
             &config.state_dir,
             &config.audit,
             KeyStoreChoice::File,
-            clock,
+            now.clock(),
         )
         .await
         .expect("start audit writer");
         for i in 0..11 {
             let ts = if i < 6 {
-                at(24, 10 + i as u8)
+                at(24, 10 + i as i8)
             } else {
-                at(25, i as u8)
+                at(25, i as i8)
             };
-            *now.lock().expect("clock") = ts;
+            now.set(ts);
             let permit = log.try_reserve().expect("queue slot");
             permit.submit(event(i, ts)).await.expect("record written");
         }

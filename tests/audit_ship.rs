@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use outpost::audit::record::{AuditEvent, AuditRecord, Decision, Kind, RuleCount, GENESIS};
 use outpost::audit::ship::{self, ShipConfig, ShipStatsHandle, Shipper, CURSOR_FILE};
+use outpost::clock::Clock;
 use outpost::config::UpstreamConfig;
 use outpost::upstream::Connector;
 use serde_json::Value;
@@ -395,7 +396,17 @@ async fn every_record_arrives_in_order_through_outages_and_restarts() {
         stats.snapshot().last_error.is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It keeps retrying, and counts what is waiting.
+    let first_failure = stats.snapshot().last_error_at;
+    wait_for(
+        "a retry, and the backlog counted",
+        Duration::from_secs(10),
+        || {
+            let s = stats.snapshot();
+            s.last_error_at != first_failure && s.backlog == 300
+        },
+    )
+    .await;
     let s = stats.snapshot();
     assert_eq!(s.shipped, 0, "{s:?}");
     assert_eq!(s.backlog, 300, "{s:?}");
@@ -423,6 +434,9 @@ async fn every_record_arrives_in_order_through_outages_and_restarts() {
     let (head, tail) = line.split_at(line.len() / 2);
     spool.write("2026-11-24", head);
     notify.notify_one();
+    // Proving a negative: nothing to wait for but time. Several polls
+    // (POLL_INTERVAL is 250 ms) in which shipping it would be the bug; on a
+    // slow machine fewer polls make the check weaker, never flaky.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         !collector.seqs().contains(&301),
@@ -494,9 +508,19 @@ async fn every_record_arrives_in_order_through_outages_and_restarts() {
     .await;
 
     // Down again mid-run (connections dropped, port closed), then back.
+    let before_outage = stats.snapshot().last_error_at;
     collector.stop().await;
     spool.append("2026-11-25", 20);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_for(
+        "a failed export while down",
+        Duration::from_secs(10),
+        || {
+            let s = stats.snapshot();
+            s.last_error_at != before_outage
+                && s.last_error.as_deref().is_some_and(|e| !e.contains("503"))
+        },
+    )
+    .await;
     collector.start().await;
     wait_for(
         "records written while down",
@@ -559,7 +583,9 @@ async fn a_refusing_collector_stalls_shipping_visibly_without_dropping() {
         }
     });
     let shutdown = CancellationToken::new();
-    let shipper = shipper(&dir, port);
+    // Errors are dated by the shipper's clock.
+    let at: jiff::Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+    let shipper = shipper(&dir, port).with_clock(Clock::fixed(at));
     let stats = shipper.stats();
     let task = shipper.spawn(shutdown.clone());
     wait_for("the stall to show", Duration::from_secs(10), || {
@@ -568,6 +594,7 @@ async fn a_refusing_collector_stalls_shipping_visibly_without_dropping() {
     .await;
     let s = stats.snapshot();
     assert_eq!(s.shipped, 0);
+    assert_eq!(s.last_error_at, Some(at), "{s:?}");
     assert!(
         s.last_error.as_deref().is_some_and(|e| e.contains("404")),
         "{s:?}"

@@ -441,7 +441,7 @@ fn an_unpriced_model_is_charged_the_conservative_default_and_warned() {
 
 #[test]
 fn kill_9_under_load_loses_no_charge_the_audit_log_recorded() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     let mut stack = Stack::start_with(priced_provider, |a| {
@@ -449,28 +449,36 @@ fn kill_9_under_load_loses_no_charge_the_audit_log_recorded() {
     });
     let state = stack.agent.state_dir();
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let (proxy, ca) = (stack.agent.proxy_url(), stack.agent.ca_pem_path());
     let lanes: Vec<_> = (0..6)
         .map(|_| {
-            let (stop, proxy, ca) = (stop.clone(), proxy.clone(), ca.clone());
+            let (stop, answered, proxy, ca) =
+                (stop.clone(), answered.clone(), proxy.clone(), ca.clone());
             std::thread::spawn(move || {
-                let mut answered = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let out = Curl::new("https://api.openai.com/v1/chat/completions")
                         .proxy(&proxy)
                         .cacert(&ca)
                         .post_json(&priced_chat())
                         .run();
-                    answered += usize::from(out.status == 200);
+                    if out.status == 200 {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
-                answered
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(2000));
+    // Kill while the lanes are still sending, once enough has been answered.
+    wait_until("10 answered calls", WAIT_LIMIT, || {
+        answered.load(Ordering::SeqCst) >= 10
+    });
     stack.agent.kill_hard();
     stop.store(true, Ordering::SeqCst);
-    let answered: usize = lanes.into_iter().map(|l| l.join().expect("lane")).sum();
+    for lane in lanes {
+        lane.join().expect("lane");
+    }
+    let answered = answered.load(Ordering::SeqCst);
     assert!(
         answered >= 10,
         "only {answered} calls answered before the kill"

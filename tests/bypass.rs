@@ -65,7 +65,10 @@ fn a_duplicate_member_is_refused_naming_it() {
     );
     let out = send_raw(&stack, &format!("{OPENAI}/v1/chat/completions"), &body);
     assert_eq!(out.status, 400, "{}", out.describe());
-    let message = out.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    let message = out.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(message.contains("\"messages\" twice"), "{message}");
     assert!(stack.fake.requests().is_empty());
     assert_blocked_record(&stack, "duplicate_keys");
@@ -102,7 +105,12 @@ fn endpoints_no_adapter_knows_have_every_string_scanned() {
     let out = curl(&stack, &format!("{OPENAI}/v1/threads/thread_1/messages"))
         .post_json(&clean)
         .run();
-    assert_eq!(out.status, 404, "the fake has no such route: {}", out.describe());
+    assert_eq!(
+        out.status,
+        404,
+        "the fake has no such route: {}",
+        out.describe()
+    );
     let seen = stack.fake.single_request();
     assert_eq!(seen.body_json()["content"], "card [REDACTED:card-numbers]");
     let records = wait_for_records(&stack.agent.state_dir(), 2);
@@ -122,14 +130,24 @@ fn anthropic_batches_are_scanned_request_by_request_and_recorded_as_one_call() {
     let blocked = json!({"requests": [request("a", "hello"), request("b", &format!("key {KEY}"))]});
     let out = curl(&stack, &url).post_json(&blocked).run();
     assert_eq!(out.status, 403, "{}", out.describe());
-    assert_eq!(out.json()["type"], "error", "Anthropic's shape: {}", out.describe());
+    assert_eq!(
+        out.json()["type"],
+        "error",
+        "Anthropic's shape: {}",
+        out.describe()
+    );
     let record = assert_blocked_record(&stack, "no-secrets");
-    assert_eq!((record["api"].as_str(), record["batch"].as_u64()), (Some("anthropic_batch"), Some(2)));
+    assert_eq!(
+        (record["api"].as_str(), record["batch"].as_u64()),
+        (Some("anthropic_batch"), Some(2))
+    );
 
     // Legacy text completions: not an adapter's API, scanned as an unknown endpoint.
     let legacy = json!({"model": "claude-2.1", "max_tokens_to_sample": 10,
         "prompt": format!("\n\nHuman: {KEY}\n\nAssistant:")});
-    let out = curl(&stack, &format!("{ANTHROPIC}/v1/complete")).post_json(&legacy).run();
+    let out = curl(&stack, &format!("{ANTHROPIC}/v1/complete"))
+        .post_json(&legacy)
+        .run();
     assert_eq!(out.status, 403, "{}", out.describe());
     assert!(stack.fake.requests().is_empty());
 }
@@ -150,7 +168,10 @@ fn metadata_and_user_fields_are_scanned() {
     }
     assert!(stack.fake.requests().is_empty());
     let records = wait_for_records(&stack.agent.state_dir(), 2);
-    assert!(records.iter().all(|r| r["decision"] == "block"), "{records:#?}");
+    assert!(
+        records.iter().all(|r| r["decision"] == "block"),
+        "{records:#?}"
+    );
 }
 
 #[test]
@@ -182,7 +203,11 @@ fn plain_http_to_an_intercepted_host_is_refused_and_never_sent() {
         .post_json(&body)
         .run();
     assert_eq!(out.status, 400, "{}", out.describe());
-    assert!(out.text().contains("https://api.openai.com/"), "{}", out.describe());
+    assert!(
+        out.text().contains("https://api.openai.com/"),
+        "{}",
+        out.describe()
+    );
     let records = wait_for_records(&agent.state_dir(), 1);
     assert_eq!(records[0]["decision"], "block");
     assert_eq!(records[0]["rules"][0]["id"], "plain_http");
@@ -250,11 +275,16 @@ fn uninspected_forwards_still_meet_the_budget_and_are_recorded() {
     let records = wait_for_records(&stack.agent.state_dir(), 3);
     for record in &records[..2] {
         assert!(
-            record["uninspected"].as_str().is_some_and(|w| w.contains("on_unparseable")),
+            record["uninspected"]
+                .as_str()
+                .is_some_and(|w| w.contains("on_unparseable")),
             "{record:#}"
         );
         assert_eq!(record["estimated"], true, "{record:#}");
-        assert!(record["cost_usd"].as_f64().is_some_and(|c| c > 0.001), "{record:#}");
+        assert!(
+            record["cost_usd"].as_f64().is_some_and(|c| c > 0.001),
+            "{record:#}"
+        );
     }
     assert_eq!(records[2]["decision"], "block");
 }
@@ -325,7 +355,10 @@ fn a_ledger_that_cannot_open_is_the_agents_fault_not_a_spent_budget() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(out.status, 503, "{}", out.describe());
-    let message = out.json()["error"]["message"].as_str().unwrap_or("").to_string();
+    let message = out.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(
         message.contains("ledger") && message.contains("fault in the agent"),
         "{message}"

@@ -2,13 +2,16 @@
 //! time, in chain order when sorted by day. This is the layout the OTLP
 //! shipper and the CLI read; nothing else in the audit dir ends in `.jsonl`.
 //!
-//! A *day* is a [`time::Date`] (UTC). Torn tails moved aside at start live in
-//! `torn/<day file>.<offset>.bin` (see `recover`).
+//! A *day* is a [`jiff::civil::Date`], the UTC date of a write ([`of`]).
+//! Torn tails moved aside at start live in `torn/<day file>.<offset>.bin`
+//! (see `recover`).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use time::{Date, Month};
+use jiff::civil::Date;
+use jiff::tz::Offset;
+use jiff::Timestamp;
 
 /// Day-file extension.
 pub const EXTENSION: &str = "jsonl";
@@ -25,32 +28,23 @@ pub struct DayFile {
     pub path: PathBuf,
 }
 
-/// `YYYY-MM-DD`.
-pub fn format_day(day: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    )
+/// The UTC day of `t`: which day file a record written at `t` goes to.
+pub fn of(t: Timestamp) -> Date {
+    Offset::UTC.to_datetime(t).date()
 }
 
-/// Parse a strict `YYYY-MM-DD`.
+/// `YYYY-MM-DD` (jiff's ISO 8601 date; four-digit years through 9999).
+pub fn format_day(day: Date) -> String {
+    day.to_string()
+}
+
+/// Parse a strict `YYYY-MM-DD`: exactly what [`format_day`] writes, so a
+/// name read from the directory is the name the writer and the shipper's
+/// cursor use for that day. jiff alone also takes `20260307` and
+/// `+002026-03-07`; those are not day files.
 pub fn parse_day(text: &str) -> Option<Date> {
-    let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let digits = |s: &str| -> Option<u32> {
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let year = i32::try_from(digits(text.get(0..4)?)?).ok()?;
-    let month = Month::try_from(u8::try_from(digits(text.get(5..7)?)?).ok()?).ok()?;
-    let day = u8::try_from(digits(text.get(8..10)?)?).ok()?;
-    Date::from_calendar_date(year, month, day).ok()
+    let day: Date = text.parse().ok()?;
+    (format_day(day) == text).then_some(day)
 }
 
 /// `YYYY-MM-DD.jsonl`.
@@ -106,8 +100,9 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_junk_is_ignored() {
-        let day = Date::from_calendar_date(2026, Month::March, 7).unwrap();
+        let day = jiff::civil::date(2026, 3, 7);
         assert_eq!(file_name(day), "2026-03-07.jsonl");
+        assert_eq!(file_name(jiff::civil::date(999, 1, 2)), "0999-01-02.jsonl");
         assert_eq!(parse_file_name("2026-03-07.jsonl"), Some(day));
         for bad in [
             "2026-3-07.jsonl",
@@ -115,6 +110,11 @@ mod tests {
             "2026-03-07.json",
             "2026-03-07.jsonl.tmp",
             "+026-03-07.jsonl",
+            "+002026-03-07.jsonl",
+            "20260307.jsonl",
+            "2026-03-07T00.jsonl",
+            "2026-03-07 .jsonl",
+            "2026-03-07Z.jsonl",
             "hmac.key",
         ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
@@ -140,5 +140,13 @@ mod tests {
             .collect();
         assert_eq!(names, ["2025-12-31", "2026-01-02", "2026-01-10"]);
         assert!(list(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_write_goes_to_its_utc_day() {
+        let t: Timestamp = "2026-11-24T23:59:59.999999999Z".parse().unwrap();
+        assert_eq!(format_day(of(t)), "2026-11-24");
+        let t: Timestamp = "2026-11-25T00:30:00+01:00".parse().unwrap();
+        assert_eq!(format_day(of(t)), "2026-11-24");
     }
 }

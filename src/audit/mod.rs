@@ -30,9 +30,6 @@ pub mod verify;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use time::OffsetDateTime;
 
 use crate::tls::store::StoreError;
 
@@ -78,60 +75,5 @@ impl AuditError {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// Where the writer gets "now" from: the system clock, or a test's.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
-
-impl Clock {
-    /// The system clock (UTC).
-    pub fn system() -> Clock {
-        Clock(Arc::new(OffsetDateTime::now_utc))
-    }
-
-    /// A clock that asks `now` (tests: a settable time, day rollover).
-    pub fn from_fn(now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Clock {
-        Clock(Arc::new(now))
-    }
-
-    /// The current time, in UTC.
-    pub fn now(&self) -> OffsetDateTime {
-        (self.0)().to_offset(time::UtcOffset::UTC)
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Clock")
-    }
-}
-
-/// `t` as RFC 3339 UTC with microseconds (`2026-11-24T10:00:00.000001Z`),
-/// the form of every record's `ts`.
-pub fn rfc3339_micros(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_have_microseconds_in_utc() {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(1_795_000_000_123_456_789).unwrap();
-        let t = t.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
-        assert_eq!(rfc3339_micros(t), "2026-11-18T11:06:40.123456Z");
     }
 }

@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use time::{Date, OffsetDateTime};
+use jiff::civil::Date;
+use jiff::Timestamp;
 
 use super::day::{self, DayFile};
 use super::record::AuditRecord;
@@ -333,11 +334,12 @@ impl Follower {
 /// that do not parse go to `bad` (file, line number).
 pub fn records_since(
     dir: &Path,
-    since: OffsetDateTime,
+    since: Timestamp,
     mut each: impl FnMut(Found) -> io::Result<()>,
     mut bad: impl FnMut(&Path, u64),
 ) -> io::Result<()> {
-    let first_day = since.date().previous_day().unwrap_or(since.date());
+    let since_day = day::of(since);
+    let first_day = since_day.yesterday().unwrap_or(since_day);
     for file in day::in_range(day::list(dir)?, Some(first_day), None) {
         read_file_records(&file, &mut |number, line| {
             if !line.terminated {
@@ -345,10 +347,7 @@ pub fn records_since(
             }
             match serde_json::from_slice::<AuditRecord>(&line.bytes) {
                 Ok(record) => {
-                    let at = OffsetDateTime::parse(
-                        &record.event.ts,
-                        &time::format_description::well_known::Rfc3339,
-                    );
+                    let at = record.event.ts.parse::<Timestamp>();
                     if at.is_ok_and(|at| at >= since) {
                         each(Found {
                             path: file.path.clone(),
@@ -425,7 +424,7 @@ mod tests {
     fn last_records_stop_before_a_line_in_progress() {
         use crate::audit::record::{sample_event, GENESIS};
         let dir = tempfile::tempdir().unwrap();
-        let d1 = Date::from_calendar_date(2026, time::Month::May, 1).unwrap();
+        let d1 = jiff::civil::date(2026, 5, 1);
         let record = AuditRecord::chain(1, sample_event(), None, GENESIS);
         let mut text = record.to_line();
         text.push(b'\n');
@@ -448,8 +447,8 @@ mod tests {
     #[test]
     fn follower_reads_complete_lines_across_days() {
         let dir = tempfile::tempdir().unwrap();
-        let d1 = Date::from_calendar_date(2026, time::Month::May, 1).unwrap();
-        let d2 = d1.next_day().unwrap();
+        let d1 = jiff::civil::date(2026, 5, 1);
+        let d2 = d1.tomorrow().unwrap();
         let mut f1 = std::fs::File::create(day::path(dir.path(), d1)).unwrap();
         f1.write_all(b"one\ntw").unwrap();
         let mut follower = Follower::new(dir.path(), None);

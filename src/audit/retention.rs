@@ -13,7 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
-use time::Date;
+use jiff::civil::Date;
+use jiff::SignedDuration;
 
 use super::day::{self, TORN_DIR};
 use super::AuditError;
@@ -31,8 +32,10 @@ pub fn sweep(
     }
     let files = day::list(dir).map_err(AuditError::io(dir))?;
     let newest = files.last().map(|f| f.day);
+    // Civil dates have no DST: every day is 24 hours apart.
+    let keep = SignedDuration::from_hours(24 * i64::from(keep_days));
     let expired = |day: Date| {
-        (today - day).whole_days() >= i64::from(keep_days)
+        today.duration_since(day) >= keep
             && protect_from.is_none_or(|p| day < p)
             && Some(day) != newest
     };
@@ -62,13 +65,12 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::Month;
 
-    fn d(day: u8) -> Date {
-        Date::from_calendar_date(2026, Month::June, day).unwrap()
+    fn d(day: i8) -> Date {
+        jiff::civil::date(2026, 6, day)
     }
 
-    fn setup(days: &[u8]) -> tempfile::TempDir {
+    fn setup(days: &[i8]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(TORN_DIR)).unwrap();
         for &n in days {
@@ -78,7 +80,7 @@ mod tests {
         dir
     }
 
-    fn left(dir: &Path) -> Vec<u8> {
+    fn left(dir: &Path) -> Vec<i8> {
         day::list(dir)
             .unwrap()
             .iter()

@@ -39,7 +39,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
@@ -47,16 +47,17 @@ use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use jiff::civil::Date;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::day;
 use super::record::{sha256_hex, AuditRecord, Decision, Kind, GENESIS};
+use crate::clock::Clock;
 use crate::upstream::Connector;
 
 /// The cursor's file name inside the audit directory.
@@ -205,8 +206,8 @@ pub struct ShipStats {
     pub backoff: Duration,
     /// The most recent failure (kept after recovery; see `last_error_at`).
     pub last_error: Option<String>,
-    /// When `last_error` happened.
-    pub last_error_at: Option<SystemTime>,
+    /// When `last_error` happened (by the shipper's clock).
+    pub last_error_at: Option<Timestamp>,
     /// The collector refuses the current batch with a status that retrying
     /// will not fix (auth, bad request): shipping is stuck until someone acts.
     pub stalled: bool,
@@ -230,10 +231,10 @@ impl ShipStatsHandle {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    fn failed(&self, error: &str, backoff: Duration, stalled: bool) {
+    fn failed(&self, at: Timestamp, error: &str, backoff: Duration, stalled: bool) {
         self.update(|s| {
             s.last_error = Some(error.to_string());
-            s.last_error_at = Some(SystemTime::now());
+            s.last_error_at = Some(at);
             s.backoff = backoff;
             s.stalled = stalled;
         });
@@ -813,15 +814,12 @@ fn decision_name(decision: Decision) -> &'static str {
 /// Nanoseconds since the Unix epoch for an RFC 3339 `ts`; `None` if it
 /// does not parse or is before 1970 (OTLP then treats the time as unknown).
 fn unix_nanos(ts: &str) -> Option<u64> {
-    let at = OffsetDateTime::parse(ts, &Rfc3339).ok()?;
-    u64::try_from(at.unix_timestamp_nanos()).ok()
+    otlp_nanos(ts.parse().ok()?)
 }
 
-fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// `t` as OTLP's `fixed64` Unix nanoseconds; `None` before 1970.
+fn otlp_nanos(t: Timestamp) -> Option<u64> {
+    u64::try_from(t.as_nanosecond()).ok()
 }
 
 // ---- the task ---------------------------------------------------------------
@@ -883,6 +881,7 @@ pub struct Shipper {
     client: Client<Connector, Full<Bytes>>,
     stats: ShipStatsHandle,
     notify: Arc<Notify>,
+    clock: Clock,
 }
 
 impl Shipper {
@@ -924,7 +923,15 @@ impl Shipper {
             client,
             stats: ShipStatsHandle::default(),
             notify: Arc::new(Notify::new()),
+            clock: Clock::system(),
         })
+    }
+
+    /// Read wall time from `clock` (each record's observed time, when
+    /// errors happened) instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Shipper {
+        self.clock = clock;
+        self
     }
 
     /// Progress numbers, shared with the running task.
@@ -1049,7 +1056,9 @@ impl Shipper {
     async fn ship(&self, p: &mut Progress, batch: Batch, shutdown: &CancellationToken) -> bool {
         let mut ack = None;
         if !batch.lines.is_empty() {
-            let body = encode_request(&batch.lines, &self.device, now_unix_nanos());
+            // 0 is OTLP's "unknown" for a clock set before 1970.
+            let observed = otlp_nanos(self.clock.now()).unwrap_or(0);
+            let body = encode_request(&batch.lines, &self.device, observed);
             match self
                 .export_until_acked(Bytes::from(body), batch.lines.len() > 1, p, shutdown)
                 .await
@@ -1133,7 +1142,8 @@ impl Shipper {
             } else {
                 tracing::debug!("audit shipping: {message}; retrying in {delay:?}");
             }
-            self.stats.failed(&message, delay, stalled);
+            self.stats
+                .failed(self.clock.now(), &message, delay, stalled);
             // The backlog is what an outage is measured by: keep it current.
             self.recount_backlog_if_due(p).await;
             tokio::select! {
@@ -1197,7 +1207,7 @@ impl Shipper {
             tracing::error!("audit shipping: cannot store the cursor: {e}");
             self.stats.update(|s| {
                 s.last_error = Some(format!("cannot store the cursor: {e}"));
-                s.last_error_at = Some(SystemTime::now());
+                s.last_error_at = Some(self.clock.now());
             });
         }
     }
@@ -1223,7 +1233,8 @@ impl Shipper {
     ) -> bool {
         let delay = backoff.next();
         tracing::warn!("audit shipping: {error}; retrying in {delay:?}");
-        self.stats.failed(&error.to_string(), delay, false);
+        self.stats
+            .failed(self.clock.now(), &error.to_string(), delay, false);
         tokio::select! {
             _ = shutdown.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
@@ -1508,8 +1519,15 @@ mod tests {
             unix_nanos("2026-11-24T10:00:00.000001Z")
         );
         assert_eq!(
-            unix_nanos("2026-11-24T10:00:00.1234567891Z"),
-            unix_nanos("2026-11-24T10:00:00.123456789Z")
+            unix_nanos("2026-11-24T10:00:00.123456789Z"),
+            Some(1_795_514_400_123_456_789)
+        );
+        // Finer than nanoseconds is not a time Outpost wrote: unknown.
+        assert_eq!(unix_nanos("2026-11-24T10:00:00.1234567891Z"), None);
+        // What the writer writes.
+        assert_eq!(
+            unix_nanos("2026-11-24T10:00:00.000001Z"),
+            Some(1_795_514_400_000_001_000)
         );
         assert_eq!(unix_nanos("2026-13-24T10:00:00Z"), None);
         assert_eq!(unix_nanos("2026-11-24T10:00:00"), None);

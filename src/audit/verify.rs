@@ -25,7 +25,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use time::Date;
+use jiff::civil::Date;
 
 use super::day;
 use super::key::AuditKey;

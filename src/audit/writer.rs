@@ -42,14 +42,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use time::{Date, OffsetDateTime};
+use jiff::civil::Date;
+use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::key::AuditKey;
 use super::record::{AuditEvent, AuditRecord, Decision, Kind};
 use super::recover::{recover, ChainHead};
-use super::{audit_dir, day, retention, rfc3339_micros, AuditError, Clock};
+use super::{audit_dir, day, retention, AuditError};
+use crate::clock::{rfc3339_micros, Clock};
 use crate::config::{AuditConfig, Identity, KeyStoreChoice};
 use crate::tls::store;
 
@@ -667,7 +669,7 @@ impl Sink {
     }
 
     /// A checkpoint over `batch`'s head, unless that head is already one.
-    fn push_checkpoint(&self, batch: &mut Batch, now: OffsetDateTime) {
+    fn push_checkpoint(&self, batch: &mut Batch, now: Timestamp) {
         if batch.since_checkpoint == 0 {
             return;
         }
@@ -676,7 +678,7 @@ impl Sink {
         self.push(batch, event, Some(mac));
     }
 
-    fn repair_event(&self, now: OffsetDateTime, note: String) -> AuditEvent {
+    fn repair_event(&self, now: Timestamp, note: String) -> AuditEvent {
         self.own_event(Kind::Repair, now, Decision::Error, Some(note))
     }
 
@@ -684,7 +686,7 @@ impl Sink {
     fn own_event(
         &self,
         kind: Kind,
-        now: OffsetDateTime,
+        now: Timestamp,
         decision: Decision,
         error: Option<String>,
     ) -> AuditEvent {
@@ -702,10 +704,10 @@ impl Sink {
 
     /// One write of `bytes` to the day file for `now`; on failure the file
     /// is cut back to its last whole record.
-    fn write_batch(&mut self, now: OffsetDateTime, bytes: &[u8]) -> Result<(), AuditError> {
+    fn write_batch(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), AuditError> {
         let day = self
             .floor_day
-            .map_or(now.date(), |floor| floor.max(now.date()));
+            .map_or(day::of(now), |floor| floor.max(day::of(now)));
         let file = self.day_file(day)?;
         if file.needs_truncate {
             file.file
@@ -772,13 +774,13 @@ impl Sink {
                     .record_error(format!("checkpoint not written: {e}"));
             }
         }
-        if self.swept_on != Some(self.clock.now().date()) {
+        if self.swept_on != Some(day::of(self.clock.now())) {
             self.sweep();
         }
     }
 
     fn sweep(&mut self) {
-        let today = self.clock.now().date();
+        let today = day::of(self.clock.now());
         self.swept_on = Some(today);
         match retention::sweep(
             &self.dir,
@@ -836,6 +838,7 @@ mod tests {
     use super::*;
     use crate::audit::record::{sample_event, GENESIS};
     use crate::audit::verify::verify;
+    use crate::clock::ManualClock;
 
     fn config(queue_capacity: usize, checkpoint_every: u64) -> AuditConfig {
         AuditConfig {
@@ -855,35 +858,36 @@ mod tests {
     /// writer blocks when it asks for the time (before it writes).
     #[derive(Clone)]
     struct TestClock {
-        now: Arc<Mutex<OffsetDateTime>>,
+        time: ManualClock,
         gate: Arc<Mutex<()>>,
     }
 
     impl TestClock {
-        fn at(day: u8) -> TestClock {
+        fn at(day: i8) -> TestClock {
             TestClock {
-                now: Arc::new(Mutex::new(on(day))),
+                time: ManualClock::new(on(day)),
                 gate: Arc::new(Mutex::new(())),
             }
         }
-        fn set(&self, t: OffsetDateTime) {
-            *self.now.lock().unwrap() = t;
+        fn set(&self, t: Timestamp) {
+            self.time.set(t);
         }
         fn clock(&self) -> Clock {
             let this = self.clone();
             Clock::from_fn(move || {
                 let _open = this.gate.lock().unwrap();
-                *this.now.lock().unwrap()
+                this.time.now()
             })
         }
     }
 
-    fn on(day: u8) -> OffsetDateTime {
-        time::Date::from_calendar_date(2026, time::Month::November, day)
+    /// A minute before midnight UTC, 2026-11-`day`.
+    fn on(day: i8) -> Timestamp {
+        jiff::civil::date(2026, 11, day)
+            .at(23, 59, 0, 0)
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .unwrap()
-            .with_hms(23, 59, 0)
-            .unwrap()
-            .assume_utc()
+            .timestamp()
     }
 
     fn lines(path: &Path) -> Vec<AuditRecord> {

@@ -531,7 +531,10 @@ mod tests {
             all.contains("no-codename") && all.contains("Codenames stay inside."),
             "{all}"
         );
-        assert_eq!(inspector.blocked().unwrap().rule.as_deref(), Some("no-codename"));
+        assert_eq!(
+            inspector.blocked().unwrap().rule.as_deref(),
+            Some("no-codename")
+        );
         assert!(inspector.finish().is_empty());
     }
 

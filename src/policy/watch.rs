@@ -61,8 +61,11 @@ impl PolicyHandle {
 
     /// Put `policy` in force (a reload, or a test pushing policy).
     pub fn replace(&self, policy: Policy) {
-        self.status.store(Arc::new(status_of(&policy, Vec::new())));
+        let status = Arc::new(status_of(&policy, Vec::new()));
+        // Policy first: `status` must never name a version not yet in force
+        // (tests, and operators, take it as proof of the reload).
         self.current.store(Arc::new(policy));
+        self.status.store(status);
     }
 
     /// Record a failed reload; the policy in force does not change.

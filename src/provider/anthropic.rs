@@ -64,10 +64,11 @@ pub(crate) fn read_batch_request(body: &Object, call: &mut ApiCall) -> Result<()
             }
         }
         max_tokens = max_tokens.saturating_add(one.max_tokens.unwrap_or(0));
-        call.texts.extend(one.texts.into_iter().map(|span| TextSpan {
-            path: params_at.join(&span.path),
-            ..span
-        }));
+        call.texts
+            .extend(one.texts.into_iter().map(|span| TextSpan {
+                path: params_at.join(&span.path),
+                ..span
+            }));
     }
     call.model = batch.models.first().cloned();
     call.max_tokens = Some(max_tokens);

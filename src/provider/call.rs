@@ -103,7 +103,11 @@ impl Api {
     /// True when this call is billed by tokens: it generates, or embeds.
     /// Budgets and rate limits count these calls.
     pub fn metered(self) -> bool {
-        self.generates() || matches!(self, Api::Embeddings | Api::GeminiEmbed | Api::AnthropicBatch)
+        self.generates()
+            || matches!(
+                self,
+                Api::Embeddings | Api::GeminiEmbed | Api::AnthropicBatch
+            )
     }
 
     /// True when the provider's answer never says what the call used (a
@@ -369,8 +373,14 @@ mod tests {
         )
         .unwrap();
         let unclaimed: Vec<&str> = parsed.unclaimed.iter().map(|s| s.text.as_str()).collect();
-        assert!(unclaimed.contains(&"v1") && unclaimed.contains(&"u2"), "{unclaimed:?}");
-        assert!(!unclaimed.contains(&"hi"), "claimed text is not reported twice");
+        assert!(
+            unclaimed.contains(&"v1") && unclaimed.contains(&"u2"),
+            "{unclaimed:?}"
+        );
+        assert!(
+            !unclaimed.contains(&"hi"),
+            "claimed text is not reported twice"
+        );
     }
 
     #[test]

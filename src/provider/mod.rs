@@ -37,7 +37,9 @@ pub mod usage;
 #[cfg(test)]
 mod test_support;
 
-pub use call::{parse_request, read_request, Api, ApiCall, Batch, ParsedRequest, TextRole, TextSpan};
+pub use call::{
+    parse_request, read_request, Api, ApiCall, Batch, ParsedRequest, TextRole, TextSpan,
+};
 pub use json_path::{JsonPath, PathSegment};
 pub use response::response_texts;
 pub use rewrite::rewrite_texts;
@@ -319,9 +321,13 @@ mod tests {
             br#"{"model":"gemini-2.0-flash","messages":[]}"#,
         )
         .unwrap();
-        let body: Value =
-            serde_json::from_slice(&error_body(call.provider, call.api, ErrorKind::BudgetExhausted, "spent"))
-                .unwrap();
+        let body: Value = serde_json::from_slice(&error_body(
+            call.provider,
+            call.api,
+            ErrorKind::BudgetExhausted,
+            "spent",
+        ))
+        .unwrap();
         assert_eq!(body["error"]["code"], "budget_exhausted");
         assert_eq!(body["error"]["type"], "insufficient_quota");
         let native: Value = serde_json::from_slice(&error_body(

@@ -27,10 +27,7 @@ pub fn rewrite_texts(body: &[u8], edits: &[(JsonPath, String)]) -> Result<Vec<u8
 }
 
 /// Replaces the strings at the edits' paths in `root`.
-pub fn apply_edits(
-    root: &mut Value,
-    edits: &[(JsonPath, String)],
-) -> Result<(), ParseError> {
+pub fn apply_edits(root: &mut Value, edits: &[(JsonPath, String)]) -> Result<(), ParseError> {
     for (path, text) in edits {
         match path.lookup_mut(root) {
             Some(Value::String(target)) => target.clone_from(text),
@@ -43,10 +40,7 @@ pub fn apply_edits(
 /// Renames the object members at the renames' paths (a redaction in a
 /// member name). Deepest first, so a renamed parent does not strand the
 /// paths of its children; a member renamed onto an existing name replaces it.
-pub fn apply_renames(
-    root: &mut Value,
-    renames: &[(JsonPath, String)],
-) -> Result<(), ParseError> {
+pub fn apply_renames(root: &mut Value, renames: &[(JsonPath, String)]) -> Result<(), ParseError> {
     let mut ordered: Vec<&(JsonPath, String)> = renames.iter().collect();
     ordered.sort_by_key(|(path, _)| std::cmp::Reverse(path.segments().len()));
     for (path, name) in ordered {
@@ -119,7 +113,10 @@ mod tests {
         let outer = JsonPath::root().key("meta").key("AKIA");
         let inner = outer.key("AKIB");
         apply_renames(&mut doc, &[(outer, "[R1]".into()), (inner, "[R2]".into())]).unwrap();
-        assert_eq!(doc, serde_json::json!({"meta": {"[R1]": {"[R2]": 1}}, "x": 2}));
+        assert_eq!(
+            doc,
+            serde_json::json!({"meta": {"[R1]": {"[R2]": 1}}, "x": 2})
+        );
         let missing = JsonPath::root().key("nope");
         assert!(apply_renames(&mut doc, &[(missing, "y".into())]).is_err());
     }

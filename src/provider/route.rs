@@ -261,8 +261,14 @@ mod tests {
     #[test]
     fn matrix_parameters_and_dot_segments_do_not_hide_an_endpoint() {
         assert_eq!(api("POST", "/v1/chat/completions;x"), Api::ChatCompletions);
-        assert_eq!(api("POST", "/v1;a=b/chat;c/completions"), Api::ChatCompletions);
-        assert_eq!(api("POST", "/v1/x/../chat/./completions"), Api::ChatCompletions);
+        assert_eq!(
+            api("POST", "/v1;a=b/chat;c/completions"),
+            Api::ChatCompletions
+        );
+        assert_eq!(
+            api("POST", "/v1/x/../chat/./completions"),
+            Api::ChatCompletions
+        );
         assert_eq!(api("POST", "/v1/x/%2e%2e/messages"), Api::AnthropicMessages);
         assert_eq!(api("POST", "/v1/messages/batches"), Api::AnthropicBatch);
         assert_eq!(api("POST", "/v1/messages/batches/"), Api::AnthropicBatch);

@@ -410,8 +410,12 @@ mod tests {
         let nested = parse_json_strict(br#"{"a":[{"b":1,"b":2}]}"#).unwrap_err();
         assert!(matches!(nested, ParseError::DuplicateKey(_)), "{nested}");
         // The same name in sibling objects is not a duplicate.
-        let value = parse_json_strict(br#"{"a":{"x":1},"b":{"x":2.5e0},"c":[null,true,"s",-3]}"#).unwrap();
-        assert_eq!(value, json!({"a":{"x":1},"b":{"x":2.5},"c":[null,true,"s",-3]}));
+        let value =
+            parse_json_strict(br#"{"a":{"x":1},"b":{"x":2.5e0},"c":[null,true,"s",-3]}"#).unwrap();
+        assert_eq!(
+            value,
+            json!({"a":{"x":1},"b":{"x":2.5},"c":[null,true,"s",-3]})
+        );
         let syntax = parse_json_strict(b"{\"a\":").unwrap_err();
         assert!(matches!(syntax, ParseError::InvalidJson(_)), "{syntax}");
     }

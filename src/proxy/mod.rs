@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::writer::AuditLog;
+use crate::clock::Clock;
 use crate::config::{normalize_host, Identity};
 use crate::policy::watch::PolicyHandle;
 use crate::provider::ProviderTable;
@@ -95,6 +96,9 @@ pub struct ProxyState {
     pub budgets: spend::Budgets,
     /// Leaf certificates.
     pub leaves: LeafCache,
+    /// Wall time for everything the proxy and admin API date (the same
+    /// clock the leaf cache and the audit writer read).
+    pub clock: Clock,
     /// Pooled upstream client and connector.
     pub upstream: Upstream,
     /// Cancelled when the agent begins shutting down.

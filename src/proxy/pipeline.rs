@@ -41,12 +41,12 @@ use super::respond::{self, add_warnings, Expect};
 use super::spend::Metered;
 use super::{full_body, render, ProxyBody, ProxyState};
 use crate::audit::record::sha256_hex;
+use crate::audit::writer::AuditPermit;
 use crate::policy::decide::{self, RuleHit};
 use crate::policy::rules::{OnAuditBacklog, OnUnparseable, UnknownEndpoints};
 use crate::policy::Policy;
 use crate::provider::{self, Api, ApiCall, ParseError, Provider, ProviderEntry, TextSpan};
 use crate::refusal::Refusal;
-use crate::audit::writer::AuditPermit;
 
 pub use super::respond::WARNING_HEADER;
 
@@ -85,7 +85,7 @@ pub async fn handle(
         policy: state.policy.current(),
         provider: provider_of(state, &route.target.host),
     };
-    let started = Instant::now();
+    let started = (Instant::now(), state.clock.now());
     // The shape errors are written in, before the body says more.
     let api = provider::route::route(req.method().as_str(), req.uri().path()).api;
     let path = audited_path(req.uri().path(), req.uri().query());
@@ -231,7 +231,10 @@ async fn read(
     body::read(body, headers, ctx.policy.max_body_bytes)
         .await
         .map_err(|err| {
-            Refusal::client(None, format!("Outpost could not read the request body: {err}"))
+            Refusal::client(
+                None,
+                format!("Outpost could not read the request body: {err}"),
+            )
         })
 }
 
@@ -353,7 +356,14 @@ fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<P
             if call.api == Api::NoPrompt {
                 call.api = Api::Unknown;
             }
-            unparseable(policy, method, path, call, RequestBody::Whole(bytes), err.to_string())
+            unparseable(
+                policy,
+                method,
+                path,
+                call,
+                RequestBody::Whole(bytes),
+                err.to_string(),
+            )
         }
     }
 }
@@ -396,7 +406,7 @@ fn admit(ctx: &Ctx<'_>, parsed: &Parsed) -> Result<Metered, Refusal> {
         &ctx.provider.name,
         &parsed.call,
         parsed.prompt_bytes(),
-        jiff::Timestamp::now(),
+        ctx.state.clock.now(),
         Instant::now(),
     )
 }
@@ -461,15 +471,14 @@ pub fn inspect_request(policy: &Policy, provider: &ProviderEntry, parsed: Parsed
             result: Err(block),
         };
     }
-    let result = serialise(&mut json, &inspection, &call, provider).map(|(bytes, usage_added)| {
-        Sendable {
+    let result =
+        serialise(&mut json, &inspection, &call, provider).map(|(bytes, usage_added)| Sendable {
             call,
             length: Some(bytes.len()),
             body: full_body(bytes),
             usage_added,
             inspect_response: true,
-        }
-    });
+        });
     Inspected { scan, result }
 }
 
@@ -497,8 +506,9 @@ fn serialise(
     // Streams are charged from their usage: ask for it where the host
     // accepts the option, and hide the extra chunk from a client that did
     // not ask for it.
-    let usage_added =
-        call.stream && provider.stream_options && provider::ensure_stream_usage(call, root).unwrap_or(false);
+    let usage_added = call.stream
+        && provider.stream_options
+        && provider::ensure_stream_usage(call, root).unwrap_or(false);
     Ok((Bytes::from(provider::rewrite::to_json(root)), usage_added))
 }
 
@@ -564,9 +574,15 @@ mod tests {
     fn a_key_in_metadata_user_or_a_member_name_is_blocked() {
         let p = policy("");
         for body in [
-            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"note":"{KEY}"}}}}"#),
-            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"user":"{KEY}"}}"#),
-            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"{KEY}":"x"}}}}"#),
+            format!(
+                r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"note":"{KEY}"}}}}"#
+            ),
+            format!(
+                r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"user":"{KEY}"}}"#
+            ),
+            format!(
+                r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"hi"}}],"metadata":{{"{KEY}":"x"}}}}"#
+            ),
         ] {
             let inspected = inspect(&p, "POST", "/v1/chat/completions", &body);
             let refusal = inspected.result.err().expect("blocked");
@@ -582,7 +598,10 @@ mod tests {
         let inspected = inspect(&p, "POST", "/v1/chat/completions", body);
         assert!(inspected.scan.redacted);
         let sent = sent(inspected).await;
-        assert_eq!(sent["messages"][0]["content"], "card [REDACTED:card-numbers]");
+        assert_eq!(
+            sent["messages"][0]["content"],
+            "card [REDACTED:card-numbers]"
+        );
         assert_eq!(sent["metadata"]["card"], "[REDACTED:card-numbers]");
         assert_eq!(sent["extra"], "é");
     }
@@ -593,7 +612,12 @@ mod tests {
         let body = format!(r#"{{"role":"user","content":"here: {KEY}"}}"#);
         let blocked = inspect(&p, "POST", "/v1/threads/t_1/messages", &body);
         assert!(blocked.result.is_err());
-        let clean = inspect(&p, "POST", "/v1/threads/t_1/messages", r#"{"content":"card 4111 1111 1111 1111"}"#);
+        let clean = inspect(
+            &p,
+            "POST",
+            "/v1/threads/t_1/messages",
+            r#"{"content":"card 4111 1111 1111 1111"}"#,
+        );
         assert_eq!(sent(clean).await["content"], "card [REDACTED:card-numbers]");
     }
 
@@ -607,7 +631,10 @@ mod tests {
             r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
         );
         assert!(inspected.result.as_ref().is_ok_and(|s| s.usage_added));
-        assert_eq!(sent(inspected).await["stream_options"]["include_usage"], true);
+        assert_eq!(
+            sent(inspected).await["stream_options"]["include_usage"],
+            true
+        );
     }
 
     #[test]
@@ -623,7 +650,11 @@ mod tests {
         let refusal = refuse_plain_http(&route).unwrap_err();
         assert_eq!(refusal.rule.as_deref(), Some("plain_http"));
         assert_eq!(refusal.status(), 400);
-        assert!(refusal.message.contains("https://api.openai.com/"), "{}", refusal.message);
+        assert!(
+            refusal.message.contains("https://api.openai.com/"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]

@@ -84,11 +84,6 @@ pub fn audited_path(path: &str, query: Option<&str>) -> String {
     }
 }
 
-/// Now, RFC 3339 UTC with microseconds.
-pub fn timestamp_now() -> String {
-    crate::audit::rfc3339_micros(time::OffsetDateTime::now_utc())
-}
-
 /// What the response showed: rules that matched, the text delivered, usage.
 #[derive(Debug, Default, Clone)]
 pub struct ResponseSeen {
@@ -253,11 +248,12 @@ pub struct Outcome {
 impl Outcome {
     /// Begin the record of a request (`permit` is `None` when the audit
     /// queue was full and policy said to serve the request anyway).
-    /// `started` is when the request arrived; `at` the provider name and host.
+    /// `started` is when the request arrived (for latency, and by the
+    /// agent's clock for the record's `ts`); `at` the provider name and host.
     pub fn begin(
         permit: Option<AuditPermit>,
         policy: Arc<Policy>,
-        started: Instant,
+        started: (Instant, jiff::Timestamp),
         identity: (&str, &str),
         at: (&str, &str),
         method: &str,
@@ -267,8 +263,8 @@ impl Outcome {
         Outcome {
             permit,
             policy,
-            started,
-            ts: timestamp_now(),
+            started: started.0,
+            ts: crate::clock::rfc3339_micros(started.1),
             user: identity.0.to_string(),
             device: identity.1.to_string(),
             host: host.to_string(),
@@ -446,7 +442,8 @@ impl Outcome {
             .answered
             .is_some_and(|a| (200..300).contains(&a.status));
         let call = self.call.as_ref();
-        let unknowable = call.is_some_and(|c| c.uninspected.is_some() || c.api.usage_unobservable());
+        let unknowable =
+            call.is_some_and(|c| c.uninspected.is_some() || c.api.usage_unobservable());
         let estimate = (usage.is_none() && answered)
             .then(|| {
                 if unknowable {
@@ -738,16 +735,16 @@ mod tests {
         let mut outcome = Outcome::begin(
             None,
             policy.clone(),
-            Instant::now(),
+            (Instant::now(), jiff::Timestamp::now()),
             ("alice", "dev-1"),
             ("openai", "api.openai.com"),
             "POST",
             "/v1/chat/completions".into(),
         );
-        outcome.call = Some(prompt(&policy, &[
-            &format!("my token is {SECRET}"),
-            "card 4111 1111 1111 1111",
-        ]));
+        outcome.call = Some(prompt(
+            &policy,
+            &[&format!("my token is {SECRET}"), "card 4111 1111 1111 1111"],
+        ));
         outcome
     }
 
@@ -791,12 +788,5 @@ mod tests {
         o.call = Some(prompt(&o.policy.clone(), &[&"x".repeat(1000)]));
         let prompt = o.content(None).unwrap().prompt.unwrap();
         assert_eq!(prompt.chars().count(), 201, "200 chars and an ellipsis");
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_with_microseconds() {
-        let ts = timestamp_now();
-        assert_eq!(ts.len(), 27, "{ts}");
-        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
     }
 }

@@ -81,6 +81,9 @@ mod tests {
         let timeout = Refusal::upstream(ErrorKind::UpstreamTimeout, "slow".into());
         let response = refusal(&timeout, Provider::OpenAi, Api::ChatCompletions);
         assert_eq!(response.status(), 504);
-        assert_eq!(body_json(response).await["error"]["code"], "upstream_timeout");
+        assert_eq!(
+            body_json(response).await["error"]["code"],
+            "upstream_timeout"
+        );
     }
 }

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use jiff::{SignedDuration, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -21,18 +22,17 @@ use rcgen::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
 
 use super::store::{self, KeyLocation, StoreError};
 use crate::config::KeyStoreChoice;
 use crate::policy::intercept::HostPattern;
 
 /// How long a new CA is valid.
-const CA_VALIDITY: Duration = Duration::days(5 * 365);
+const CA_VALIDITY: SignedDuration = SignedDuration::from_hours(24 * 5 * 365);
 /// How long a leaf is valid. Short: leaves are cheap and only live in memory.
-pub const LEAF_VALIDITY: Duration = Duration::days(7);
+pub const LEAF_VALIDITY: SignedDuration = SignedDuration::from_hours(24 * 7);
 /// Leaves start this far in the past, for clients whose clock is behind.
-const BACKDATE: Duration = Duration::hours(1);
+const BACKDATE: SignedDuration = SignedDuration::from_hours(1);
 
 /// Errors creating, loading or using the CA.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,11 @@ pub enum CaError {
     /// Asked to mint a leaf the CA's name constraints do not permit.
     #[error("the Outpost CA's name constraints do not permit {0}; run `outpost ca rotate`")]
     NotPermitted(String),
+    /// The clock says a time whose validity period a certificate cannot
+    /// carry (near the ends of time, years ±9999): the system clock is
+    /// wrong, not the request.
+    #[error("cannot make a certificate valid at {0}: the clock is out of range")]
+    ClockOutOfRange(Timestamp),
 }
 
 /// A freshly minted leaf: its own key, never the CA's.
@@ -63,7 +68,7 @@ pub struct Leaf {
     /// PKCS#8 private key of the leaf.
     pub key: PrivateKeyDer<'static>,
     /// When it stops being valid.
-    pub not_after: OffsetDateTime,
+    pub not_after: Timestamp,
 }
 
 /// The loaded CA: certificate, signing key, and its parsed constraints.
@@ -73,7 +78,7 @@ pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
     permitted: Vec<String>,
     excludes_all_ips: bool,
-    not_after: OffsetDateTime,
+    not_after: Timestamp,
     key_location: KeyLocation,
 }
 
@@ -93,16 +98,18 @@ pub fn cert_file(state_dir: &Path) -> PathBuf {
 }
 
 impl LocalCa {
-    /// Load the CA from `state_dir`, creating it (for `hosts`) if there is none.
+    /// Load the CA from `state_dir`, creating it (for `hosts`, valid from
+    /// `now`) if there is none.
     pub fn load_or_create(
         state_dir: &Path,
         hosts: &[HostPattern],
         choice: KeyStoreChoice,
+        now: Timestamp,
     ) -> Result<LocalCa, CaError> {
         if cert_file(state_dir).exists() {
             LocalCa::load(state_dir)
         } else {
-            LocalCa::create(state_dir, hosts, choice)
+            LocalCa::create(state_dir, hosts, choice, now)
         }
     }
 
@@ -131,15 +138,16 @@ impl LocalCa {
         LocalCa::from_parts(cert_der, cert_pem, key, key_location)
     }
 
-    /// Generate a new CA for `hosts`, replacing any previous one on disk.
+    /// Generate a new CA for `hosts`, valid from `now`, replacing any
+    /// previous one on disk.
     pub fn create(
         state_dir: &Path,
         hosts: &[HostPattern],
         choice: KeyStoreChoice,
+        now: Timestamp,
     ) -> Result<LocalCa, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let now = OffsetDateTime::now_utc();
-        let params = ca_params(hosts, now);
+        let params = ca_params(hosts, now)?;
         let cert = params.self_signed(&key)?;
         let cert_pem = cert.pem();
         store::create_private_dir(&store::ca_dir(state_dir))?;
@@ -179,7 +187,8 @@ impl LocalCa {
                 }
             }
         }
-        let not_after = x509.validity().not_after.to_datetime();
+        let not_after = Timestamp::from_second(x509.validity().not_after.timestamp())
+            .map_err(|e| corrupt(format!("expiry out of range: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(LocalCa {
             cert_der,
@@ -216,7 +225,7 @@ impl LocalCa {
     }
 
     /// Mint a leaf for `host` valid from `now`, with its own fresh key.
-    pub fn mint_leaf(&self, host: &str, now: OffsetDateTime) -> Result<Leaf, CaError> {
+    pub fn mint_leaf(&self, host: &str, now: Timestamp) -> Result<Leaf, CaError> {
         if !self.permits(host) {
             return Err(CaError::NotPermitted(host.to_string()));
         }
@@ -225,8 +234,7 @@ impl LocalCa {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
         params.distinguished_name = dn;
-        params.not_before = now - BACKDATE;
-        params.not_after = now + LEAF_VALIDITY;
+        let not_after = set_validity(&mut params, now, BACKDATE, LEAF_VALIDITY)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -235,7 +243,7 @@ impl LocalCa {
         Ok(Leaf {
             cert: cert.der().clone(),
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            not_after: params.not_after,
+            not_after,
         })
     }
 
@@ -270,7 +278,7 @@ impl LocalCa {
     }
 
     /// Expiry.
-    pub fn not_after(&self) -> OffsetDateTime {
+    pub fn not_after(&self) -> Timestamp {
         self.not_after
     }
 
@@ -280,25 +288,19 @@ impl LocalCa {
     }
 }
 
-fn ca_params(hosts: &[HostPattern], now: OffsetDateTime) -> CertificateParams {
+fn ca_params(hosts: &[HostPattern], now: Timestamp) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "Outpost");
+    // Distinct names per rotation, so a trust store shows which CA is which.
+    // Numeric fields of a Timestamp only: formatting cannot fail.
     dn.push(
         DnType::CommonName,
-        format!(
-            "Outpost Local CA {:04}-{:02}-{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        ),
+        now.strftime("Outpost Local CA %Y-%m-%dT%H%M%SZ")
+            .to_string(),
     );
     params.distinguished_name = dn;
-    params.not_before = now - BACKDATE;
-    params.not_after = now + CA_VALIDITY;
+    set_validity(&mut params, now, BACKDATE, CA_VALIDITY)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -315,7 +317,43 @@ fn ca_params(hosts: &[HostPattern], now: OffsetDateTime) -> CertificateParams {
             GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
         ],
     });
-    params
+    Ok(params)
+}
+
+/// Make `params` valid from `backdate` before `now` until `validity` after
+/// it, to the second; returns the expiry as the certificate states it.
+///
+/// rcgen's `not_before`/`not_after` are `time::OffsetDateTime`, the one place
+/// Outpost meets that crate. They are built from rcgen's own Unix epoch
+/// (`date_time_ymd`) plus whole seconds as a `std::time::Duration`, so
+/// Outpost never names or depends on `time` itself. Whole seconds lose
+/// nothing: X.509 times have no fraction (rcgen drops it too).
+fn set_validity(
+    params: &mut CertificateParams,
+    now: Timestamp,
+    backdate: SignedDuration,
+    validity: SignedDuration,
+) -> Result<Timestamp, CaError> {
+    let out_of_range = || CaError::ClockOutOfRange(now);
+    let whole_seconds = |t: Result<Timestamp, jiff::Error>| {
+        t.and_then(|t| Timestamp::from_second(t.as_second()))
+            .map_err(|_| out_of_range())
+    };
+    let from = whole_seconds(now.checked_sub(backdate))?;
+    let until = whole_seconds(now.checked_add(validity))?;
+    // 1970-01-01 is a valid date: rcgen's expect inside cannot fire.
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    let rcgen_time = |t: Timestamp| {
+        let seconds = std::time::Duration::from_secs(t.as_second().unsigned_abs());
+        if t.as_second() >= 0 {
+            epoch.checked_add(seconds.try_into().ok()?)
+        } else {
+            epoch.checked_sub(seconds.try_into().ok()?)
+        }
+    };
+    params.not_before = rcgen_time(from).ok_or_else(out_of_range)?;
+    params.not_after = rcgen_time(until).ok_or_else(out_of_range)?;
+    Ok(until)
 }
 
 fn pem_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
@@ -344,7 +382,8 @@ mod tests {
     #[test]
     fn new_ca_is_constrained_and_reloads_identically() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let ca =
+            LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
         assert_eq!(ca.permitted(), ["api.openai.com", "openai.azure.com"]);
         assert!(ca.excludes_all_ips());
         assert!(ca.permits("api.openai.com"));
@@ -355,13 +394,66 @@ mod tests {
         let again = LocalCa::load(dir.path()).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
         assert_eq!(again.permitted(), ca.permitted());
-        assert!(ca.not_after() > OffsetDateTime::now_utc() + Duration::days(4 * 365));
+        assert!(ca.not_after() > Timestamp::now() + SignedDuration::from_hours(24 * 4 * 365));
+    }
+
+    #[test]
+    fn validity_and_name_come_from_the_given_time_to_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let now: Timestamp = "2026-11-24T10:20:30.75Z".parse().unwrap();
+        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, now).unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        let cn = x509.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "Outpost Local CA 2026-11-24T102030Z");
+        let validity = x509.validity();
+        let second = |text: &str| text.parse::<Timestamp>().unwrap().as_second();
+        assert_eq!(
+            validity.not_before.timestamp(),
+            second("2026-11-24T09:20:30Z")
+        );
+        // 5 × 365 days, across the leap day of 2028.
+        assert_eq!(
+            validity.not_after.timestamp(),
+            second("2031-11-23T10:20:30Z")
+        );
+        let reloaded = LocalCa::load(dir.path()).unwrap();
+        assert_eq!(reloaded.not_after(), ca.not_after());
+        assert_eq!(ca.not_after().as_second(), second("2031-11-23T10:20:30Z"));
+
+        let leaf = ca.mint_leaf("api.openai.com", now).unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(&leaf.cert).unwrap();
+        assert_eq!(
+            x509.validity().not_before.timestamp(),
+            second("2026-11-24T09:20:30Z")
+        );
+        assert_eq!(
+            x509.validity().not_after.timestamp(),
+            second("2026-12-01T10:20:30Z")
+        );
+        assert_eq!(leaf.not_after.as_second(), second("2026-12-01T10:20:30Z"));
+    }
+
+    #[test]
+    fn a_clock_out_of_range_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::MAX)
+            .err()
+            .unwrap();
+        assert!(matches!(err, CaError::ClockOutOfRange(_)), "{err}");
+        let ca =
+            LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
+        let err = ca
+            .mint_leaf("api.openai.com", Timestamp::MIN)
+            .err()
+            .unwrap();
+        assert!(matches!(err, CaError::ClockOutOfRange(_)), "{err}");
     }
 
     #[test]
     fn uncovered_hosts_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let ca =
+            LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
         let more = vec![
             HostPattern::parse("api.openai.com").unwrap(),
             HostPattern::parse("api.mistral.ai").unwrap(),
@@ -373,8 +465,9 @@ mod tests {
     #[test]
     fn leaf_has_own_key_and_names_host() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
-        let now = OffsetDateTime::now_utc();
+        let ca =
+            LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
+        let now = Timestamp::now();
         let leaf = ca.mint_leaf("api.openai.com", now).unwrap();
         let (_, x509) = x509_parser::parse_x509_certificate(&leaf.cert).unwrap();
         let ca_key = public_key_of(ca.cert_der()).unwrap();
@@ -387,15 +480,17 @@ mod tests {
         let (_, ca_x509) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
         assert_eq!(x509.issuer(), ca_x509.subject());
         assert!(leaf.not_after <= now + LEAF_VALIDITY);
-        assert!(x509.validity().time_to_expiration().unwrap() <= Duration::days(7));
+        let left = x509.validity().not_after.timestamp() - Timestamp::now().as_second();
+        assert!(left <= LEAF_VALIDITY.as_secs(), "{left} s left");
     }
 
     #[test]
     fn leaf_outside_constraints_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        let ca =
+            LocalCa::create(dir.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
         let err = ca
-            .mint_leaf("www.examplebank.com", OffsetDateTime::now_utc())
+            .mint_leaf("www.examplebank.com", Timestamp::now())
             .err()
             .unwrap();
         assert!(matches!(err, CaError::NotPermitted(_)));
@@ -405,8 +500,8 @@ mod tests {
     fn mismatched_key_is_detected() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        LocalCa::create(a.path(), &hosts(), KeyStoreChoice::File).unwrap();
-        LocalCa::create(b.path(), &hosts(), KeyStoreChoice::File).unwrap();
+        LocalCa::create(a.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
+        LocalCa::create(b.path(), &hosts(), KeyStoreChoice::File, Timestamp::now()).unwrap();
         std::fs::copy(cert_file(a.path()), cert_file(b.path())).unwrap();
         let err = LocalCa::load(b.path()).unwrap_err().to_string();
         assert!(err.contains("does not belong"), "{err}");

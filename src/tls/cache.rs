@@ -9,22 +9,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use time::{Duration, OffsetDateTime};
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::OnceCell;
 
 use super::ca::{CaError, LocalCa};
+use crate::clock::Clock;
 
 /// Leaves are re-minted when they have less than this left.
-pub const REFRESH_BEFORE: Duration = Duration::days(1);
+pub const REFRESH_BEFORE: SignedDuration = SignedDuration::from_hours(24);
 /// Bound on cached hosts (wildcard patterns make the set open-ended).
 const MAX_ENTRIES: usize = 4096;
 
-/// A clock, injectable so tests can jump to expiry.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
 struct Entry {
     config: Arc<rustls::ServerConfig>,
-    not_after: OffsetDateTime,
+    not_after: Timestamp,
 }
 
 type Slot = Arc<OnceCell<Entry>>;
@@ -41,10 +39,10 @@ pub struct LeafCache {
 impl LeafCache {
     /// A cache signing with `ca`, on the system clock.
     pub fn new(ca: Arc<LocalCa>) -> LeafCache {
-        LeafCache::with_clock(ca, Arc::new(OffsetDateTime::now_utc))
+        LeafCache::with_clock(ca, Clock::system())
     }
 
-    /// A cache with an injected clock.
+    /// A cache that reads `clock` (tests: jump to expiry).
     pub fn with_clock(ca: Arc<LocalCa>, clock: Clock) -> LeafCache {
         LeafCache {
             ca,
@@ -67,7 +65,7 @@ impl LeafCache {
 
     /// The server config for `host` (normalized), minting its leaf if needed.
     pub async fn get_or_mint(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, CaError> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let slot = self.slot_for(host, now);
         let entry = slot
             .get_or_try_init(|| async { self.mint(host, now) })
@@ -75,20 +73,23 @@ impl LeafCache {
         Ok(entry.config.clone())
     }
 
-    fn slot_for(&self, host: &str, now: OffsetDateTime) -> Slot {
+    fn slot_for(&self, host: &str, now: Timestamp) -> Slot {
         // A poisoned lock only means another thread panicked mid-insert; the
         // map itself is still a valid map.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = slots.get(host) {
             let stale = slot
                 .get()
-                .is_some_and(|e| e.not_after - now < REFRESH_BEFORE);
+                .is_some_and(|e| e.not_after.duration_since(now) < REFRESH_BEFORE);
             if !stale {
                 return slot.clone();
             }
         }
         if slots.len() >= MAX_ENTRIES {
-            slots.retain(|_, s| s.get().is_some_and(|e| e.not_after - now >= REFRESH_BEFORE));
+            slots.retain(|_, s| {
+                s.get()
+                    .is_some_and(|e| e.not_after.duration_since(now) >= REFRESH_BEFORE)
+            });
             if slots.len() >= MAX_ENTRIES {
                 slots.clear();
             }
@@ -98,7 +99,7 @@ impl LeafCache {
         slot
     }
 
-    fn mint(&self, host: &str, now: OffsetDateTime) -> Result<Entry, CaError> {
+    fn mint(&self, host: &str, now: Timestamp) -> Result<Entry, CaError> {
         let leaf = self.ca.mint_leaf(host, now)?;
         self.mints.fetch_add(1, Ordering::Relaxed);
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
@@ -124,9 +125,9 @@ impl LeafCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use crate::config::KeyStoreChoice;
     use crate::policy::intercept::HostPattern;
-    use std::sync::atomic::AtomicI64;
 
     fn ca() -> (tempfile::TempDir, Arc<LocalCa>) {
         let dir = tempfile::tempdir().unwrap();
@@ -134,7 +135,8 @@ mod tests {
             HostPattern::parse("api.openai.com").unwrap(),
             HostPattern::parse("api.anthropic.com").unwrap(),
         ];
-        let ca = LocalCa::create(dir.path(), &hosts, KeyStoreChoice::File).unwrap();
+        let ca =
+            LocalCa::create(dir.path(), &hosts, KeyStoreChoice::File, Timestamp::now()).unwrap();
         (dir, Arc::new(ca))
     }
 
@@ -161,18 +163,16 @@ mod tests {
     #[tokio::test]
     async fn leaf_is_refreshed_before_expiry() {
         let (_dir, ca) = ca();
-        let offset_days = Arc::new(AtomicI64::new(0));
-        let clock_days = offset_days.clone();
-        let clock: Clock = Arc::new(move || {
-            OffsetDateTime::now_utc() + Duration::days(clock_days.load(Ordering::SeqCst))
-        });
-        let cache = LeafCache::with_clock(ca, clock);
+        let day = SignedDuration::from_hours(24);
+        let time = ManualClock::new(Timestamp::now());
+        let cache = LeafCache::with_clock(ca, time.clock());
         let first = cache.get_or_mint("api.openai.com").await.unwrap();
-        offset_days.store(5, Ordering::SeqCst);
+        // A 7-day leaf with 2 days left is kept; with less than 1, replaced.
+        time.advance(day * 5);
         let same = cache.get_or_mint("api.openai.com").await.unwrap();
         assert!(Arc::ptr_eq(&first, &same));
         assert_eq!(cache.mint_count(), 1);
-        offset_days.store(6, Ordering::SeqCst);
+        time.advance(day + SignedDuration::from_secs(1));
         let fresh = cache.get_or_mint("api.openai.com").await.unwrap();
         assert!(!Arc::ptr_eq(&first, &fresh));
         assert_eq!(cache.mint_count(), 2);

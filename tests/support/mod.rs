@@ -24,7 +24,7 @@ pub mod tunnel;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use agent::{outpost_cli, Agent, AgentBuilder};
 pub use ca::{certs_from_pem_file, summarize_cert, CertSummary, TestCa};
@@ -55,6 +55,26 @@ pub fn free_port() -> u16 {
 
 /// Generous per-request limit for clients; tests never assert an upper bound on time.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long [`wait_until`] waits for something that should happen soon (a reload, a
+/// window elapsing, enough load) before failing. Generous: a loaded 2-core CI box is slow,
+/// and a passing test never waits this long.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Polls `done` until it returns true; panics naming `what` once `limit` has passed.
+///
+/// Tests wait on the condition they care about rather than sleeping a fixed time and hoping
+/// it happened: fast when the machine is fast, still correct when it is slow.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {what}; it did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A minimal OpenAI chat request.
 pub fn openai_chat_body(stream: bool) -> serde_json::Value {
