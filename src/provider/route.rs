@@ -8,10 +8,11 @@
 //! The host only decides [`Provider`](super::Provider) (error shapes, table
 //! flags).
 //!
-//! The path is percent-decoded and empty segments are dropped before
-//! matching, and endpoint words match case-insensitively: a client must not
-//! dodge the guardrails by writing `%3AgenerateContent` or `//chat/completions`
-//! where the upstream would normalise it. Matching more than the upstream
+//! The path is percent-decoded, empty segments are dropped, matrix
+//! parameters (`;x`) removed and `.`/`..` resolved before matching, and
+//! endpoint words match case-insensitively: a client must not dodge the
+//! guardrails by writing `%3AgenerateContent`, `//chat/completions` or
+//! `completions;x` where the upstream would normalise it. Matching more than the upstream
 //! accepts costs nothing; matching less is a bypass.
 
 use super::azure;
