@@ -190,6 +190,24 @@ fn a_get_with_a_body_is_scanned() {
 }
 
 #[test]
+fn upgrade_headers_on_a_post_do_not_reach_the_websocket_bridge() {
+    let stack = Stack::start();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("key {KEY}")}]});
+    let out = curl(&stack, &format!("{OPENAI}/v1/chat/completions"))
+        .http1_1()
+        .header("connection: Upgrade")
+        .header("upgrade: websocket")
+        .header("sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version: 13")
+        .post_json(&body)
+        .run();
+    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_key_never_arrived(&stack);
+    assert!(stack.fake.requests().is_empty());
+    assert_blocked_record(&stack, "no-secrets");
+}
+
+#[test]
 fn plain_http_to_an_intercepted_host_is_refused_and_never_sent() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");

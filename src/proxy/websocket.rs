@@ -7,8 +7,8 @@
 //! side closes. Frames are not inspected yet. Any other answer is passed back
 //! as an ordinary response.
 
-use http::header::{CONNECTION, HOST, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -19,7 +19,11 @@ use crate::provider::{Api, ErrorKind, Provider};
 use crate::refusal::Refusal;
 use crate::upstream::{Alpn, BoxError};
 
-/// Is this an HTTP/1.1 WebSocket upgrade request?
+/// Is this an HTTP/1.1 WebSocket upgrade request? A handshake is a `GET`
+/// without a body (RFC 6455 §4.1). Anything else carrying the upgrade
+/// headers is an ordinary request, and goes through policy: a `POST` with
+/// `Upgrade: websocket` must not reach the bridge, which forwards its body
+/// unread to a provider that may well serve it.
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     let has_token = |name, token: &str| {
         req.headers().get_all(name).iter().any(|v| {
@@ -27,7 +31,14 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
                 .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
+    let bodyless = !req.headers().contains_key(TRANSFER_ENCODING)
+        && req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
     req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && bodyless
         && has_token(CONNECTION, "upgrade")
         && has_token(UPGRADE, "websocket")
 }
@@ -149,5 +160,19 @@ mod tests {
         )));
         assert!(!is_upgrade(&req("upgrade", "h2c", Version::HTTP_11)));
         assert!(!is_upgrade(&req("upgrade", "websocket", Version::HTTP_2)));
+        // Only a bodyless GET is a handshake; anything else goes through policy.
+        let with = |method: &str, header: (&str, &str)| {
+            Request::builder()
+                .method(method)
+                .header(CONNECTION, "upgrade")
+                .header(UPGRADE, "websocket")
+                .header(header.0, header.1)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_upgrade(&with("GET", ("content-length", "0"))));
+        assert!(!is_upgrade(&with("POST", ("x-a", "b"))));
+        assert!(!is_upgrade(&with("GET", ("content-length", "12"))));
+        assert!(!is_upgrade(&with("GET", ("transfer-encoding", "chunked"))));
     }
 }
