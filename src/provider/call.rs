@@ -265,10 +265,17 @@ pub fn read_request(
     path: &str,
     body: &[u8],
 ) -> Result<ParsedRequest, ParseError> {
-    let Route { mut api, model } = route::route(method, path);
-    if api == Api::NoPrompt && !body.is_empty() {
-        api = Api::Unknown;
-    }
+    read_routed(provider, route::route(method, path), body)
+}
+
+/// [`read_request`] for a request whose method and path were already
+/// routed ([`route::route`]).
+pub fn read_routed(
+    provider: Provider,
+    route: Route,
+    body: &[u8],
+) -> Result<ParsedRequest, ParseError> {
+    let Route { api, model } = route.with_body(!body.is_empty());
     let mut call = ApiCall::bare(provider, api, model);
     if matches!(api, Api::NoPrompt | Api::Unknown) && body.is_empty() {
         return Ok(ParsedRequest {

@@ -38,7 +38,8 @@ pub mod usage;
 mod test_support;
 
 pub use call::{
-    parse_request, read_request, Api, ApiCall, Batch, ParsedRequest, TextRole, TextSpan,
+    parse_request, read_request, read_routed, Api, ApiCall, Batch, ParsedRequest, TextRole,
+    TextSpan,
 };
 pub use json_path::{JsonPath, PathSegment};
 pub use response::response_texts;

@@ -27,6 +27,18 @@ pub struct Route {
     pub model: Option<String>,
 }
 
+impl Route {
+    /// This route once the body is known: a body sent with a method that
+    /// normally has none (`GET` with a body) is a call to an unknown
+    /// endpoint, whose every string is read.
+    pub fn with_body(mut self, has_body: bool) -> Route {
+        if self.api == Api::NoPrompt && has_body {
+            self.api = Api::Unknown;
+        }
+        self
+    }
+}
+
 /// Methods that carry no prompt: reads, deletes, preflights.
 fn is_bodyless(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE")

@@ -43,6 +43,15 @@ impl RequestBody {
         }
     }
 
+    /// Its exact length, when known (a whole body; an over-size one's
+    /// declared `Content-Length`).
+    pub fn known_len_exact(&self) -> Option<usize> {
+        match self {
+            RequestBody::Whole(bytes) => Some(bytes.len()),
+            RequestBody::Oversize { declared, .. } => declared.map(|n| n as usize),
+        }
+    }
+
     /// The body to forward as received.
     pub fn into_proxy_body(self) -> ProxyBody {
         match self {

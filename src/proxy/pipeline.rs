@@ -86,8 +86,10 @@ pub async fn handle(
         provider: provider_of(state, &route.target.host),
     };
     let started = (Instant::now(), state.clock.now());
-    // The shape errors are written in, before the body says more.
-    let api = provider::route::route(req.method().as_str(), req.uri().path()).api;
+    // Routed once: it also decides the shape errors are written in, before
+    // the body says more.
+    let routed = provider::route::route(req.method().as_str(), req.uri().path());
+    let api = routed.api;
     let path = audited_path(req.uri().path(), req.uri().query());
     let (parts, body) = req.into_parts();
     // The body is read before an audit slot is taken, so a refusal for a
@@ -109,7 +111,7 @@ pub async fn handle(
         path,
     );
     let result = match body {
-        Ok(body) => run(&ctx, parts, body, &mut outcome).await,
+        Ok(body) => run(&ctx, parts, routed, body, &mut outcome).await,
         Err(refusal) => Err(refusal),
     };
     let response = match result {
@@ -163,12 +165,13 @@ fn audit_permit(ctx: &Ctx<'_>) -> Result<Option<AuditPermit>, Refusal> {
 async fn run(
     ctx: &Ctx<'_>,
     parts: http::request::Parts,
+    routed: provider::route::Route,
     body: RequestBody,
     out: &mut Outcome,
 ) -> Result<Response<ProxyBody>, Refusal> {
     out.received = Some(received(&body));
     refuse_plain_http(ctx.route)?;
-    let parsed = parse(ctx, parts.method.as_str(), parts.uri.path(), body)?;
+    let parsed = parse(ctx, parts.method.as_str(), &parts.uri, routed, body)?;
     out.call = Some(parsed.seen(&ctx.policy));
     out.metered = Some(admit(ctx, &parsed)?);
     let inspected = inspect_request(&ctx.policy, &ctx.provider, parsed);
@@ -196,11 +199,9 @@ async fn run(
         status: response.status().as_u16(),
     });
 
-    let (mut response, facts) = if outgoing.inspect_response {
-        respond::inspect(&ctx.policy, expect, response).await?
-    } else {
-        (forward::client_response(response), Default::default())
-    };
+    // Uninspected requests too: the output guardrails do not depend on
+    // having read the request.
+    let (mut response, facts) = respond::inspect(&ctx.policy, expect, response).await?;
     out.response = facts;
     add_warnings(response.headers_mut(), warnings.iter().map(String::as_str));
     Ok(response)
@@ -252,6 +253,9 @@ fn received(body: &RequestBody) -> Received {
 pub struct Parsed {
     /// What the call says (as far as it could be read).
     pub call: ApiCall,
+    /// The path and query the provider receives, percent-decoded and
+    /// without credential parameters (Gemini's `?key=`): scanned too.
+    pub url: String,
     /// Its body.
     pub body: Outgoing,
 }
@@ -295,10 +299,29 @@ impl Parsed {
 
 /// Stage 2: read the call from the body, or decide, per policy, that it is
 /// forwarded uninspected or refused.
-fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<Parsed, Refusal> {
+fn parse(
+    ctx: &Ctx<'_>,
+    method: &str,
+    uri: &http::Uri,
+    routed: provider::route::Route,
+    body: RequestBody,
+) -> Result<Parsed, Refusal> {
     let policy = &ctx.policy;
-    let route = provider::route::route(method, path);
-    let bare = || ApiCall::bare(ctx.provider.kind, route.api, route.model.clone());
+    let path = uri.path();
+    let url = percent_encoding::percent_decode_str(&audited_path(path, uri.query()))
+        .decode_utf8_lossy()
+        .into_owned();
+    let has_body = !matches!(&body, RequestBody::Whole(bytes) if bytes.is_empty());
+    let route = routed.with_body(has_body);
+    let uninspected = |body, why: String| {
+        let call = ApiCall::bare(ctx.provider.kind, route.api, route.model.clone());
+        let body = Outgoing::Uninspected { body, why };
+        Parsed {
+            call,
+            url: url.clone(),
+            body,
+        }
+    };
     let bytes = match body {
         RequestBody::Whole(bytes) => bytes,
         oversize @ RequestBody::Oversize { .. } => {
@@ -306,11 +329,10 @@ fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<P
                 "the body is larger than the {} bytes Outpost inspects (max_body_bytes)",
                 policy.max_body_bytes
             );
-            return unparseable(policy, method, path, bare(), oversize, why);
+            return unparseable(policy, method, path, why).map(|why| uninspected(oversize, why));
         }
     };
-    let unknown = route.api == Api::Unknown || (route.api == Api::NoPrompt && !bytes.is_empty());
-    if unknown && !bytes.is_empty() {
+    if route.api == Api::Unknown && has_body {
         match policy.unknown_endpoints {
             UnknownEndpoints::Scan => {}
             UnknownEndpoints::Block => {
@@ -323,21 +345,15 @@ fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<P
                 ))
             }
             UnknownEndpoints::Forward => {
-                let call = ApiCall::bare(ctx.provider.kind, Api::Unknown, route.model.clone());
-                return Ok(Parsed {
-                    call,
-                    body: Outgoing::Uninspected {
-                        body: RequestBody::Whole(bytes),
-                        why: "an endpoint Outpost does not know (unknown_endpoints = \"forward\")"
-                            .into(),
-                    },
-                });
+                let why = "an endpoint Outpost does not know (unknown_endpoints = \"forward\")";
+                return Ok(uninspected(RequestBody::Whole(bytes), why.into()));
             }
         }
     }
-    match provider::read_request(ctx.provider.kind, method, path, &bytes) {
+    match provider::read_routed(ctx.provider.kind, route.clone(), &bytes) {
         Ok(parsed) => Ok(Parsed {
             call: parsed.call,
+            url,
             body: Outgoing::Document {
                 json: parsed.json,
                 unclaimed: parsed.unclaimed,
@@ -351,45 +367,20 @@ fn parse(ctx: &Ctx<'_>, method: &str, path: &str, body: RequestBody) -> Result<P
                  one counts; send each member once."
             ),
         )),
-        Err(err) => {
-            let mut call = bare();
-            if call.api == Api::NoPrompt {
-                call.api = Api::Unknown;
-            }
-            unparseable(
-                policy,
-                method,
-                path,
-                call,
-                RequestBody::Whole(bytes),
-                err.to_string(),
-            )
-        }
+        Err(err) => unparseable(policy, method, path, err.to_string())
+            .map(|why| uninspected(RequestBody::Whole(bytes), why)),
     }
 }
 
-/// A body Outpost cannot read: refused, or forwarded uninspected, per
-/// `on_unparseable`.
-fn unparseable(
-    policy: &Policy,
-    method: &str,
-    path: &str,
-    call: ApiCall,
-    body: RequestBody,
-    why: String,
-) -> Result<Parsed, Refusal> {
+/// A body Outpost cannot read: refused, or (the reason to record) forwarded
+/// uninspected, per `on_unparseable`.
+fn unparseable(policy: &Policy, method: &str, path: &str, why: String) -> Result<String, Refusal> {
     match policy.on_unparseable {
         OnUnparseable::Block => Err(Refusal::client(
             Some("on_unparseable"),
             format!("Outpost could not inspect this {method} {path}: {why}."),
         )),
-        OnUnparseable::Forward => Ok(Parsed {
-            call,
-            body: Outgoing::Uninspected {
-                body,
-                why: format!("{why} (on_unparseable = \"forward\")"),
-            },
-        }),
+        OnUnparseable::Forward => Ok(format!("{why} (on_unparseable = \"forward\")")),
     }
 }
 
@@ -429,64 +420,110 @@ pub struct Sendable {
     pub length: Option<usize>,
     /// Outpost asked for stream usage on the client's behalf.
     pub usage_added: bool,
-    /// Response guardrails apply (the request was inspected).
-    pub inspect_response: bool,
 }
 
-/// Stage 4: every string of the body through the request guardrails
-/// (prompt texts, unclaimed strings, member names), then the document with
-/// redactions applied, serialised again.
+/// Stage 4: every string the provider will receive through the request
+/// guardrails (the URL, prompt texts, unclaimed strings, member names), then
+/// the document with redactions applied, serialised again. The URL is
+/// scanned even for an uninspected body.
 pub fn inspect_request(policy: &Policy, provider: &ProviderEntry, parsed: Parsed) -> Inspected {
-    let Parsed { call, body } = parsed;
-    let (mut json, unclaimed) = match body {
-        Outgoing::Uninspected { body, .. } => {
-            let length = match &body {
-                RequestBody::Whole(bytes) => Some(bytes.len()),
-                RequestBody::Oversize { declared, .. } => declared.map(|n| n as usize),
-            };
-            return Inspected {
-                scan: RequestScan::default(),
-                result: Ok(Sendable {
-                    call,
-                    body: body.into_proxy_body(),
-                    length,
-                    usage_added: false,
-                    inspect_response: false,
-                }),
-            };
-        }
-        Outgoing::Document { json, unclaimed } => (json, unclaimed),
+    let Parsed { call, url, body } = parsed;
+    let (json, unclaimed) = match body {
+        Outgoing::Uninspected { body, .. } => (None, Err(body)),
+        Outgoing::Document { json, unclaimed } => (json, Ok(unclaimed)),
     };
-    let inspection = match &policy.request_scan {
-        Some(scan) => decide::inspect_texts(policy, scan, call.texts.iter().chain(&unclaimed)),
-        None => decide::Inspection::default(),
-    };
-    let scan = RequestScan {
-        hits: inspection.hits.clone(),
-        redacted: !inspection.edits.is_empty() || !inspection.renames.is_empty(),
-    };
-    if let Some(block) = inspection.block {
+    let Some(scan) = &policy.request_scan else {
         return Inspected {
-            scan,
-            result: Err(block),
+            scan: RequestScan::default(),
+            result: sendable(call, json, unclaimed.err(), (&[], &[]), provider),
         };
-    }
-    let result =
-        serialise(&mut json, &inspection, &call, provider).map(|(bytes, usage_added)| Sendable {
-            call,
-            length: Some(bytes.len()),
-            body: full_body(bytes),
-            usage_added,
-            inspect_response: true,
-        });
+    };
+    let in_url = decide::inspect_texts(policy, scan, [&url_span(url)]);
+    let texts = unclaimed.as_ref().map_or(&[][..], |u| &u[..]);
+    let in_body = decide::inspect_texts(policy, scan, call.texts.iter().chain(texts));
+    let refused = in_url
+        .block
+        .or_else(|| unredactable_url(&in_url.hits, !in_url.edits.is_empty()))
+        .or(in_body.block);
+    let scan = RequestScan {
+        redacted: !in_body.edits.is_empty() || !in_body.renames.is_empty(),
+        hits: in_url.hits.into_iter().chain(in_body.hits).collect(),
+    };
+    let result = match refused {
+        Some(refusal) => Err(refusal),
+        None => {
+            let redactions = (&in_body.edits[..], &in_body.renames[..]);
+            sendable(call, json, unclaimed.err(), redactions, provider)
+        }
+    };
     Inspected { scan, result }
 }
+
+/// The URL as one text for the scanner (its path is not a JSON place).
+fn url_span(url: String) -> TextSpan {
+    TextSpan {
+        path: provider::JsonPath::root(),
+        role: provider::TextRole::Other,
+        text: url,
+    }
+}
+
+/// A redaction in the URL cannot be applied (it would change where the
+/// call goes): the call is refused, naming the rule.
+fn unredactable_url(hits: &[RuleHit], redacts: bool) -> Option<Refusal> {
+    if !redacts {
+        return None;
+    }
+    let rule = hits
+        .iter()
+        .find(|h| h.action == crate::policy::rules::Action::Redact)
+        .map_or("request URL", |h| h.rule.as_str());
+    Some(Refusal::policy(
+        rule,
+        format!(
+            "Blocked by Outpost policy rule `{rule}`: it matched in the request URL, which \
+             Outpost cannot redact. Move the value into the request body or remove it."
+        ),
+    ))
+}
+
+/// What to send: an uninspected body as received, or the document with
+/// `redactions` (strings, member names) applied.
+fn sendable(
+    call: ApiCall,
+    mut json: Option<Value>,
+    uninspected: Option<RequestBody>,
+    redactions: Redactions<'_>,
+    provider: &ProviderEntry,
+) -> Result<Sendable, Refusal> {
+    if let Some(body) = uninspected {
+        return Ok(Sendable {
+            length: body.known_len_exact(),
+            call,
+            body: body.into_proxy_body(),
+            usage_added: false,
+        });
+    }
+    let (bytes, usage_added) = serialise(&mut json, redactions, &call, provider)?;
+    Ok(Sendable {
+        call,
+        length: Some(bytes.len()),
+        body: full_body(bytes),
+        usage_added,
+    })
+}
+
+/// Redactions in strings and in member names, by JSON path.
+type Redactions<'a> = (
+    &'a [(provider::JsonPath, String)],
+    &'a [(provider::JsonPath, String)],
+);
 
 /// The bytes to send: the document with redactions (and, for a streaming
 /// call on a host that accepts it, the usage option) applied.
 fn serialise(
     json: &mut Option<Value>,
-    inspection: &decide::Inspection,
+    (edits, renames): Redactions<'_>,
     call: &ApiCall,
     provider: &ProviderEntry,
 ) -> Result<(Bytes, bool), Refusal> {
@@ -501,8 +538,7 @@ fn serialise(
             None,
         )
     };
-    provider::rewrite::redact_document(root, &inspection.edits, &inspection.renames)
-        .map_err(failed)?;
+    provider::rewrite::redact_document(root, edits, renames).map_err(failed)?;
     // Streams are charged from their usage: ask for it where the host
     // accepts the option, and hide the extra chunk from a client that did
     // not ask for it.
@@ -553,6 +589,7 @@ mod tests {
             .expect("parses");
         let parsed = Parsed {
             call: parsed.call,
+            url: path.to_string(),
             body: Outgoing::Document {
                 json: parsed.json,
                 unclaimed: parsed.unclaimed,
@@ -637,6 +674,49 @@ mod tests {
         );
     }
 
+    fn with_url(url: &str, body: Outgoing) -> Parsed {
+        Parsed {
+            call: ApiCall::bare(Provider::OpenAi, Api::ChatCompletions, None),
+            url: url.into(),
+            body,
+        }
+    }
+
+    #[test]
+    fn the_url_is_scanned_and_cannot_be_redacted() {
+        let p = policy("");
+        let empty = || Outgoing::Document {
+            json: None,
+            unclaimed: Vec::new(),
+        };
+        let uninspected = || Outgoing::Uninspected {
+            body: RequestBody::Whole(Bytes::from_static(b"not json")),
+            why: "x".into(),
+        };
+        let blocked = inspect_request(&p, &openai(), with_url(&format!("/v1/x/{KEY}"), empty()));
+        assert_eq!(
+            blocked.result.err().and_then(|r| r.rule),
+            Some("no-secrets".into())
+        );
+        // Even when the body itself goes uninspected.
+        let url = format!("/v1/chat/completions?note={KEY}");
+        let blocked = inspect_request(&p, &openai(), with_url(&url, uninspected()));
+        assert!(blocked.result.is_err());
+        // A redact rule cannot rewrite a URL: refused, naming the rule.
+        let card = "/v1/x?c=4111 1111 1111 1111";
+        let refused = inspect_request(&p, &openai(), with_url(card, empty()));
+        let refusal = refused.result.err().expect("refused");
+        assert_eq!(refusal.rule.as_deref(), Some("card-numbers"));
+        assert!(refusal.message.contains("URL"), "{}", refusal.message);
+        // The URL the pipeline scans has credential parameters removed.
+        let gemini = audited_path(
+            "/v1beta/models/g:generateContent",
+            Some("key=AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"),
+        );
+        let clean = inspect_request(&p, &openai(), with_url(&gemini, empty()));
+        assert!(clean.result.is_ok());
+    }
+
     #[test]
     fn plain_http_is_refused_before_anything_is_read() {
         let route = Route {
@@ -661,6 +741,7 @@ mod tests {
     fn uninspected_bodies_estimate_from_their_size() {
         let parsed = Parsed {
             call: ApiCall::bare(Provider::OpenAi, Api::ChatCompletions, None),
+            url: "/v1/chat/completions".into(),
             body: Outgoing::Uninspected {
                 body: RequestBody::Whole(Bytes::from_static(b"{not json at all")),
                 why: "x".into(),

@@ -107,8 +107,8 @@ impl SharedFacts {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = seen;
     }
 
-    fn read(&self) -> ResponseSeen {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn take(&self) -> ResponseSeen {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -318,10 +318,11 @@ impl Outcome {
     /// the budget charge is settled here too (its commit is returned, for
     /// the writer to wait on).
     fn event(&mut self) -> (AuditEvent, Option<crate::budget::Committed>) {
-        let seen = match &self.response {
+        // The record is made once: what the response showed is taken, not copied.
+        let seen = match std::mem::take(&mut self.response) {
             ResponseFacts::Unread => ResponseSeen::default(),
-            ResponseFacts::Whole(seen) => seen.clone(),
-            ResponseFacts::Streaming(facts) => facts.read(),
+            ResponseFacts::Whole(seen) => seen,
+            ResponseFacts::Streaming(facts) => facts.take(),
         };
         let warnings: Vec<RuleHit> = self
             .metered
