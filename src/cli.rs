@@ -576,23 +576,18 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
     let intercept = intercept_list(config)?;
     let hosts = intercept.hosts();
     match command {
-        CaCommand::Export => {
+        CaCommand::Export | CaCommand::Show => {
             let ca = LocalCa::load_or_create(
                 &config.state_dir,
                 hosts,
                 config.ca_key_store,
                 Clock::system().now(),
             )?;
-            print!("{}", ca.cert_pem());
-        }
-        CaCommand::Show => {
-            let ca = LocalCa::load_or_create(
-                &config.state_dir,
-                hosts,
-                config.ca_key_store,
-                Clock::system().now(),
-            )?;
-            print_ca(config, &ca, &intercept);
+            if matches!(command, CaCommand::Export) {
+                print!("{}", ca.cert_pem());
+            } else {
+                print_ca(config, &ca, &intercept);
+            }
         }
         CaCommand::Rotate => {
             let old = LocalCa::load(&config.state_dir)

@@ -16,30 +16,10 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use support::records::audit_records;
 use support::*;
 
 const SECRET: &str = "ghp_R7d9Kq2LmX4vB8nT1wZ6yH3cF5jP0sAeUiOg";
-
-/// The request records (kind = request) in every day file of `state_dir`.
-fn records(state_dir: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("audit"))
-        .expect("audit dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .expect("read day file")
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).expect("record is JSON"))
-                .collect::<Vec<_>>()
-        })
-        .filter(|r| r["kind"] == "request")
-        .collect()
-}
 
 fn day_files(state_dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("audit"))
@@ -188,7 +168,7 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
     assert!(stack.agent.wait_exit(Duration::from_secs(30)).success());
 
     let state = stack.agent.state_dir();
-    let recs = records(&state);
+    let recs = audit_records(&state);
     assert_eq!(recs.len(), 1000, "one record per request");
     let count = |decision: &str| recs.iter().filter(|r| r["decision"] == decision).count();
     assert_eq!(count("block"), 100, "blocked");
@@ -335,7 +315,7 @@ fn kill_9_under_load_loses_no_answered_request() {
         .start();
     let verify = restarted.cli(&["audit", "verify"]);
     assert_eq!(verify.code, Some(0), "{}", verify.describe());
-    let recs = records(&state);
+    let recs = audit_records(&state);
     let prompts: std::collections::HashSet<String> = recs
         .iter()
         .filter_map(|r| r["content"]["prompt"].as_str().map(str::to_string))
@@ -434,7 +414,7 @@ fn records_reach_the_collector_after_it_was_down() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let _collector = start_collector(port, seen.clone());
     let state = agent.state_dir();
-    let wanted: Vec<u64> = records(&state)
+    let wanted: Vec<u64> = audit_records(&state)
         .iter()
         .filter_map(|r| r["seq"].as_u64())
         .collect();

@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::records::{audit_records, wait_for_records};
 use support::*;
 
 /// gpt-4o ($2.50 / $10 per M) answering with 20 prompt and 300 completion
@@ -63,46 +64,6 @@ fn call(agent: &Agent) -> Value {
         .arg(&call_spec(json!({})))
         .through(agent)
         .run_json()
-}
-
-/// Every request record in the audit log of `state`.
-fn audit_records(state: &std::path::Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(state.join("audit"))
-        .map(|dir| {
-            dir.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .filter(|r| r["kind"] == "request")
-        .collect()
-}
-
-/// Waits until the audit log holds `n` request records.
-fn wait_for_records(state: &std::path::Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let records = audit_records(state);
-        if records.len() >= n {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} audit records, expected {n}",
-            records.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `outpost budget show --json`, as rows.

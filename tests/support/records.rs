@@ -1,11 +1,10 @@
 //! Reading the agent's audit log from its state dir, as a test sees it.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
+use std::path::Path;
 
 /// Every request record (kind = request) in the audit day files of `state`.
+/// A complete line that is not JSON fails the test.
 pub fn audit_records(state: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(state.join("audit"))
         .map(|dir| {
@@ -18,29 +17,26 @@ pub fn audit_records(state: &Path) -> Vec<Value> {
     files
         .iter()
         .flat_map(|p| {
+            // Every complete line must be a record; only an unterminated
+            // last line (a writer killed mid-line) is not read yet.
             std::fs::read_to_string(p)
                 .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .map(|l| {
+                    serde_json::from_str::<Value>(l)
+                        .unwrap_or_else(|e| panic!("{}: not a record ({e}): {l}", p.display()))
+                })
                 .collect::<Vec<_>>()
         })
         .filter(|r| r["kind"] == "request")
         .collect()
 }
 
-/// Waits (up to 10 s) until the audit log holds `n` request records.
+/// Waits until the audit log holds `n` request records.
 pub fn wait_for_records(state: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let records = audit_records(state);
-        if records.len() >= n {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} audit records, expected {n}: {records:#?}",
-            records.len()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::wait_until(&format!("{n} audit records"), super::WAIT_LIMIT, || {
+        audit_records(state).len() >= n
+    });
+    audit_records(state)
 }
