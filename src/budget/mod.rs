@@ -7,10 +7,13 @@
 //! - [`ratelimit`]: token buckets for `[[rate_limits]]`.
 //! - [`rules`]: the validated `[[budgets]]`, `[[rate_limits]]` and pricing
 //!   settings ([`SpendPolicy`]), which `policy` builds and holds.
+//! - [`admission`]: the plan for one call: its rate limits, budget
+//!   counters, price and worst case.
 //!
-//! These five are pure (no I/O, no clock, no async); [`ledger`] persists
+//! These six are pure (no I/O, no clock, no async); [`ledger`] persists
 //! charges, and the proxy pipeline builds on all of them.
 
+pub mod admission;
 pub mod ledger;
 pub mod pricing;
 pub mod ratelimit;

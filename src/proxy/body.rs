@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 
 use super::ProxyBody;
 use crate::upstream::BoxError;
@@ -62,11 +62,11 @@ impl RequestBody {
 }
 
 /// Read `body` whole unless it exceeds `limit` bytes.
-pub async fn read(
-    mut body: Incoming,
-    headers: &HeaderMap,
-    limit: u64,
-) -> Result<RequestBody, hyper::Error> {
+pub async fn read<B>(mut body: B, headers: &HeaderMap, limit: u64) -> Result<RequestBody, B::Error>
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -112,14 +112,18 @@ where
 /// A body whose first bytes were already read: those, then the rest.
 pub struct PrefixedBody {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: ProxyBody,
 }
 
 impl PrefixedBody {
-    fn new(prefix: Bytes, rest: Incoming) -> PrefixedBody {
+    fn new<B>(prefix: Bytes, rest: B) -> PrefixedBody
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         PrefixedBody {
             prefix: (!prefix.is_empty()).then_some(prefix),
-            rest,
+            rest: BodyExt::boxed(rest.map_err(Into::into)),
         }
     }
 }
@@ -135,8 +139,6 @@ impl Body for PrefixedBody {
         if let Some(prefix) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map_err(BoxError::from)
+        Pin::new(&mut self.rest).poll_frame(cx)
     }
 }

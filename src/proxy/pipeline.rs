@@ -32,16 +32,18 @@ use http::header::CONTENT_LENGTH;
 use http::uri::Scheme;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use jiff::Timestamp;
 use serde_json::Value;
 
 use super::body::{self, RequestBody};
 use super::forward::{self, Route};
 use super::record::{audited_path, Answered, CallSeen, Outcome, Received, RequestScan};
 use super::respond::{self, add_warnings, Expect};
-use super::spend::Metered;
+use super::spend::{Budgets, Metered};
 use super::{full_body, render, ProxyBody, ProxyState};
 use crate::audit::record::sha256_hex;
 use crate::audit::writer::AuditPermit;
+use crate::config::Identity;
 use crate::policy::decide::{self, RuleHit};
 use crate::policy::rules::{OnAuditBacklog, OnUnparseable, UnknownEndpoints};
 use crate::policy::Policy;
@@ -96,7 +98,7 @@ pub async fn handle(
     // full queue answers a request whose body was consumed (HTTP/2 resets
     // a stream whose body is left unread, and the client may lose the
     // answer with it).
-    let body = read(&ctx, body, &parts.headers).await;
+    let body = read(body, &parts.headers, ctx.policy.max_body_bytes).await;
     let permit = match audit_permit(&ctx) {
         Ok(permit) => permit,
         Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
@@ -171,9 +173,22 @@ async fn run(
 ) -> Result<Response<ProxyBody>, Refusal> {
     out.received = Some(received(&body));
     refuse_plain_http(ctx.route)?;
-    let parsed = parse(ctx, parts.method.as_str(), &parts.uri, routed, body)?;
+    let kind = ctx.provider.kind;
+    let parsed = parse(
+        &ctx.policy,
+        kind,
+        parts.method.as_str(),
+        &parts.uri,
+        routed,
+        body,
+    )?;
     out.call = Some(parsed.seen(&ctx.policy));
-    out.metered = Some(admit(ctx, &parsed)?);
+    let meter = Meter {
+        budgets: &ctx.state.budgets,
+        identity: &ctx.state.identity,
+        now: ctx.state.clock.now(),
+    };
+    out.metered = Some(admit(&ctx.policy, &ctx.provider.name, &meter, &parsed)?);
     let inspected = inspect_request(&ctx.policy, &ctx.provider, parsed);
     out.request = inspected.scan;
     let outgoing = inspected.result?;
@@ -223,20 +238,18 @@ fn refuse_plain_http(route: &Route) -> Result<(), Refusal> {
     ))
 }
 
-/// Stage 1: the request body, whole or over the limit.
-async fn read(
-    ctx: &Ctx<'_>,
-    body: Incoming,
-    headers: &http::HeaderMap,
-) -> Result<RequestBody, Refusal> {
-    body::read(body, headers, ctx.policy.max_body_bytes)
-        .await
-        .map_err(|err| {
-            Refusal::client(
-                None,
-                format!("Outpost could not read the request body: {err}"),
-            )
-        })
+/// Stage 1: the request body, whole or over `limit` (`max_body_bytes`).
+async fn read<B>(body: B, headers: &http::HeaderMap, limit: u64) -> Result<RequestBody, Refusal>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<crate::upstream::BoxError> + std::fmt::Display,
+{
+    body::read(body, headers, limit).await.map_err(|err| {
+        Refusal::client(
+            None,
+            format!("Outpost could not read the request body: {err}"),
+        )
+    })
 }
 
 fn received(body: &RequestBody) -> Received {
@@ -300,13 +313,13 @@ impl Parsed {
 /// Stage 2: read the call from the body, or decide, per policy, that it is
 /// forwarded uninspected or refused.
 fn parse(
-    ctx: &Ctx<'_>,
+    policy: &Policy,
+    provider: Provider,
     method: &str,
     uri: &http::Uri,
     routed: provider::route::Route,
     body: RequestBody,
 ) -> Result<Parsed, Refusal> {
-    let policy = &ctx.policy;
     let path = uri.path();
     let url = percent_encoding::percent_decode_str(&audited_path(path, uri.query()))
         .decode_utf8_lossy()
@@ -314,7 +327,7 @@ fn parse(
     let has_body = !matches!(&body, RequestBody::Whole(bytes) if bytes.is_empty());
     let route = routed.with_body(has_body);
     let uninspected = |body, why: String| {
-        let call = ApiCall::bare(ctx.provider.kind, route.api, route.model.clone());
+        let call = ApiCall::bare(provider, route.api, route.model.clone());
         let body = Outgoing::Uninspected { body, why };
         Parsed {
             call,
@@ -350,7 +363,7 @@ fn parse(
             }
         }
     }
-    match provider::read_routed(ctx.provider.kind, route.clone(), &bytes) {
+    match provider::read_routed(provider, route.clone(), &bytes) {
         Ok(parsed) => Ok(Parsed {
             call: parsed.call,
             url,
@@ -384,20 +397,33 @@ fn unparseable(policy: &Policy, method: &str, path: &str, why: String) -> Result
     }
 }
 
+/// What admission counts against, and when the call is.
+struct Meter<'a> {
+    budgets: &'a Budgets,
+    identity: &'a Identity,
+    /// Places the call in budget windows.
+    now: Timestamp,
+}
+
 /// Stage 3: model rules for every model the call names, then rate limits
 /// and budgets. An uninspected call is admitted too: its model where the
 /// path names one, and a worst-case reservation.
-fn admit(ctx: &Ctx<'_>, parsed: &Parsed) -> Result<Metered, Refusal> {
+fn admit(
+    policy: &Policy,
+    provider: &str,
+    meter: &Meter<'_>,
+    parsed: &Parsed,
+) -> Result<Metered, Refusal> {
     for model in parsed.call.models() {
-        decide::check_model(&ctx.policy, &ctx.provider.name, model)?;
+        decide::check_model(policy, provider, model)?;
     }
-    ctx.state.budgets.admit(
-        &ctx.policy,
-        &ctx.state.identity,
-        &ctx.provider.name,
+    meter.budgets.admit(
+        policy,
+        meter.identity,
+        provider,
         &parsed.call,
         parsed.prompt_bytes(),
-        ctx.state.clock.now(),
+        meter.now,
         Instant::now(),
     )
 }
@@ -565,11 +591,27 @@ mod tests {
     use super::*;
     use crate::policy::load::{load_layers, Layer};
 
+    /// The shipped default policy, with `extra` as a second file.
     fn policy(extra: &str) -> Policy {
-        let text = format!("{}\n{extra}", crate::policy::DEFAULT_POLICY);
+        load_layers(&[
+            Layer {
+                path: "default.toml".into(),
+                text: crate::policy::DEFAULT_POLICY.into(),
+            },
+            Layer {
+                path: "extra.toml".into(),
+                text: extra.into(),
+            },
+        ])
+        .unwrap()
+    }
+
+    /// A policy of `text` alone (layers only tighten: the default's
+    /// `on_unparseable = "block"` cannot be loosened by a second file).
+    fn alone(text: &str) -> Policy {
         load_layers(&[Layer {
-            path: "p.toml".into(),
-            text,
+            path: "only.toml".into(),
+            text: text.into(),
         }])
         .unwrap()
     }
@@ -748,5 +790,227 @@ mod tests {
             },
         };
         assert_eq!(parsed.prompt_bytes(), 16);
+    }
+
+    // Stage tests: read, parse and admit on plain values, no sockets.
+
+    /// A body sent in `chunks`, ending with `error` if one is given.
+    fn streamed(chunks: &[&'static [u8]], error: Option<&'static str>) -> ProxyBody {
+        let mut frames: Vec<Result<hyper::body::Frame<Bytes>, crate::upstream::BoxError>> = chunks
+            .iter()
+            .map(|c| Ok(hyper::body::Frame::data(Bytes::from_static(c))))
+            .collect();
+        frames.extend(error.map(|e| Err(e.into())));
+        http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    async fn replay(body: RequestBody) -> Bytes {
+        http_body_util::BodyExt::collect(body.into_proxy_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn read_keeps_a_body_within_the_limit_whole() {
+        let body = streamed(&[b"{\"a\":", b"1}"], None);
+        let whole = read(body, &http::HeaderMap::new(), 16).await.unwrap();
+        assert!(matches!(&whole, RequestBody::Whole(b) if &b[..] == b"{\"a\":1}"));
+    }
+
+    #[tokio::test]
+    async fn read_passes_an_oversize_body_on_exactly_as_sent() {
+        // Over the limit while streaming: what was read, then the rest.
+        let chunks: &[&'static [u8]] = &[b"0123456789", b"abcdefghij", b"KLM"];
+        let streaming = read(streamed(chunks, None), &http::HeaderMap::new(), 12)
+            .await
+            .unwrap();
+        assert!(matches!(
+            streaming,
+            RequestBody::Oversize { declared: None, .. }
+        ));
+        assert_eq!(&replay(streaming).await[..], b"0123456789abcdefghijKLM");
+        // Declared over the limit: nothing is read before deciding.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(23));
+        let declared = read(streamed(chunks, None), &headers, 12).await.unwrap();
+        assert_eq!(declared.known_len_exact(), Some(23));
+        assert_eq!(replay(declared).await.len(), 23);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_while_read_is_the_clients_fault() {
+        let body = streamed(&[b"{\"model\":"], Some("connection reset"));
+        let refusal = read(body, &http::HeaderMap::new(), 1 << 20)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(refusal.source, crate::refusal::Source::Client);
+        assert_eq!(refusal.status(), 400);
+        assert!(
+            refusal.message.contains("connection reset"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    fn parse_with(
+        policy: &Policy,
+        method: &str,
+        uri: &str,
+        body: &[u8],
+    ) -> Result<Parsed, Refusal> {
+        let uri: http::Uri = uri.parse().unwrap();
+        let routed = provider::route::route(method, uri.path());
+        let body = RequestBody::Whole(Bytes::copy_from_slice(body));
+        parse(policy, Provider::OpenAi, method, &uri, routed, body)
+    }
+
+    const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn parse_routes_a_disguised_path_to_its_endpoint() {
+        let p = policy("");
+        for path in [
+            "/v1/chat/completions;x",
+            "/v1//chat/completions/",
+            "/v1/%63hat/completions",
+            "/v1/models/../chat/completions",
+        ] {
+            let parsed = parse_with(&p, "POST", path, CHAT.as_bytes()).expect(path);
+            assert_eq!(parsed.call.api, Api::ChatCompletions, "{path}");
+            assert_eq!(parsed.call.model.as_deref(), Some("gpt-4o"), "{path}");
+            assert!(matches!(parsed.body, Outgoing::Document { .. }), "{path}");
+        }
+    }
+
+    #[test]
+    fn parse_refuses_duplicate_members_whatever_on_unparseable_says() {
+        let body = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{KEY}"}}],"messages":[]}}"#
+        );
+        for p in [policy(""), alone("on_unparseable = \"forward\"\n")] {
+            let refusal = parse_with(&p, "POST", "/v1/chat/completions", body.as_bytes())
+                .err()
+                .expect("refused");
+            assert_eq!(refusal.rule.as_deref(), Some("duplicate_keys"));
+            assert!(refusal.message.contains("messages"), "{}", refusal.message);
+        }
+    }
+
+    #[test]
+    fn parse_follows_on_unparseable_for_a_body_it_cannot_read() {
+        let garbled = b"{\"model\":\"gpt-4o\",";
+        let refusal = parse_with(&policy(""), "POST", "/v1/chat/completions", garbled)
+            .err()
+            .expect("blocked by default");
+        assert_eq!(refusal.rule.as_deref(), Some("on_unparseable"));
+        let forward = alone("on_unparseable = \"forward\"\n");
+        let parsed = parse_with(&forward, "POST", "/v1/chat/completions", garbled).unwrap();
+        assert_eq!(parsed.call.api, Api::ChatCompletions);
+        let Outgoing::Uninspected { why, .. } = &parsed.body else {
+            panic!("uninspected");
+        };
+        assert!(why.contains("on_unparseable = \"forward\""), "{why}");
+        assert_eq!(parsed.prompt_bytes(), garbled.len());
+    }
+
+    #[test]
+    fn parse_follows_unknown_endpoints_for_a_path_no_adapter_knows() {
+        let body = br#"{"content":"hello"}"#;
+        let path = "/v1/threads/t_1/messages";
+        let scanned = parse_with(&policy(""), "POST", path, body).unwrap();
+        assert_eq!(scanned.call.api, Api::Unknown);
+        let Outgoing::Document { unclaimed, .. } = &scanned.body else {
+            panic!("scanned");
+        };
+        assert!(unclaimed.iter().any(|t| t.text == "hello"));
+
+        let block = policy("[intercept]\nunknown_endpoints = \"block\"\n");
+        let refusal = parse_with(&block, "POST", path, body)
+            .err()
+            .expect("blocked");
+        assert_eq!(refusal.rule.as_deref(), Some("unknown_endpoints"));
+
+        let forward = policy("[intercept]\nunknown_endpoints = \"forward\"\n");
+        let parsed = parse_with(&forward, "POST", path, body).unwrap();
+        assert!(matches!(parsed.body, Outgoing::Uninspected { .. }));
+        // A GET with a body is not the listing it names.
+        let parsed = parse_with(&policy(""), "GET", "/v1/models", body).unwrap();
+        assert_eq!(parsed.call.api, Api::Unknown);
+    }
+
+    #[test]
+    fn parse_decodes_the_url_it_hands_to_the_scanner() {
+        let parsed = parse_with(
+            &policy(""),
+            "POST",
+            "/v1/chat/completions?n=%41KIA",
+            CHAT.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(parsed.url, "/v1/chat/completions?n=AKIA");
+    }
+
+    fn admit_with(policy: &Policy, budgets: &Budgets, parsed: &Parsed) -> Result<Metered, Refusal> {
+        let identity = Identity {
+            user: "alice".into(),
+            device: "laptop".into(),
+        };
+        let meter = Meter {
+            budgets,
+            identity: &identity,
+            now: "2026-03-10T12:00:00Z".parse().unwrap(),
+        };
+        admit(policy, "openai", &meter, parsed)
+    }
+
+    #[test]
+    fn admit_checks_every_model_of_the_call_before_metering() {
+        let dir = tempfile::tempdir().unwrap();
+        let budgets = Budgets::new(dir.path().to_path_buf());
+        let p = policy("[models]\ndeny = [\"*-preview\"]\n");
+        let denied = parse_with(
+            &p,
+            "POST",
+            "/v1/chat/completions",
+            br#"{"model":"gpt-5-preview","messages":[]}"#,
+        )
+        .unwrap();
+        let refusal = admit_with(&p, &budgets, &denied).err().expect("denied");
+        assert_eq!(refusal.source, crate::refusal::Source::Policy);
+        assert!(admit_with(
+            &p,
+            &budgets,
+            &parse_with(&p, "POST", "/v1/chat/completions", CHAT.as_bytes()).unwrap()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn admit_meters_uninspected_and_unknown_calls_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let budgets = Budgets::new(dir.path().to_path_buf());
+        let p = alone(
+            "on_unparseable = \"forward\"\n[[rate_limits]]\nid = \"rpm\"\nper = \"user\"\n\
+             requests = 2\nwindow = \"minute\"\n[[budgets]]\nid = \"day\"\nper = \"user\"\n\
+             limit_usd = 100.0\nwindow = \"day\"\n",
+        );
+        let garbled = parse_with(&p, "POST", "/v1/chat/completions", b"{not json").unwrap();
+        let metered = admit_with(&p, &budgets, &garbled).expect("first call");
+        // Uninspected: the worst case is what it will be charged.
+        assert!(metered.has_budget());
+        assert!(metered.worst_case().is_some());
+        let unknown = parse_with(&p, "POST", "/v1/threads/t/runs", b"{}").unwrap();
+        let counted = admit_with(&p, &budgets, &unknown).expect("second call");
+        assert!(!counted.has_budget(), "unknown endpoints bill no tokens");
+        let refusal = admit_with(&p, &budgets, &garbled)
+            .err()
+            .expect("third call");
+        assert_eq!(refusal.rule.as_deref(), Some("rpm"));
+        assert_eq!(refusal.status(), 429);
+        drop((metered, counted));
     }
 }

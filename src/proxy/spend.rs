@@ -2,23 +2,23 @@
 //! forwarded, charge it when its usage arrives.
 //!
 //! Admission, in the design's order: rate limits (cheap, in memory), then
-//! the price, then the budget reservation.
-//! - A *limit* is one `[[rate_limits]]` rule applied to the call's key in
-//!   its scope; the call takes one request and its estimated tokens from
-//!   every matching limit, all or none (`budget::ratelimit`).
-//! - A *charge* is one budget counter the call counts against: the budget
-//!   id, the call's key in the budget's scope (the user, the device, the
-//!   provider, the model, or `*`), and the calendar window it falls in (in
-//!   the budget's time zone). Every `[[budgets]]` rule whose provider and
-//!   model filters match is charged; the worst case is reserved on all of
-//!   them at once, so concurrent calls cannot jointly pass a limit.
+//! the price, then the budget reservation. What a call meets (its limits,
+//! its budget counters, its price and worst case) is planned from the
+//! policy alone in [`crate::budget::admission`]; this module takes the plan
+//! to the rate limiter and the ledger, and turns what they say into
+//! refusals:
+//! - a rate limit takes one request and the estimated tokens from every
+//!   matching limit, all or none (`budget::ratelimit`);
+//! - the worst case is reserved on every matching budget counter at once,
+//!   so concurrent calls cannot jointly pass a limit.
 //!
 //! A model with no price follows the policy's `unpriced`: refused, let
 //! through uncharged (warned), or charged a flat default rate (warned; the
 //! default). Refusals are 429s in the provider's shape: budgets with
 //! `Retry-After` at the window's reset and `x-should-retry: false`; rate
 //! limits with `Retry-After` when enough has refilled, retryable when that
-//! is within a minute (SDKs wait that long and then succeed).
+//! is within a minute (SDKs wait that long and then succeed). A budget the
+//! agent cannot keep (no ledger, no window) is a 503 naming the agent.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -27,17 +27,17 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+pub use crate::budget::admission::MeterWarning;
+use crate::budget::admission::{plan_budgets, rate_limits, BudgetPlan, Demand, PlanError, Subject};
 use crate::budget::ledger::{
     BudgetLine, Committed, Hold, Ledger, LedgerError, LedgerWriter, Settlement,
 };
-use crate::budget::pricing::{cost, Price, PriceDecision};
-use crate::budget::ratelimit::{Admission, Limit, RateLimiter, Throttled};
-use crate::budget::reserve::{
-    estimate_prompt_tokens, worst_case_cost, worst_case_usage, Charge, CounterKey,
-};
+use crate::budget::pricing::{cost, Price};
+use crate::budget::ratelimit::{Admission, RateLimiter, Throttled};
+use crate::budget::reserve::Exceeded;
 use crate::budget::window::window_of;
+use crate::budget::{BudgetRule, Scope, SpendPolicy};
 use crate::config::Identity;
-use crate::policy::rules::{BudgetRule, Scope};
 use crate::policy::Policy;
 use crate::provider::{Api, ApiCall, ErrorKind, Usage};
 use crate::refusal::{Refusal, Source};
@@ -76,15 +76,6 @@ pub struct Metered {
     worst: Option<Usage>,
     /// Budgets past their `warn_at`, and an unpriced model: each says why.
     pub warnings: Vec<MeterWarning>,
-}
-
-/// A warning to show the caller (response header) and put on record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MeterWarning {
-    /// The budget id, or `unpriced`.
-    pub rule: String,
-    /// For people.
-    pub message: String,
 }
 
 struct Spend {
@@ -154,6 +145,7 @@ impl Budgets {
     /// rate limit and budget, or refuse it. Calls that bill tokens count
     /// against both; calls to unknown endpoints against rate limits only.
     /// `now` places it in budget windows; `instant` drives rate limits.
+    /// Whatever was taken before a refusal is given back (`Metered`'s drop).
     #[allow(clippy::too_many_arguments)]
     pub fn admit(
         &self,
@@ -169,185 +161,89 @@ impl Budgets {
         if !call.api.metered() && call.api != Api::Unknown {
             return Ok(metered);
         }
-        let model = call.model.as_deref().unwrap_or("");
-
-        let limits: Vec<Limit> = policy
-            .spend
-            .rate_limits
-            .iter()
-            .map(|rule| Limit {
-                rule_id: rule.id.clone(),
-                scope_key: scope_key(rule.per, identity, provider, model),
-                requests: rule.requests,
-                tokens: rule.tokens,
-                window: rule.window.duration(),
-            })
-            .collect();
-        if !limits.is_empty() {
-            let estimate = estimate_prompt_tokens(prompt_bytes) + call.max_tokens.unwrap_or(0);
-            let admission = self
-                .limiter
-                .admit(&limits, estimate, instant)
-                .map_err(throttled)?;
-            metered.rate = Some((admission, self.limiter.clone()));
-        }
+        let subject = Subject {
+            user: &identity.user,
+            device: &identity.device,
+            provider,
+            model: call.model.as_deref().unwrap_or(""),
+        };
+        let demand = Demand {
+            prompt_bytes,
+            max_tokens: call.max_tokens,
+        };
+        metered.rate = self.take_rate(&policy.spend, &subject, demand, instant)?;
         if !call.api.metered() {
             return Ok(metered);
         }
-
-        let rules: Vec<&BudgetRule> = policy
-            .spend
-            .budgets
-            .iter()
-            .filter(|b| applies(b, provider, model))
-            .collect();
-        if rules.is_empty() {
-            return Ok(metered);
-        }
-        let price = match policy
-            .spend
-            .prices
-            .decide(provider, model, policy.spend.unpriced)
-        {
-            PriceDecision::Listed(listed) => *listed.price,
-            PriceDecision::Default(price) => {
-                self.warn_unpriced(provider, model, "charging the conservative default rate");
-                metered.warnings.push(MeterWarning {
-                    rule: "unpriced".into(),
-                    message: format!(
-                        "no price for model {model:?}: charged at ${}/M tokens",
-                        price.input
-                    ),
-                });
-                price
-            }
-            PriceDecision::Free => {
-                self.warn_unpriced(provider, model, "not charged (unpriced = \"allow\")");
-                metered.warnings.push(MeterWarning {
-                    rule: "unpriced".into(),
-                    message: format!("no price for model {model:?}: not charged"),
-                });
-                Price::flat(0.0)
-            }
-            PriceDecision::Block => {
-                metered.release();
-                return Err(Refusal::policy(
-                    "unpriced",
-                    format!(
-                        "Outpost has no price for model {model:?} at {provider}, and policy \
-                         (unpriced = \"block\") refuses models it cannot charge to a budget."
-                    ),
-                ));
-            }
+        let plan = match plan_budgets(&policy.spend, &subject, demand, now) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(metered),
+            Err(err) => return Err(unplanned(err, &subject)),
         };
-        let mut charges = Vec::with_capacity(rules.len());
-        let mut windows = Vec::with_capacity(rules.len());
-        for rule in &rules {
-            // Skipping a budget would let spend through unmetered: refuse.
-            let window = match window_of(now, rule.window, &rule.time_zone) {
-                Ok(window) => window,
-                Err(err) => {
-                    metered.release();
-                    tracing::error!(budget = %rule.id, "budget window unavailable: {err}");
-                    return Err(Refusal::agent(
-                        format!(
-                            "Outpost on this device cannot place this call in budget `{}`'s \
-                             window ({err}), so it refuses the call rather than skip the budget. \
-                             This is a fault in the agent, not in the request or the provider.",
-                            rule.id
-                        ),
-                        None,
-                    ));
-                }
-            };
-            windows.push(window);
-            charges.push(Charge {
-                key: CounterKey {
-                    budget_id: rule.id.clone(),
-                    scope_key: scope_key(rule.per, identity, provider, model),
-                    window_start: window.start,
-                },
-                limit_usd: rule.limit_usd,
-            });
+        if let Some(warning) = &plan.unpriced {
+            self.warn_unpriced(&subject, &warning.message);
+            metered.warnings.push(warning.clone());
         }
-        let worst = worst_case_usage(
-            prompt_bytes,
-            call.max_tokens,
-            policy.spend.default_output_tokens,
-        );
-        let amount = worst_case_cost(&worst, &price);
-        let ledger = match self.ledger() {
-            Ok(ledger) => ledger,
-            Err(err) => {
-                metered.release();
-                tracing::error!("budget ledger unavailable: {err}");
-                return Err(Refusal::agent(
-                    format!(
-                        "Outpost on this device cannot record spend for budget `{}` (its budget \
-                         ledger is unavailable: {err}), so it refuses the call rather than skip \
-                         the budget. This is a fault in the agent, not in the request or the \
-                         provider: see `outpost doctor`.",
-                        rules[0].id
-                    ),
-                    None,
-                ));
-            }
-        };
-        let hold = match ledger.reserve(&charges, amount) {
-            Ok(hold) => hold,
-            Err(exceeded) => {
-                metered.release();
-                let reset = rules
-                    .iter()
-                    .zip(&windows)
-                    .find(|(rule, _)| rule.id == exceeded.budget_id)
-                    .map_or(now, |(_, window)| window.end);
-                let wait = reset.duration_since(now).as_secs().max(1) as u64;
-                return Err(Refusal {
-                    source: Source::Budget,
-                    message: format!(
-                        "Outpost budget `{}` is used up for {}: spent ${:.4} of ${:.2} (this call \
-                         could cost up to ${:.4}); it resets at {}.",
-                        exceeded.budget_id,
-                        exceeded.scope_key,
-                        exceeded.spent_usd + exceeded.reserved_usd,
-                        exceeded.limit_usd,
-                        exceeded.requested_usd,
-                        reset
-                    ),
-                    rule: Some(exceeded.budget_id),
-                    kind: ErrorKind::BudgetExhausted,
-                    retry_after_secs: Some(wait),
-                    retry: false,
-                });
-            }
-        };
-        let totals = ledger.reservations();
-        for (rule, charge) in rules.iter().zip(&charges) {
-            let Some(warn_at) = rule.warn_at else {
-                continue;
-            };
-            let spent = totals.totals(&charge.key).spent_usd;
-            if spent >= warn_at * rule.limit_usd {
-                metered.warnings.push(MeterWarning {
-                    rule: rule.id.clone(),
-                    message: format!(
-                        "budget {} for {}: ${spent:.2} of ${:.2} spent ({:.0}%)",
-                        rule.id,
-                        charge.key.scope_key,
-                        rule.limit_usd,
-                        100.0 * spent / rule.limit_usd
-                    ),
-                });
-            }
-        }
-        metered.worst = Some(worst);
-        metered.spend = Some(Spend {
-            hold,
-            price,
-            ledger: ledger.clone(),
-        });
+        let (spend, warnings) = self.reserve(&plan, now)?;
+        metered.warnings.extend(warnings);
+        metered.worst = Some(plan.worst);
+        metered.spend = Some(spend);
         Ok(metered)
+    }
+
+    /// One request and the estimated tokens from every matching rate limit,
+    /// all or none.
+    fn take_rate(
+        &self,
+        spend: &SpendPolicy,
+        subject: &Subject<'_>,
+        demand: Demand,
+        instant: Instant,
+    ) -> Result<Option<(Admission, Arc<RateLimiter>)>, Refusal> {
+        let limits = rate_limits(spend, subject);
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let admission = self
+            .limiter
+            .admit(&limits, demand.tokens(), instant)
+            .map_err(throttled)?;
+        Ok(Some((admission, self.limiter.clone())))
+    }
+
+    /// The plan's worst case held on all its budget counters at once, and
+    /// the warnings of budgets past their `warn_at`.
+    fn reserve(
+        &self,
+        plan: &BudgetPlan<'_>,
+        now: Timestamp,
+    ) -> Result<(Spend, Vec<MeterWarning>), Refusal> {
+        let ledger = self.ledger().map_err(|err| {
+            tracing::error!("budget ledger unavailable: {err}");
+            Refusal::agent(
+                format!(
+                    "Outpost on this device cannot record spend for budget `{}` (its budget \
+                     ledger is unavailable: {err}), so it refuses the call rather than skip \
+                     the budget. This is a fault in the agent, not in the request or the \
+                     provider: see `outpost doctor`.",
+                    plan.first_budget()
+                ),
+                None,
+            )
+        })?;
+        let hold = ledger
+            .reserve(&plan.charges, plan.amount_usd)
+            .map_err(|exceeded| {
+                let reset = plan.resets_at(&exceeded.budget_id, now);
+                used_up(exceeded, reset, now)
+            })?;
+        let warnings = plan.warnings(&ledger.reservations());
+        let spend = Spend {
+            hold,
+            price: plan.price,
+            ledger: ledger.clone(),
+        };
+        Ok((spend, warnings))
     }
 
     /// `outpost budget show` from the running agent: every budget's lines
@@ -372,7 +268,9 @@ impl Budgets {
         self.ledger()?.reset(id, now)
     }
 
-    fn warn_unpriced(&self, provider: &str, model: &str, what: &str) {
+    /// Log an unpriced model once (per provider and model, up to a bound).
+    fn warn_unpriced(&self, subject: &Subject<'_>, what: &str) {
+        let (provider, model) = (subject.provider, subject.model);
         let mut warned = self
             .warned_unpriced
             .lock()
@@ -382,7 +280,7 @@ impl Budgets {
             && warned.insert((provider.to_string(), model.to_string()));
         drop(warned);
         if first {
-            tracing::warn!(provider, model, "no price for this model: {what}");
+            tracing::warn!(provider, model, "{what}");
         }
     }
 }
@@ -486,7 +384,13 @@ pub fn show_lines(
             };
             let scope_key = match rule.per {
                 Scope::Provider | Scope::Model => "-".to_string(),
-                per => scope_key(per, identity, "", ""),
+                per => Subject {
+                    user: &identity.user,
+                    device: &identity.device,
+                    provider: "",
+                    model: "",
+                }
+                .key(per),
             };
             lines.push(BudgetLine {
                 budget_id: rule.id.clone(),
@@ -553,23 +457,49 @@ fn throttled(t: Throttled) -> Refusal {
     }
 }
 
-fn applies(rule: &BudgetRule, provider: &str, model: &str) -> bool {
-    rule.providers
-        .as_ref()
-        .is_none_or(|ps| ps.iter().any(|p| p == provider))
-        && rule
-            .models
-            .as_ref()
-            .is_none_or(|ms| ms.iter().any(|g| g.matches(model)))
+/// The refusal for a call that cannot be planned against its budgets.
+fn unplanned(err: PlanError, subject: &Subject<'_>) -> Refusal {
+    let (provider, model) = (subject.provider, subject.model);
+    match err {
+        PlanError::Unpriced => Refusal::policy(
+            "unpriced",
+            format!(
+                "Outpost has no price for model {model:?} at {provider}, and policy \
+                 (unpriced = \"block\") refuses models it cannot charge to a budget."
+            ),
+        ),
+        PlanError::Window { budget, reason } => {
+            tracing::error!(budget = %budget, "budget window unavailable: {reason}");
+            Refusal::agent(
+                format!(
+                    "Outpost on this device cannot place this call in budget `{budget}`'s \
+                     window ({reason}), so it refuses the call rather than skip the budget. \
+                     This is a fault in the agent, not in the request or the provider."
+                ),
+                None,
+            )
+        }
+    }
 }
 
-fn scope_key(per: Scope, identity: &Identity, provider: &str, model: &str) -> String {
-    match per {
-        Scope::User => identity.user.clone(),
-        Scope::Device => identity.device.clone(),
-        Scope::Provider => provider.to_string(),
-        Scope::Model => model.to_string(),
-        Scope::All => "*".to_string(),
+/// The refusal for a budget the call does not fit; it resets at `reset`.
+fn used_up(exceeded: Exceeded, reset: Timestamp, now: Timestamp) -> Refusal {
+    let wait = reset.duration_since(now).as_secs().max(1) as u64;
+    Refusal {
+        source: Source::Budget,
+        message: format!(
+            "Outpost budget `{}` is used up for {}: spent ${:.4} of ${:.2} (this call could \
+             cost up to ${:.4}); it resets at {reset}.",
+            exceeded.budget_id,
+            exceeded.scope_key,
+            exceeded.spent_usd + exceeded.reserved_usd,
+            exceeded.limit_usd,
+            exceeded.requested_usd,
+        ),
+        rule: Some(exceeded.budget_id),
+        kind: ErrorKind::BudgetExhausted,
+        retry_after_secs: Some(wait),
+        retry: false,
     }
 }
 
