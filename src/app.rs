@@ -169,6 +169,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         providers,
         audit,
         identity: config.identity.clone(),
+        websocket: config.websocket,
         budgets,
         leaves: LeafCache::with_clock(Arc::new(ca), clock.clone()),
         clock,

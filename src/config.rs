@@ -54,6 +54,19 @@ pub enum ConfigError {
     NoDefaultDir(&'static str),
 }
 
+/// `[websocket] mode`: what happens to WebSocket upgrades on intercepted hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebSocketMode {
+    /// Frames are parsed both ways and every call over the socket goes
+    /// through policy, as over HTTPS (the default).
+    #[default]
+    Govern,
+    /// Upgrades are refused with a clear error, so that clients that can
+    /// fall back to HTTPS (Codex does) do.
+    Refuse,
+}
+
 /// Where the CA private key is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,6 +106,8 @@ pub struct Config {
     pub identity: Identity,
     /// The audit log.
     pub audit: AuditConfig,
+    /// WebSocket upgrades on intercepted hosts.
+    pub websocket: WebSocketMode,
 }
 
 /// The user and device named in every audit record.
@@ -262,6 +277,15 @@ struct RawConfig {
     identity: RawIdentity,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    websocket: RawWebSocket,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebSocket {
+    #[serde(default)]
+    mode: WebSocketMode,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -434,6 +458,7 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
         },
         identity,
         audit,
+        websocket: raw.websocket.mode,
     })
 }
 

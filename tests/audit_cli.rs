@@ -89,6 +89,7 @@ fn event(i: usize, ts: Timestamp) -> AuditEvent {
         content: None,
         uninspected: None,
         batch: None,
+        transport: None,
     }
 }
 

@@ -328,6 +328,7 @@ fn event(seq: u64) -> AuditEvent {
         content: None,
         uninspected: None,
         batch: None,
+        transport: None,
     }
 }
 

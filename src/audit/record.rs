@@ -141,6 +141,10 @@ pub struct AuditEvent {
     /// Requests carried by a batch call.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch: Option<usize>,
+    /// `websocket` for a call made over a WebSocket (one record per
+    /// response); absent for HTTP.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub transport: Option<String>,
 }
 
 impl AuditEvent {
@@ -176,6 +180,7 @@ impl AuditEvent {
             content: None,
             uninspected: None,
             batch: None,
+            transport: None,
         }
     }
 }
@@ -305,6 +310,7 @@ pub(crate) fn sample_event() -> AuditEvent {
         }),
         uninspected: None,
         batch: None,
+        transport: None,
     }
 }
 

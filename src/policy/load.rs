@@ -10,8 +10,8 @@
 //!   intercept hosts are unions (a duplicate rule id is an error);
 //! - model allow lists intersect: a model must be admitted by every layer
 //!   that has an allow list;
-//! - `max_body_bytes` takes the smallest; `on_unparseable` is `block` if any
-//!   layer says so;
+//! - `max_body_bytes` takes the smallest; `on_unparseable` and
+//!   `unscanned_audio` are `block` if any layer says so;
 //! - `[intercept] unknown_endpoints` is the tightest any layer sets
 //!   (`block`, then `scan`, then `forward`; `scan` when none does); an
 //!   `[intercept]` table that sets only `unknown_endpoints` leaves the host
@@ -201,6 +201,7 @@ struct Merged {
     default_output_tokens: Option<u64>,
     max_body_bytes: Option<u64>,
     on_unparseable: Option<OnUnparseable>,
+    unscanned_audio: Option<UnscannedAudio>,
     on_audit_backlog: Option<OnAuditBacklog>,
     unknown_endpoints: Option<UnknownEndpoints>,
     audit_content: Option<AuditContent>,
@@ -249,6 +250,7 @@ impl Merged {
         check_version(ctx, raw.version);
         self.add_max_body_bytes(ctx, raw.max_body_bytes);
         self.add_on_unparseable(ctx, raw.on_unparseable);
+        self.add_unscanned_audio(ctx, raw.unscanned_audio);
         self.add_on_audit_backlog(ctx, raw.on_audit_backlog);
         if let Some(intercept) = raw.intercept {
             self.add_intercept(ctx, intercept);
@@ -290,6 +292,21 @@ impl Merged {
             other => ctx.error(
                 Some(v.span()),
                 format!("`on_unparseable`: expected \"block\" or \"forward\", got {other:?}"),
+            ),
+        }
+    }
+
+    /// `unscanned_audio`: `block` if any layer says so.
+    fn add_unscanned_audio(&mut self, ctx: &mut Ctx<'_>, value: Option<Spanned<String>>) {
+        let Some(v) = value else { return };
+        match v.get_ref().as_str() {
+            "block" => self.unscanned_audio = Some(UnscannedAudio::Block),
+            "allow" => {
+                self.unscanned_audio.get_or_insert(UnscannedAudio::Allow);
+            }
+            other => ctx.error(
+                Some(v.span()),
+                format!("`unscanned_audio`: expected \"block\" or \"allow\", got {other:?}"),
             ),
         }
     }
@@ -538,6 +555,7 @@ impl Merged {
             response_scan,
             max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
+            unscanned_audio: self.unscanned_audio.unwrap_or(UnscannedAudio::Block),
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
             unknown_endpoints: self.unknown_endpoints.unwrap_or(UnknownEndpoints::Scan),
             spend: SpendPolicy {

@@ -23,6 +23,8 @@ pub struct RawPolicy {
     /// What to do with a body a known endpoint cannot parse, or one over
     /// `max_body_bytes`: `block` (default) or `forward` uninspected.
     pub on_unparseable: Option<Spanned<String>>,
+    /// Whether unscannable audio may go over a socket: "block" | "allow".
+    pub unscanned_audio: Option<Spanned<String>>,
     /// When the audit writer's queue is full: `block` new requests
     /// (default) or `allow` them unaudited (counted).
     pub on_audit_backlog: Option<Spanned<String>>,

@@ -40,6 +40,9 @@ pub struct Policy {
     pub max_body_bytes: u64,
     /// What to do with bodies that cannot be inspected.
     pub on_unparseable: OnUnparseable,
+    /// Whether audio (and video) sent over a WebSocket, which no guardrail
+    /// can read, may reach the provider.
+    pub unscanned_audio: UnscannedAudio,
     /// What to do when the audit queue is full.
     pub on_audit_backlog: OnAuditBacklog,
     /// What to do with body-carrying requests to endpoints no provider
@@ -76,6 +79,15 @@ pub enum OnUnparseable {
     Block,
     /// Forward it uninspected (audited as such).
     Forward,
+}
+
+/// `unscanned_audio`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnscannedAudio {
+    /// Refuse audio and video messages: they cannot be scanned (default).
+    Block,
+    /// Forward them; the call's record says audio went unscanned.
+    Allow,
 }
 
 /// `on_audit_backlog`.

@@ -58,6 +58,8 @@ pub struct StreamInspector {
     drop_usage_chunks: bool,
     /// All text the client was sent (after redaction), for audit.
     delivered_text: String,
+    /// One JSON message per socket message, rather than SSE bytes.
+    socket: bool,
 }
 
 impl StreamInspector {
@@ -77,7 +79,47 @@ impl StreamInspector {
             ended: false,
             drop_usage_chunks: false,
             delivered_text: String::new(),
+            socket: false,
         }
+    }
+
+    /// Inspect the messages of one response on a WebSocket answering `call`
+    /// ([`push_message`](Self::push_message)): what comes out is one
+    /// message per item, and a block ends the response with the API's
+    /// socket error event.
+    pub fn for_socket(policy: Arc<Policy>, call: ApiCall) -> StreamInspector {
+        StreamInspector {
+            socket: true,
+            ..StreamInspector::new(policy, call)
+        }
+    }
+
+    /// Feed one socket message (a JSON document); returns the messages to
+    /// send to the client now, in order.
+    pub fn push_message(&mut self, text: &str) -> Vec<Bytes> {
+        if self.ended {
+            return Vec::new();
+        }
+        let event = SseEvent {
+            event: None,
+            data: Some(text.to_owned()),
+            id: None,
+            retry: None,
+            raw: Bytes::copy_from_slice(text.as_bytes()),
+        };
+        if !self.rewrites() {
+            self.observe(&event);
+            return vec![event.raw];
+        }
+        let mut out = Vec::new();
+        self.accept(event, &mut out);
+        out
+    }
+
+    /// Whether the response is over: its terminal event arrived, or a block
+    /// rule ended it.
+    pub fn is_over(&self) -> bool {
+        self.ended || self.state.is_finished()
     }
 
     /// Whether response guardrails apply (otherwise bytes pass unchanged).
@@ -265,7 +307,12 @@ impl StreamInspector {
         if let Some(refusal) = &self.blocked {
             // Nothing held is sent: it may carry part of what was found.
             self.pending.clear();
-            out.push(provider::stream_error_event(
+            let error = if self.socket {
+                provider::socket_error_event
+            } else {
+                provider::stream_error_event
+            };
+            out.push(error(
                 self.call.provider,
                 self.call.api,
                 ErrorKind::PolicyBlocked,
@@ -352,7 +399,11 @@ impl StreamInspector {
                 // The event was parsed as JSON to find its texts, so
                 // rewriting it cannot fail on shape; if it ever did, the
                 // safe answer is to drop the event, not pass it unredacted.
-                match provider::rewrite_event(&pending.event, &edits) {
+                let rewritten = match (&pending.event.data, self.socket) {
+                    (Some(data), true) => provider::rewrite_message(data, &edits),
+                    _ => provider::rewrite_event(&pending.event, &edits),
+                };
+                match rewritten {
                     Ok(bytes) => bytes,
                     Err(err) => {
                         tracing::warn!(

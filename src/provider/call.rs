@@ -49,6 +49,10 @@ pub enum Api {
     GeminiCountTokens,
     /// Gemini `…:embedContent` and `…:batchEmbedContents`.
     GeminiEmbed,
+    /// OpenAI Realtime over WebSocket (`…/v1/realtime`): one call per response.
+    Realtime,
+    /// Gemini Live over WebSocket (`…BidiGenerateContent`): one call per turn.
+    GeminiLive,
     /// A request without a prompt: `GET /v1/models`, any GET, HEAD, DELETE or OPTIONS.
     NoPrompt,
     /// A body-carrying request to a path no adapter knows (files, threads,
@@ -81,6 +85,8 @@ impl Api {
             Api::GeminiStreamGenerateContent => "gemini_stream_generate_content",
             Api::GeminiCountTokens => "gemini_count_tokens",
             Api::GeminiEmbed => "gemini_embed",
+            Api::Realtime => "realtime",
+            Api::GeminiLive => "gemini_live",
             Api::NoPrompt => "no_prompt",
             Api::Unknown => "unknown",
         }
@@ -97,6 +103,8 @@ impl Api {
                 | Api::AnthropicMessages
                 | Api::GeminiGenerateContent
                 | Api::GeminiStreamGenerateContent
+                | Api::Realtime
+                | Api::GeminiLive
         )
     }
 
@@ -121,16 +129,19 @@ impl Api {
     /// host's native one (it decides the shape of errors we answer with).
     pub(crate) fn wire_format(self, provider: Provider) -> WireFormat {
         match self {
-            Api::ChatCompletions | Api::Responses | Api::Completions | Api::Embeddings => {
-                WireFormat::OpenAi
-            }
+            Api::ChatCompletions
+            | Api::Responses
+            | Api::Completions
+            | Api::Embeddings
+            | Api::Realtime => WireFormat::OpenAi,
             Api::AnthropicMessages | Api::AnthropicCountTokens | Api::AnthropicBatch => {
                 WireFormat::Anthropic
             }
             Api::GeminiGenerateContent
             | Api::GeminiStreamGenerateContent
             | Api::GeminiCountTokens
-            | Api::GeminiEmbed => WireFormat::Gemini,
+            | Api::GeminiEmbed
+            | Api::GeminiLive => WireFormat::Gemini,
             Api::NoPrompt | Api::Unknown => match provider {
                 Provider::Anthropic => WireFormat::Anthropic,
                 Provider::Gemini => WireFormat::Gemini,
@@ -315,7 +326,8 @@ fn read_known(root: &Value, call: &mut ApiCall) -> Result<(), ParseError> {
         | Api::GeminiStreamGenerateContent
         | Api::GeminiCountTokens
         | Api::GeminiEmbed => gemini::read_request(object, call),
-        Api::NoPrompt | Api::Unknown => Ok(()),
+        // Socket APIs are read message by message (`socket`), never routed here.
+        Api::Realtime | Api::GeminiLive | Api::NoPrompt | Api::Unknown => Ok(()),
     }
 }
 

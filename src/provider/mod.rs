@@ -28,6 +28,7 @@ pub mod response;
 pub mod rewrite;
 pub mod route;
 pub mod shape;
+pub mod socket;
 pub mod sse;
 pub mod stream;
 pub mod table;
@@ -47,8 +48,8 @@ pub use rewrite::rewrite_texts;
 pub use shape::ParseError;
 pub use sse::{SseError, SseEvent, SseParser};
 pub use stream::{
-    ensure_stream_usage, is_usage_only_chunk, rewrite_event, stream_error_event, OutputKind,
-    OutputSlot, StreamItem, StreamState, TextDelta,
+    ensure_stream_usage, is_usage_only_chunk, rewrite_event, rewrite_message, socket_error_event,
+    stream_error_event, OutputKind, OutputSlot, StreamItem, StreamState, TextDelta,
 };
 pub use table::{ProviderEntry, ProviderTable, ProviderTableError};
 pub use usage::{response_usage, Usage};

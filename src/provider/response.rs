@@ -31,6 +31,9 @@ pub fn response_texts(call: &ApiCall, body: &[u8]) -> Result<Vec<TextSpan>, Pars
         | Api::AnthropicBatch
         | Api::GeminiCountTokens
         | Api::GeminiEmbed
+        // Socket APIs have no whole-body answer.
+        | Api::Realtime
+        | Api::GeminiLive
         | Api::NoPrompt
         | Api::Unknown => {}
     }

@@ -69,6 +69,16 @@ fn route_path(path: &str) -> Route {
     Route { api, model }
 }
 
+/// The segments of `path` (a query, if any, is ignored), percent-decoded and
+/// normalised as for routing (see [`normalized_segments`]).
+pub fn segments(path: &str) -> Vec<String> {
+    let decoded = percent_decode(path.split(['?', '#']).next().unwrap_or_default());
+    normalized_segments(&decoded)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The path's segments as a server that normalises would see them: empty
 /// segments (`//`, a trailing slash) dropped, matrix parameters (`;x`)
 /// removed, `.` and `..` resolved.

@@ -26,7 +26,7 @@ use super::rewrite::{apply_edits, to_json};
 use super::shape::{parse_json, wrong_shape, ParseError};
 use super::sse::SseEvent;
 use super::usage::Usage;
-use super::{anthropic, error_json, gemini, openai, ErrorKind, Provider};
+use super::{anthropic, error_json, gemini, openai, socket, ErrorKind, Provider};
 
 /// What kind of output a delta extends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +148,8 @@ impl StreamState {
         };
         match (self.format, self.api) {
             (WireFormat::OpenAi, Api::Responses) => openai::read_responses_event(&value, &mut item),
+            (WireFormat::OpenAi, Api::Realtime) => socket::read_realtime_event(&value, &mut item),
+            (WireFormat::Gemini, Api::GeminiLive) => socket::read_live_message(&value, &mut item),
             (WireFormat::OpenAi, _) => openai::read_chunk(&value, &mut item),
             (WireFormat::Anthropic, _) => {
                 anthropic::read_event(&value, &mut self.anthropic_counts, &mut item)
@@ -286,6 +288,39 @@ pub fn stream_error_event(provider: Provider, api: Api, kind: ErrorKind, message
         WireFormat::OpenAi | WireFormat::Gemini => format!("data: {body}\n\n"),
     };
     Bytes::from(text)
+}
+
+/// A socket message (`data`, one JSON document) with the strings at
+/// `edits`' paths replaced, as compact JSON.
+pub fn rewrite_message(data: &str, edits: &[(JsonPath, String)]) -> Result<Bytes, ParseError> {
+    let mut value = parse_json(data.as_bytes())?;
+    apply_edits(&mut value, edits)?;
+    Ok(Bytes::from(to_json(&value)))
+}
+
+/// The error event a socket client of `api` reads as a failed request, as
+/// one message. Responses carries the HTTP `status` the same refusal gets
+/// over HTTPS (clients such as Codex map it as they map an HTTP error) and
+/// the error both at the top (the event's documented fields) and as
+/// `error`; Realtime has `error` only. Gemini Live has no error event (its
+/// server closes the socket with a reason): the session closes instead and
+/// this is its error object, for the record.
+pub fn socket_error_event(provider: Provider, api: Api, kind: ErrorKind, message: &str) -> Bytes {
+    let format = api.wire_format(provider);
+    let body = error_json(format, kind, message);
+    let event = match (format, api) {
+        (WireFormat::OpenAi, Api::Responses) => json!({
+            "type": "error",
+            "status": kind.status(),
+            "code": kind.code(),
+            "message": message,
+            "param": null,
+            "error": body["error"],
+        }),
+        (WireFormat::OpenAi, _) => json!({"type": "error", "error": body["error"]}),
+        _ => body,
+    };
+    Bytes::from(to_json(&event))
 }
 
 /// For a streaming OpenAI-family Chat Completions or Completions call whose

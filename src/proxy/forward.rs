@@ -14,6 +14,7 @@
 //! decide what happened: the upstream's headers are the upstream's.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderName, ACCEPT_ENCODING, CONNECTION, HOST};
@@ -96,7 +97,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Forward `req` along `route`: WebSocket upgrades are bridged, intercepted
 /// API calls go through policy, everything else is passed on as is.
 pub async fn forward(
-    state: &ProxyState,
+    state: &Arc<ProxyState>,
     route: &Route,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod record;
 pub mod render;
 pub mod respond;
+pub mod socket;
 pub mod spend;
 pub mod websocket;
 
@@ -92,6 +93,8 @@ pub struct ProxyState {
     pub audit: Option<AuditLog>,
     /// Who and which device the agent acts for.
     pub identity: Identity,
+    /// WebSocket upgrades on intercepted hosts: governed or refused.
+    pub websocket: crate::config::WebSocketMode,
     /// Budget ledger and prices.
     pub budgets: spend::Budgets,
     /// Leaf certificates.

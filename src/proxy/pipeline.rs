@@ -99,7 +99,7 @@ pub async fn handle(
     // a stream whose body is left unread, and the client may lose the
     // answer with it).
     let body = read(body, &parts.headers, ctx.policy.max_body_bytes).await;
-    let permit = match audit_permit(&ctx) {
+    let permit = match audit_permit(state, &ctx.policy, &route.target.host) {
         Ok(permit) => permit,
         Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
     };
@@ -140,20 +140,25 @@ pub async fn handle(
     )
 }
 
-/// A slot in the audit queue, or the refusal a full queue means.
-fn audit_permit(ctx: &Ctx<'_>) -> Result<Option<AuditPermit>, Refusal> {
-    let Some(audit) = &ctx.state.audit else {
+/// A slot in the audit queue for a call to `host`, or the refusal a full
+/// queue means under `policy`.
+pub fn audit_permit(
+    state: &ProxyState,
+    policy: &Policy,
+    host: &str,
+) -> Result<Option<AuditPermit>, Refusal> {
+    let Some(audit) = &state.audit else {
         return Ok(None);
     };
     if let Some(permit) = audit.try_reserve() {
         return Ok(Some(permit));
     }
-    if ctx.policy.on_audit_backlog == OnAuditBacklog::Allow {
+    if policy.on_audit_backlog == OnAuditBacklog::Allow {
         audit.note_dropped();
         return Ok(None);
     }
     audit.note_refused();
-    tracing::warn!(host = %ctx.route.target.host, "audit queue full: refusing the request");
+    tracing::warn!(host = %host, "audit queue full: refusing the request");
     Err(Refusal::agent(
         "Outpost's audit log is behind on this device and policy requires every call to be \
          audited (on_audit_backlog = \"block\"); try again in a moment."

@@ -243,6 +243,8 @@ pub struct Outcome {
     pub bytes_out: u64,
     /// Dropped before its response ended: the client went away.
     disconnected: bool,
+    /// Made over a WebSocket (recorded as `transport = "websocket"`).
+    pub socket: bool,
 }
 
 impl Outcome {
@@ -282,7 +284,22 @@ impl Outcome {
             status: 0,
             bytes_out: 0,
             disconnected: false,
+            socket: false,
         }
+    }
+
+    /// The call ended (a socket call: its response's last event, or the
+    /// refusal sent in its place): settle it and submit its record. The
+    /// returned [`Written`] resolves once the record is in the file.
+    pub fn finish(mut self) -> Option<Written> {
+        self.submit()
+    }
+
+    /// The socket closed before the call's response ended: recorded as an
+    /// error saying so, and charged an estimate as a cut stream is.
+    pub fn cut(mut self, why: String) {
+        self.failure = Some(why);
+        let _ = self.submit();
     }
 
     /// The API the call was read as, once the parse stage ran.
@@ -364,6 +381,7 @@ impl Outcome {
             policy_version: Some(self.policy.version.clone()),
             uninspected: call.and_then(|c| c.uninspected.clone()),
             batch: call.and_then(|c| c.batch),
+            transport: self.socket.then(|| "websocket".to_string()),
             ..AuditEvent::new(
                 Kind::Request,
                 self.ts.clone(),

@@ -1,21 +1,45 @@
 //! WebSocket upgrades (e.g. OpenAI Realtime) on intercepted hosts.
 //!
+//! On an intercepted host an upgrade is, in order:
+//! - refused when it is plain `ws://`, when `[websocket] mode = "refuse"`
+//!   (clients that can fall back to HTTPS then do), when the path names no
+//!   socket API Outpost knows and `on_unparseable = "block"`, or when the
+//!   handshake names a model policy denies (Realtime `?model=`); each
+//!   refusal is answered in the provider's shape and recorded;
+//! - governed ([`socket`]): the `permessage-deflate` offer is removed, so
+//!   nothing compressed is ever exchanged, and every message is read;
+//! - or, for an unknown path under `on_unparseable = "forward"`, bridged
+//!   byte for byte with one record saying it was not inspected.
+//!
 //! The upgrade request goes upstream on its own HTTP/1.1 connection (ALPN
 //! `http/1.1` only: WebSockets over h2 are not what providers offer). If the
-//! provider answers `101 Switching Protocols`, the client gets the same 101
-//! and the two upgraded connections are bridged byte for byte until either
-//! side closes. Frames are not inspected yet. Any other answer is passed back
-//! as an ordinary response.
+//! provider answers `101 Switching Protocols`, the client gets the same 101;
+//! any other answer is passed back as an ordinary response. Upgrades to
+//! hosts that are not intercepted are bridged byte for byte.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use std::sync::Arc;
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, SEC_WEBSOCKET_EXTENSIONS, TRANSFER_ENCODING, UPGRADE,
+};
+use http::uri::Scheme;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
 use super::forward::{strip_hop_by_hop, Route};
+use super::pipeline;
+use super::record::{audited_path, CallSeen, Outcome, Received};
+use super::socket::{self, SessionStart};
 use super::{render, ProxyBody, ProxyState};
-use crate::provider::{Api, ErrorKind, Provider};
+use crate::config::WebSocketMode;
+use crate::policy::decide;
+use crate::policy::rules::OnUnparseable;
+use crate::policy::Policy;
+use crate::provider::socket::socket_api;
+use crate::provider::{Api, ApiCall, ErrorKind, Provider, ProviderEntry};
 use crate::refusal::Refusal;
 use crate::upstream::{Alpn, BoxError};
 
@@ -43,18 +67,178 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
         && has_token(UPGRADE, "websocket")
 }
 
-/// Bridge one upgrade request to the route's upstream.
+/// What to do with one upgrade on an intercepted host.
+enum Plan {
+    /// Frames parsed both ways, every call through policy.
+    Govern(SessionStart),
+    /// Bridged byte for byte, with one record saying so.
+    Uninspected(String),
+}
+
+/// Handle one upgrade request: governed on intercepted hosts (or refused,
+/// per `[websocket] mode` and policy), bridged as is elsewhere.
 pub async fn bridge(
+    state: &Arc<ProxyState>,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if !route.intercepted {
+        return upgrade(state, route, req, None).await;
+    }
+    let policy = state.policy.current();
+    let provider = pipeline::provider_of(state, &route.target.host);
+    let path = audited_path(req.uri().path(), req.uri().query());
+    let api = socket_api(req.uri().path());
+    match plan(state, route, &policy, &provider, &req, api, path.clone()) {
+        Ok(plan) => upgrade(state, route, req, Some((plan, policy, provider, path))).await,
+        Err(refusal) => {
+            tracing::info!(
+                host = %route.target.host,
+                rule = refusal.rule.as_deref().unwrap_or("-"),
+                "websocket upgrade refused: {}",
+                refusal.message
+            );
+            let response = render::refusal(&refusal, provider.kind, api);
+            record_refusal(state, &policy, &provider, route, path, api, refusal);
+            response
+        }
+    }
+}
+
+/// Decide what an upgrade on an intercepted host gets.
+fn plan(
     state: &ProxyState,
     route: &Route,
+    policy: &Policy,
+    provider: &ProviderEntry,
+    req: &Request<Incoming>,
+    api: Api,
+    path: String,
+) -> Result<Plan, Refusal> {
+    let host = &route.target.host;
+    if route.scheme != Scheme::HTTPS {
+        return Err(Refusal::client(
+            Some("plain_http"),
+            format!(
+                "Outpost refuses plain ws:// to {host}: it is an AI provider host and the \
+                 socket would cross the network in clear. Use wss://{host}/ instead."
+            ),
+        ));
+    }
+    if state.websocket == WebSocketMode::Refuse {
+        return Err(Refusal::client(
+            Some("websocket_refused"),
+            format!(
+                "Outpost on this device does not carry WebSockets to {host} \
+                 ([websocket] mode = \"refuse\"); use HTTPS for this API."
+            ),
+        ));
+    }
+    if api == Api::Unknown {
+        return match policy.on_unparseable {
+            OnUnparseable::Block => Err(Refusal::client(
+                Some("on_unparseable"),
+                format!(
+                    "Outpost cannot inspect a WebSocket to {}: it does not know this endpoint \
+                     (on_unparseable = \"block\").",
+                    req.uri().path()
+                ),
+            )),
+            OnUnparseable::Forward => Ok(Plan::Uninspected(
+                "a WebSocket endpoint Outpost does not know (on_unparseable = \"forward\")".into(),
+            )),
+        };
+    }
+    // Realtime names its model in the handshake.
+    let model = req
+        .uri()
+        .query()
+        .and_then(|q| url_query_value(q, "model").filter(|m| !m.is_empty()));
+    if let Some(model) = &model {
+        decide::check_model(policy, &provider.name, model)?;
+    }
+    Ok(Plan::Govern(SessionStart {
+        api,
+        provider: provider.clone(),
+        host: host.clone(),
+        path,
+        model,
+        max_message_bytes: usize::try_from(policy.max_body_bytes).unwrap_or(usize::MAX),
+    }))
+}
+
+/// The value of query parameter `name`, percent-decoded.
+fn url_query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(key) == name).then(|| decode(value))
+    })
+}
+
+/// One record for a refused upgrade.
+fn record_refusal(
+    state: &ProxyState,
+    policy: &Arc<Policy>,
+    provider: &ProviderEntry,
+    route: &Route,
+    path: String,
+    api: Api,
+    refusal: Refusal,
+) {
+    let Ok(permit) = super::pipeline::audit_permit(state, policy, &route.target.host) else {
+        return;
+    };
+    let mut outcome = opened(state, policy, provider, route, path, permit);
+    let call = ApiCall::bare(provider.kind, api, None);
+    outcome.call = Some(CallSeen::of(&call, 0, policy, None));
+    outcome.status = refusal.status();
+    outcome.refusal = Some(refusal);
+    let _ = outcome.finish();
+}
+
+fn opened(
+    state: &ProxyState,
+    policy: &Arc<Policy>,
+    provider: &ProviderEntry,
+    route: &Route,
+    path: String,
+    permit: Option<crate::audit::writer::AuditPermit>,
+) -> Outcome {
+    let mut outcome = Outcome::begin(
+        permit,
+        policy.clone(),
+        (std::time::Instant::now(), state.clock.now()),
+        (&state.identity.user, &state.identity.device),
+        (&provider.name, &route.target.host),
+        "GET",
+        path,
+    );
+    outcome.socket = true;
+    outcome
+}
+
+/// The upgrade itself: upstream handshake, then the session (`plan`), or a
+/// byte-for-byte bridge for hosts that are not intercepted.
+async fn upgrade(
+    state: &Arc<ProxyState>,
+    route: &Route,
     mut req: Request<Incoming>,
+    plan: Option<(Plan, Arc<Policy>, ProviderEntry, String)>,
 ) -> Response<ProxyBody> {
     let host = route.target.host.clone();
+    let shape = plan
+        .as_ref()
+        .map_or(Provider::for_host(&host), |(_, _, p, _)| p.kind);
     let fail = |kind, cause: String| {
         tracing::info!(host = %host, "websocket upstream failed: {cause}");
         render::refusal(
             &Refusal::upstream(kind, format!("Outpost could not reach {host}: {cause}")),
-            Provider::for_host(&host),
+            shape,
             Api::Unknown,
         )
     };
@@ -88,6 +272,11 @@ pub async fn bridge(
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.headers.get(UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers);
+    if matches!(plan, Some((Plan::Govern(_), ..))) {
+        // Compressed frames cannot be scanned: never let compression be
+        // negotiated (the offer goes nowhere, so neither side may use it).
+        parts.headers.remove(SEC_WEBSOCKET_EXTENSIONS);
+    }
     parts
         .headers
         .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -114,24 +303,72 @@ pub async fn bridge(
         strip_hop_by_hop(&mut parts.headers);
         return Response::from_parts(parts, body.map_err(BoxError::from).boxed());
     }
+    let governed = matches!(plan, Some((Plan::Govern(_), ..)));
+    if governed && response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS) {
+        return fail(
+            ErrorKind::UpstreamUnavailable,
+            "the provider accepted the WebSocket with an extension Outpost did not offer \
+             (compressed frames cannot be inspected)"
+                .into(),
+        );
+    }
 
     let upstream_upgrade = hyper::upgrade::on(&mut response);
-    let target = route.target.host.clone();
+    let state_for_task = state.clone();
+    let route = route.clone();
     state.tasks.spawn(async move {
-        match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok((client, upstream)) => {
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    Ok((up, down)) => tracing::debug!(host = %target, up, down, "websocket closed"),
-                    Err(err) => tracing::debug!(host = %target, "websocket ended: {err}"),
-                }
+        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::debug!(host = %route.target.host, "websocket upgrade failed: {err}");
+                return;
             }
-            Err(err) => tracing::debug!(host = %target, "websocket upgrade failed: {err}"),
+        };
+        match plan {
+            Some((Plan::Govern(start), ..)) => {
+                socket::run(state_for_task, start, client, upstream).await;
+            }
+            Some((Plan::Uninspected(why), policy, provider, path)) => {
+                let permit =
+                    super::pipeline::audit_permit(&state_for_task, &policy, &route.target.host)
+                        .ok()
+                        .flatten();
+                let mut outcome = opened(&state_for_task, &policy, &provider, &route, path, permit);
+                let call = ApiCall::bare(provider.kind, Api::Unknown, None);
+                outcome.call = Some(CallSeen::of(&call, 0, &policy, Some(why)));
+                let (up, down) = copy(&route.target.host, client, upstream).await;
+                outcome.received = Some(Received {
+                    bytes: up,
+                    sha256: None,
+                });
+                outcome.bytes_out = down;
+                outcome.status = 101;
+                let _ = outcome.finish();
+            }
+            None => {
+                copy(&route.target.host, client, upstream).await;
+            }
         }
     });
-    let (parts, _) = response.into_parts();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(SEC_WEBSOCKET_EXTENSIONS);
     Response::from_parts(parts, super::full_body(""))
+}
+
+/// Bytes both ways until either side closes: (client → upstream, back).
+async fn copy(host: &str, client: Upgraded, upstream: Upgraded) -> (u64, u64) {
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => {
+            tracing::debug!(host = %host, up, down, "websocket closed");
+            (up, down)
+        }
+        Err(err) => {
+            tracing::debug!(host = %host, "websocket ended: {err}");
+            (0, 0)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod agent;
 pub mod ca;
 pub mod curl;
 pub mod fake;
+pub mod fake_ws;
 pub mod process;
 pub mod python;
 pub mod records;

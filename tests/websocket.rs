@@ -1,0 +1,451 @@
+//! WebSocket governance: Responses over WebSocket, Realtime and Gemini Live through the
+//! real agent, against a fake that speaks each protocol, with the shipped default policy
+//! (secrets blocked, card numbers redacted). A blocked message never reaches the provider
+//! and the client reads the provider's own error event; a redacted one arrives rewritten;
+//! every response has one audit record with its tokens; compression is never negotiated.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::fake_ws::{FakeUsage, FakeWs, RecordedSocket};
+use support::records::wait_for_records;
+use support::tunnel::tls_through_proxy;
+use support::*;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// An AWS access key id the default `no-secrets` rule blocks.
+const KEY: &str = "AKIAQWERTYUIOPASDFGH";
+const CARD: &str = "4111 1111 1111 1111";
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Open `url` through the agent, offering permessage-deflate as Codex does.
+async fn connect(proxy: SocketAddr, ca: &Path, url: &str) -> Result<Ws, String> {
+    let host = url
+        .trim_start_matches("wss://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let tls = tls_through_proxy(proxy, &host, 443, ca, &["http/1.1"])
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let headers = request.headers_mut();
+    headers.insert("authorization", "Bearer sk-test".parse().unwrap());
+    headers.insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+async fn send(ws: &mut Ws, message: &Value) {
+    ws.send(Message::text(message.to_string()))
+        .await
+        .expect("send");
+}
+
+/// Read JSON messages until one whose `type` is in `until` (returned last).
+async fn read_until(ws: &mut Ws, until: &[&str]) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = ws
+            .next()
+            .await
+            .expect("socket open")
+            .expect("a valid frame");
+        let json: Value = match message {
+            Message::Text(text) => serde_json::from_str(&text).expect("JSON text"),
+            Message::Binary(bytes) => serde_json::from_slice(&bytes).expect("JSON binary"),
+            Message::Close(frame) => panic!("closed: {frame:?} after {seen:#?}"),
+            _ => continue,
+        };
+        let done = json["type"].as_str().is_some_and(|t| until.contains(&t));
+        seen.push(json);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn response_create(text: &str) -> Value {
+    json!({"type": "response.create", "model": "gpt-4o-mini", "max_output_tokens": 64,
+           "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]})
+}
+
+fn start(ws: &FakeWs, ca: &TestCa, extra: impl FnOnce(AgentBuilder) -> AgentBuilder) -> Agent {
+    extra(ws.resolve_in(Agent::builder().trust(ca))).start()
+}
+
+fn sent_texts(socket: &RecordedSocket) -> String {
+    socket
+        .messages
+        .iter()
+        .filter_map(|m| m.json())
+        .map(|j| j.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn responses_over_websocket_blocks_redacts_and_records_each_response() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca)
+        .usage(FakeUsage {
+            input_tokens: 50,
+            output_tokens: 20,
+            ..FakeUsage::default()
+        })
+        .start();
+    let agent = start(&fake, &ca, |a| a);
+    let (blocked, redacted) = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/responses";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            send(&mut ws, &response_create(&format!("deploy with {KEY}"))).await;
+            let blocked = read_until(&mut ws, &["error"]).await;
+            // The socket stays usable: the next call goes through, redacted.
+            send(&mut ws, &response_create(&format!("pay with {CARD}"))).await;
+            let redacted = read_until(&mut ws, &["response.completed"]).await;
+            let _ = ws.close(None).await;
+            (blocked, redacted)
+        })
+        .await
+        .expect("exchange timed out")
+    });
+
+    let error = blocked.last().unwrap();
+    assert_eq!(error["status"], 403, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no-secrets"), "{message}");
+    assert_eq!(blocked.len(), 1, "nothing but the error: {blocked:#?}");
+    let text: String = redacted
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, fake.reply_text());
+
+    let socket = fake.wait_for_messages(0, 1);
+    assert_eq!(
+        socket.header("sec-websocket-extensions"),
+        None,
+        "the deflate offer must not reach the provider"
+    );
+    assert_eq!(socket.message_types()[0], "response.create");
+    let sent = sent_texts(&socket);
+    assert!(!sent.contains(KEY), "the key reached the provider: {sent}");
+    assert!(!sent.contains(CARD), "{sent}");
+    assert!(sent.contains("[REDACTED:card-numbers]"), "{sent}");
+
+    let records = wait_for_records(&agent.state_dir(), 2);
+    assert_eq!(records[0]["decision"], "block", "{:#}", records[0]);
+    assert_eq!(records[0]["transport"], "websocket");
+    assert_eq!(records[0]["api"], "responses");
+    assert_eq!(records[1]["decision"], "redact", "{:#}", records[1]);
+    assert_eq!(records[1]["input_tokens"], 50);
+    assert_eq!(records[1]["output_tokens"], 20);
+    assert_eq!(records[1]["model"], "gpt-4o-mini");
+    assert_eq!(records[1]["transport"], "websocket");
+}
+
+#[test]
+fn a_budget_stops_the_third_call_on_one_socket_naming_the_budget() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca)
+        .usage(FakeUsage {
+            input_tokens: 1000,
+            output_tokens: 1000,
+            ..FakeUsage::default()
+        })
+        .start();
+    // gpt-4o-mini: $0.15/M in, $0.60/M out: each call costs $0.00075 and reserves about
+    // $0.000045 (its prompt estimate and 64 output tokens) while it runs: two calls fit
+    // $0.00152, a third's reservation on top of $0.0015 spent does not.
+    let policy = format!(
+        "{}\n[[budgets]]\nid = \"ws-day\"\nper = \"user\"\nlimit_usd = 0.00152\nwindow = \"day\"\n",
+        include_str!("../policy/default.toml")
+    );
+    let agent = start(&fake, &ca, |a| a.policy_file("10-budget.toml", &policy));
+    let outcomes = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/responses";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            let mut outcomes = Vec::new();
+            for _ in 0..3 {
+                send(&mut ws, &response_create("hello")).await;
+                let events = read_until(&mut ws, &["response.completed", "error"]).await;
+                outcomes.push(events.last().unwrap().clone());
+            }
+            outcomes
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    assert_eq!(outcomes[0]["type"], "response.completed");
+    assert_eq!(outcomes[1]["type"], "response.completed");
+    assert_eq!(outcomes[2]["type"], "error", "{:#}", outcomes[2]);
+    assert_eq!(outcomes[2]["status"], 429);
+    let message = outcomes[2]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ws-day"), "{message}");
+    let socket = fake.wait_for_messages(0, 2);
+    assert_eq!(
+        socket.message_types(),
+        ["response.create", "response.create"]
+    );
+    let records = wait_for_records(&agent.state_dir(), 3);
+    assert!(
+        records[0]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{:#}",
+        records[0]
+    );
+    assert_eq!(records[2]["decision"], "block");
+}
+
+#[test]
+fn a_socket_cut_mid_response_is_recorded_and_charged_an_estimate() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).cut_after(2).start();
+    let policy = format!(
+        "{}\n[[budgets]]\nid = \"b\"\nper = \"user\"\nlimit_usd = 10.0\nwindow = \"day\"\n",
+        include_str!("../policy/default.toml")
+    );
+    let agent = start(&fake, &ca, |a| a.policy_file("10-budget.toml", &policy));
+    block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/responses";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            send(&mut ws, &response_create("hello")).await;
+            // Two deltas, then the provider's close frame is passed on.
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Close(frame) = message {
+                    assert_eq!(u16::from(frame.expect("a close frame").code), 1011);
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    let records = wait_for_records(&agent.state_dir(), 1);
+    assert_eq!(records[0]["decision"], "error", "{:#}", records[0]);
+    assert_eq!(records[0]["estimated"], true, "{:#}", records[0]);
+    assert!(records[0]["cost_usd"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn realtime_text_items_are_governed_and_each_response_recorded() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let agent = start(&fake, &ca, |a| a);
+    let (refused, answer, audio) = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/realtime?model=gpt-realtime";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            read_until(&mut ws, &["session.created"]).await;
+            let item = |text: &str| {
+                json!({"type": "conversation.item.create", "item": {"type": "message",
+                    "role": "user", "content": [{"type": "input_text", "text": text}]}})
+            };
+            send(&mut ws, &item(&format!("my key is {KEY}"))).await;
+            let refused = read_until(&mut ws, &["error"]).await;
+            send(&mut ws, &item(&format!("card {CARD}"))).await;
+            read_until(&mut ws, &["conversation.item.done"]).await;
+            send(&mut ws, &json!({"type": "response.create"})).await;
+            let answer = read_until(&mut ws, &["response.done"]).await;
+            // Audio cannot be scanned: refused under the default policy.
+            send(
+                &mut ws,
+                &json!({"type": "input_audio_buffer.append", "audio": "UklGRg=="}),
+            )
+            .await;
+            let audio = read_until(&mut ws, &["error"]).await;
+            (refused, answer, audio)
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    let error = &refused.last().unwrap()["error"];
+    assert!(
+        error["message"].as_str().unwrap().contains("no-secrets"),
+        "{error}"
+    );
+    assert_eq!(answer.last().unwrap()["type"], "response.done");
+    let audio_error = audio.last().unwrap()["error"]["message"].as_str().unwrap();
+    assert!(audio_error.contains("unscanned_audio"), "{audio_error}");
+
+    let socket = fake.wait_for_messages(0, 2);
+    assert_eq!(
+        socket.message_types(),
+        ["conversation.item.create", "response.create"]
+    );
+    let sent = sent_texts(&socket);
+    assert!(!sent.contains(KEY) && !sent.contains(CARD), "{sent}");
+    assert!(sent.contains("[REDACTED:card-numbers]"), "{sent}");
+
+    let records = wait_for_records(&agent.state_dir(), 3);
+    let decisions: Vec<&str> = records
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["block", "redact", "block"], "{records:#?}");
+    assert_eq!(records[1]["api"], "realtime");
+    assert_eq!(records[1]["model"], "gpt-realtime");
+    assert!(records[1]["input_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn gemini_live_checks_the_model_and_records_each_turn() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let agent = start(&fake, &ca, |a| {
+        a.policy_file(
+            "10-models.toml",
+            &format!(
+                "{}\n",
+                include_str!("../policy/default.toml")
+                    .replace("deny = []", "deny = [\"*-preview*\"]")
+            ),
+        )
+    });
+    let path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+    let url = format!("wss://generativelanguage.googleapis.com{path}?key=AIzaSyTEST");
+    let (turn, denied) = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), &url)
+                .await
+                .expect("upgrade");
+            send(
+                &mut ws,
+                &json!({"setup": {"model": "models/gemini-live-2.5-flash"}}),
+            )
+            .await;
+            let mut turn = Vec::new();
+            send(
+                &mut ws,
+                &json!({"clientContent": {"turns": [{"role": "user",
+                    "parts": [{"text": "hello"}]}], "turnComplete": true}}),
+            )
+            .await;
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Binary(bytes) = message else {
+                    continue;
+                };
+                let json: Value = serde_json::from_slice(&bytes).unwrap();
+                let done = json["serverContent"]["turnComplete"] == true;
+                turn.push(json);
+                if done {
+                    break;
+                }
+            }
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), &url)
+                .await
+                .expect("upgrade");
+            send(
+                &mut ws,
+                &json!({"setup": {"model": "models/gemini-2.0-flash-preview"}}),
+            )
+            .await;
+            let denied = loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame,
+                    Some(Ok(_)) => continue,
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            };
+            (turn, denied)
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    assert!(turn.len() > 1, "{turn:#?}");
+    let denied = denied.expect("a close frame with a reason");
+    assert_eq!(u16::from(denied.code), 1008);
+    assert!(
+        denied.reason.contains("gemini-2.0-flash-preview"),
+        "{denied:?}"
+    );
+    let records = wait_for_records(&agent.state_dir(), 2);
+    assert_eq!(records[0]["api"], "gemini_live");
+    assert_eq!(records[0]["model"], "gemini-live-2.5-flash");
+    assert!(
+        records[0]["output_tokens"].as_u64().unwrap() > 0,
+        "{:#}",
+        records[0]
+    );
+    assert!(
+        !records[0]["path"].as_str().unwrap().contains("AIzaSy"),
+        "the key stays out of the record"
+    );
+    assert_eq!(records[1]["decision"], "block");
+    // The denied setup never reached the provider.
+    assert!(fake
+        .sockets()
+        .iter()
+        .all(|s| !sent_texts(s).contains("preview")));
+}
+
+#[test]
+fn refuse_mode_and_unknown_paths_refuse_the_upgrade_with_a_record() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let refusing = start(&fake, &ca, |a| {
+        a.top_level("[websocket]\nmode = \"refuse\"")
+    });
+    let governing = start(&fake, &ca, |a| a);
+    let (refused, unknown) = block_on(async {
+        let refused = connect(
+            refusing.proxy_addr(),
+            &refusing.ca_pem_path(),
+            "wss://api.openai.com/v1/responses",
+        )
+        .await
+        .expect_err("refused");
+        let unknown = connect(
+            governing.proxy_addr(),
+            &governing.ca_pem_path(),
+            "wss://api.openai.com/v1/some/other/socket",
+        )
+        .await
+        .expect_err("refused");
+        (refused, unknown)
+    });
+    assert!(refused.contains("400"), "{refused}");
+    assert!(unknown.contains("400"), "{unknown}");
+    assert!(fake.sockets().is_empty(), "nothing was bridged");
+    let records = wait_for_records(&refusing.state_dir(), 1);
+    assert_eq!(records[0]["transport"], "websocket");
+    assert!(records[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("mode = \"refuse\""));
+    let records = wait_for_records(&governing.state_dir(), 1);
+    assert!(records[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("on_unparseable"));
+}
