@@ -246,8 +246,11 @@ fn sse_stream_is_not_buffered_http2() {
     assert_sse_streams_through(true);
 }
 
+/// A Realtime client event the fake echoes back.
+const ECHOED: &str = r#"{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"hello through outpost"}]}}"#;
+
 #[test]
-fn websocket_realtime_is_bridged_both_ways() {
+fn websocket_realtime_is_relayed_both_ways() {
     let stack = Stack::start();
     let ca_pem = stack.agent.ca_pem_path();
     let proxy = stack.agent.proxy_addr();
@@ -271,9 +274,7 @@ fn websocket_realtime_is_bridged_both_ways() {
             assert_eq!(response.status(), 101);
 
             let greeting = ws.next().await.expect("greeting").expect("greeting frame");
-            ws.send(Message::text("hello through outpost"))
-                .await
-                .expect("send text");
+            ws.send(Message::text(ECHOED)).await.expect("send text");
             let text_echo = ws.next().await.expect("text echo").expect("text frame");
             ws.send(Message::binary(vec![0u8, 1, 2, 254, 255]))
                 .await
@@ -293,14 +294,16 @@ fn websocket_realtime_is_bridged_both_ways() {
     );
     assert_eq!(
         text_echo,
-        Message::text("hello through outpost"),
+        Message::text(ECHOED),
         "client → server → client (text)"
     );
-    assert_eq!(
-        binary_echo,
-        Message::binary(vec![0u8, 1, 2, 254, 255]),
-        "binary frames"
-    );
+    // Realtime speaks JSON text: a binary message cannot be inspected, so it is refused
+    // with Realtime's error event (on_unparseable = "block") and never sent on.
+    let Message::Text(refusal) = binary_echo else {
+        panic!("expected an error event, got {binary_echo:?}");
+    };
+    assert!(refusal.contains("\"type\":\"error\""), "{refusal}");
+    assert!(refusal.contains("on_unparseable"), "{refusal}");
 
     let seen = stack.fake.requests_to("/v1/realtime");
     assert_eq!(seen.len(), 1, "{seen:#?}");

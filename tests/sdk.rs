@@ -133,11 +133,20 @@ fn python_websockets_realtime_through_proxy() {
         .through(&stack.agent)
         .run_json();
     assert_eq!(result["greeting"], REALTIME_GREETING, "{result}");
-    assert_eq!(result["text_echo"], "hello from python", "{result}");
-    assert_eq!(
-        result["binary_echo_b64"], result["binary_sent_b64"],
+    // The library offers permessage-deflate; Outpost never lets it be negotiated.
+    assert_eq!(result["extensions"], Value::Null, "{result}");
+    let refused = &result["secret_reply"];
+    assert_eq!(refused["type"], "error", "{result}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-secrets")),
         "{result}"
     );
+    let echoed = result["card_echo"]["item"]["content"][0]["text"].as_str();
+    assert_eq!(echoed, Some("card [REDACTED:card-numbers]"), "{result}");
+    let binary = result["binary_reply"].as_str().unwrap_or_default();
+    assert!(binary.contains("on_unparseable"), "{result}");
     let seen = stack.fake.requests_to("/v1/realtime");
     assert_eq!(seen.len(), 1, "{seen:#?}");
     assert_eq!(

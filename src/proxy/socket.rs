@@ -353,7 +353,11 @@ impl Session {
             ),
             err if policy.on_unparseable == OnUnparseable::Block => Refusal::client(
                 Some("on_unparseable"),
-                format!("Outpost could not inspect this WebSocket message: {err}."),
+                format!(
+                    "Outpost could not inspect this {} WebSocket message ({err}), and policy \
+                     refuses what it cannot inspect (on_unparseable = \"block\").",
+                    if binary { "binary" } else { "text" }
+                ),
             ),
             err => {
                 self.pending.unscanned = Some(format!(
