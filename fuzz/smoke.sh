@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${1:-20}"
-targets=(parse_request scanned_is_sent sse_parser stream_state)
+targets=(parse_request scanned_is_sent sse_parser socket_messages stream_state)
 
 have_nightly() {
   command -v rustup >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^nightly'

@@ -72,7 +72,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// Refused by policy `rule` (403: the caller must change the request).
+    /// Refused by policy `rule` (400: the caller must change the request).
     pub fn policy(rule: &str, message: String) -> Refusal {
         Refusal {
             source: Source::Policy,

@@ -186,7 +186,7 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
     );
     let blocked = recs.iter().find(|r| r["decision"] == "block").unwrap();
     assert_eq!(blocked["rules"][0]["id"], "no-secrets", "{blocked}");
-    assert_eq!(blocked["status"], 403);
+    assert_eq!(blocked["status"], 400);
     let redacted = recs.iter().find(|r| r["decision"] == "redact").unwrap();
     assert_eq!(redacted["rules"][0]["id"], "card-numbers", "{redacted}");
     assert!(
@@ -230,7 +230,7 @@ fn every_request_gets_exactly_one_record_and_the_chain_verifies() {
     let mut tampered: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     tampered[target] = tampered[target].replacen("\"status\":200", "\"status\":201", 1);
     if tampered[target] == lines[target] {
-        tampered[target] = tampered[target].replacen("\"status\":403", "\"status\":402", 1);
+        tampered[target] = tampered[target].replacen("\"status\":400", "\"status\":402", 1);
     }
     assert_ne!(tampered[target], lines[target]);
     std::fs::write(&file, tampered.join("\n") + "\n").unwrap();

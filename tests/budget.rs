@@ -361,7 +361,7 @@ fn unpriced_models_follow_policy_and_price_overrides_apply() {
         .arg(&spec("mystery-model"))
         .through(&stack.agent)
         .run_json();
-    assert_eq!(blocked["error_class"], "PermissionDeniedError", "{blocked}");
+    assert_eq!(blocked["error_class"], "BadRequestError", "{blocked}");
     let message = blocked["message"].as_str().unwrap_or_default();
     assert!(message.contains("mystery-model"), "{message}");
     assert!(message.contains("unpriced"), "{message}");
@@ -518,7 +518,7 @@ fn calls_refused_or_failed_before_the_provider_answered_cost_nothing() {
         .arg(&call_spec(json!({"content": "project kestrel"})))
         .through(&stack.agent)
         .run_json();
-    assert_eq!(blocked["error_class"], "PermissionDeniedError", "{blocked}");
+    assert_eq!(blocked["error_class"], "BadRequestError", "{blocked}");
     let failed = Curl::new("https://api.openai.com/v1/completions")
         .via(&stack.agent)
         .cacert(&stack.agent.ca_pem_path())

@@ -81,7 +81,7 @@ fn matrix_parameters_do_not_hide_the_endpoint() {
     let out = curl(&stack, &format!("{OPENAI}/v1/chat/completions;x"))
         .post_json(&body)
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert_eq!(out.header("x-outpost-rule"), Some("no-secrets"));
     assert_key_never_arrived(&stack);
     let record = assert_blocked_record(&stack, "no-secrets");
@@ -95,7 +95,7 @@ fn endpoints_no_adapter_knows_have_every_string_scanned() {
     let out = curl(&stack, &format!("{OPENAI}/v1/threads/thread_1/messages"))
         .post_json(&threads)
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     let record = assert_blocked_record(&stack, "no-secrets");
     assert_eq!(record["api"], "unknown");
     assert_eq!(record["path"], "/v1/threads/thread_1/messages");
@@ -129,7 +129,7 @@ fn anthropic_batches_are_scanned_request_by_request_and_recorded_as_one_call() {
     let url = format!("{ANTHROPIC}/v1/messages/batches");
     let blocked = json!({"requests": [request("a", "hello"), request("b", &format!("key {KEY}"))]});
     let out = curl(&stack, &url).post_json(&blocked).run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert_eq!(
         out.json()["type"],
         "error",
@@ -148,7 +148,7 @@ fn anthropic_batches_are_scanned_request_by_request_and_recorded_as_one_call() {
     let out = curl(&stack, &format!("{ANTHROPIC}/v1/complete"))
         .post_json(&legacy)
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert!(stack.fake.requests().is_empty());
 }
 
@@ -164,7 +164,7 @@ fn metadata_and_user_fields_are_scanned() {
         let out = curl(&stack, &format!("{OPENAI}/v1/chat/completions"))
             .post_json(&body)
             .run();
-        assert_eq!(out.status, 403, "{}", out.describe());
+        assert_eq!(out.status, 400, "{}", out.describe());
     }
     assert!(stack.fake.requests().is_empty());
     let records = wait_for_records(&stack.agent.state_dir(), 2);
@@ -183,7 +183,7 @@ fn a_get_with_a_body_is_scanned() {
         .arg("-X")
         .arg("GET")
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert!(stack.fake.requests().is_empty());
     let record = assert_blocked_record(&stack, "no-secrets");
     assert_eq!(record["method"], "GET");
@@ -201,7 +201,7 @@ fn upgrade_headers_on_a_post_do_not_reach_the_websocket_bridge() {
         .header("sec-websocket-version: 13")
         .post_json(&body)
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert_key_never_arrived(&stack);
     assert!(stack.fake.requests().is_empty());
     assert_blocked_record(&stack, "no-secrets");

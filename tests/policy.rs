@@ -60,8 +60,8 @@ fn secret_is_blocked_with_the_sdks_own_error() {
         &format!("my token is {GITHUB_TOKEN}"),
     );
     assert_eq!(openai["ok"], false, "{openai}");
-    assert_eq!(openai["error_class"], "PermissionDeniedError", "{openai}");
-    assert_eq!(openai["status"], 403, "{openai}");
+    assert_eq!(openai["error_class"], "BadRequestError", "{openai}");
+    assert_eq!(openai["status"], 400, "{openai}");
     let message = openai["message"].as_str().unwrap_or_default();
     assert!(message.contains("no-secrets"), "{message}");
     assert!(
@@ -78,10 +78,7 @@ fn secret_is_blocked_with_the_sdks_own_error() {
         &format!("deploy with {GITHUB_TOKEN}"),
     );
     assert_eq!(anthropic["ok"], false, "{anthropic}");
-    assert_eq!(
-        anthropic["error_class"], "PermissionDeniedError",
-        "{anthropic}"
-    );
+    assert_eq!(anthropic["error_class"], "BadRequestError", "{anthropic}");
     assert!(anthropic["message"]
         .as_str()
         .unwrap_or_default()
@@ -107,7 +104,7 @@ fn blocked_request_is_not_retried_by_curl_or_sdks() {
             &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": GITHUB_TOKEN}]}),
         )
         .run();
-    assert_eq!(out.status, 403, "{}", out.describe());
+    assert_eq!(out.status, 400, "{}", out.describe());
     assert_eq!(out.header("x-should-retry"), Some("false"));
     assert_eq!(out.header("x-outpost-rule"), Some("no-secrets"));
     assert_eq!(
@@ -131,7 +128,7 @@ fn denied_model_is_refused() {
     );
     let denied = call(&stack.agent, "openai", false, "gpt-4.5-preview", "hi");
     assert_eq!(denied["ok"], false, "{denied}");
-    assert_eq!(denied["status"], 403, "{denied}");
+    assert_eq!(denied["status"], 400, "{denied}");
     let message = denied["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("gpt-4.5-preview") && message.contains("*-preview"),
@@ -434,7 +431,7 @@ fn hot_reload_takes_effect_and_fails_nothing() {
 
     for r in &results {
         assert!(
-            r.status == 200 || (r.status == 403 && r.rule == "codenames"),
+            r.status == 200 || (r.status == 400 && r.rule == "codenames"),
             "a request failed during reload: status {} rule {:?} at {:?} after the change",
             r.status,
             r.rule,
@@ -448,7 +445,7 @@ fn hot_reload_takes_effect_and_fails_nothing() {
     );
     let after: Vec<_> = results.iter().filter(|r| r.started > reloaded_at).collect();
     assert!(
-        after.iter().all(|r| r.status == 403),
+        after.iter().all(|r| r.status == 400),
         "a call after the reload (and after the invalid edit) was not blocked: {:?}",
         after.iter().map(|r| r.status).collect::<Vec<_>>()
     );

@@ -133,7 +133,7 @@ fn responses_over_websocket_blocks_redacts_and_records_each_response() {
     });
 
     let error = blocked.last().unwrap();
-    assert_eq!(error["status"], 403, "{error}");
+    assert_eq!(error["status"], 400, "{error}");
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("no-secrets"), "{message}");
     assert_eq!(blocked.len(), 1, "nothing but the error: {blocked:#?}");
@@ -205,7 +205,9 @@ fn a_budget_stops_the_third_call_on_one_socket_naming_the_budget() {
     assert_eq!(outcomes[0]["type"], "response.completed");
     assert_eq!(outcomes[1]["type"], "response.completed");
     assert_eq!(outcomes[2]["type"], "error", "{:#}", outcomes[2]);
-    assert_eq!(outcomes[2]["status"], 429);
+    // 400, not 429, on the socket: Codex shows the message of a 400 and stops.
+    assert_eq!(outcomes[2]["status"], 400);
+    assert_eq!(outcomes[2]["error"]["code"], "budget_exhausted");
     let message = outcomes[2]["error"]["message"].as_str().unwrap();
     assert!(message.contains("ws-day"), "{message}");
     let socket = fake.wait_for_messages(0, 2);
@@ -434,7 +436,7 @@ fn refuse_mode_and_unknown_paths_refuse_the_upgrade_with_a_record() {
         .expect_err("refused");
         (refused, unknown)
     });
-    assert!(refused.contains("400"), "{refused}");
+    assert!(refused.contains("426"), "{refused}");
     assert!(unknown.contains("400"), "{unknown}");
     assert!(fake.sockets().is_empty(), "nothing was bridged");
     let records = wait_for_records(&refusing.state_dir(), 1);

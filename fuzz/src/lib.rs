@@ -17,7 +17,11 @@
 //!   `rewrite_event` without edits is byte-identical and with edits yields one
 //!   event with the same type and id.
 //! - [`stream_state`]: every delta and snapshot path names its text inside
-//!   the event's data, and rewriting them reads back the same paths.
+//!   the event's data, and rewriting them reads back the same paths (the
+//!   socket APIs' server messages included).
+//! - [`socket_messages`]: a WebSocket client message naming a member twice
+//!   is refused, and one that is read, rewritten with its scanned strings
+//!   redacted, carries nothing unscanned but audio and video payloads.
 //!
 //! Input layout: leading selector bytes choose the provider, method, path or
 //! API from small tables ([`PATHS`], [`STREAM_CALLS`]); the rest is the body
@@ -426,7 +430,7 @@ fn check_rewrite_event(event: &SseEvent, edits: &[(JsonPath, String)]) {
 }
 
 /// The calls a stream-state selector byte picks from.
-pub const STREAM_CALLS: [(Provider, Api); 7] = [
+pub const STREAM_CALLS: [(Provider, Api); 9] = [
     (Provider::OpenAi, Api::ChatCompletions),
     (Provider::OpenAi, Api::Completions),
     (Provider::OpenAi, Api::Responses),
@@ -434,7 +438,90 @@ pub const STREAM_CALLS: [(Provider, Api); 7] = [
     (Provider::Gemini, Api::GeminiStreamGenerateContent),
     (Provider::Gemini, Api::ChatCompletions),
     (Provider::OpenAiCompatible, Api::Unknown),
+    (Provider::OpenAi, Api::Realtime),
+    (Provider::Gemini, Api::GeminiLive),
 ];
+
+/// The socket APIs a selector byte picks from.
+pub const SOCKET_APIS: [Api; 3] = [Api::Responses, Api::Realtime, Api::GeminiLive];
+
+/// One client WebSocket message (selector byte: the API, and how many
+/// scanned strings to redact): a message naming a member twice is refused;
+/// one that is read has every string and member name in its scanned texts
+/// but media payloads, which sit only under `audio` or a blob's `data`; and
+/// the message rewritten with every scanned string redacted carries nothing
+/// the scanner was not shown but those payloads.
+pub fn socket_messages(data: &[u8]) {
+    use outpost::provider::socket::read_client_message;
+    let Some((&selector, message)) = data.split_first() else {
+        return;
+    };
+    let api = SOCKET_APIS[usize::from(selector) % SOCKET_APIS.len()];
+    let all = every_string(message);
+    let read = match read_client_message(api, message) {
+        Ok(read) => read,
+        Err(ParseError::DuplicateKey(_)) => {
+            assert!(all.duplicate, "refused a duplicate the reader did not see");
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(!all.duplicate && all.valid, "accepted what is not plain JSON");
+    let every = usize::from(selector / 3 % 4) + 1;
+    let mut edits = Vec::new();
+    let mut renames = Vec::new();
+    for (i, span) in read.texts.iter().enumerate().filter(|(i, _)| i % every == 0) {
+        let label = format!("[R{i}]");
+        match span.role {
+            TextRole::Key => renames.push((span.path.clone(), label)),
+            _ => edits.push((span.path.clone(), label)),
+        }
+    }
+    let mut root = read.json.clone();
+    redact_document(&mut root, &edits, &renames).expect("every scanned path is in the message");
+    let media = media_strings(&read.json);
+    assert!(read.media || media.is_empty(), "a media payload went unflagged");
+    let sent = every_string(&to_json(&root));
+    for text in &sent.strings {
+        let seen = read.texts.iter().any(|s| &s.text == text)
+            || text.is_empty()
+            || (text.starts_with("[R") && text.ends_with(']'))
+            || media.contains(text);
+        assert!(seen, "{text:?} was sent but never scanned");
+    }
+}
+
+/// The strings under an `audio` member, or a `data` member of an object
+/// with a media `mimeType`: the only strings a socket message may carry
+/// unscanned.
+fn media_strings(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Value::Object(members) = value {
+        let mime = members
+            .get("mimeType")
+            .or_else(|| members.get("mime_type"))
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let blob = mime.is_some_and(|m| {
+            ["audio/", "video/", "image/"]
+                .iter()
+                .any(|p| m.starts_with(p))
+        });
+        for (key, member) in members {
+            match member {
+                Value::String(s) if key == "audio" || (blob && key == "data") => {
+                    out.push(s.clone())
+                }
+                other => out.extend(media_strings(other)),
+            }
+        }
+    } else if let Value::Array(items) = value {
+        for item in items {
+            out.extend(media_strings(item));
+        }
+    }
+    out
+}
 
 /// Reading a stream event by event, and rewriting what it reports.
 pub fn stream_state(data: &[u8]) {

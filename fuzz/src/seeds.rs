@@ -165,6 +165,16 @@ pub fn stream_state() -> Vec<Vec<u8>> {
         stream(4, GEMINI_STREAM),
         stream(5, CHAT_STREAM),
         stream(6, "event: thread.message.delta\ndata: {\"x\":1}\n\n"),
+        stream(
+            7,
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n\
+             data: {\"type\":\"response.done\",\"response\":{\"output\":[{\"content\":[{\"text\":\"hi\"}]}],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+        ),
+        stream(
+            8,
+            "data: {\"serverContent\":{\"modelTurn\":{\"parts\":[{\"text\":\"hi\"}]}}}\n\n\
+             data: {\"serverContent\":{\"turnComplete\":true},\"usageMetadata\":{\"promptTokenCount\":2,\"responseTokenCount\":1}}\n\n",
+        ),
     ]
 }
 
@@ -187,4 +197,34 @@ pub fn sse_parser() -> Vec<Vec<u8>> {
         }
     }
     seeds
+}
+
+/// Seeds for [`socket_messages`](crate::socket_messages): one selector byte
+/// (the API), then one client message.
+pub fn socket_messages() -> Vec<Vec<u8>> {
+    let seed = |api: u8, message: &str| {
+        let mut out = vec![api];
+        out.extend_from_slice(message.as_bytes());
+        out
+    };
+    vec![
+        seed(
+            0,
+            r#"{"type":"response.create","model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]}],"metadata":{"k":"v"}}"#,
+        ),
+        seed(
+            1,
+            r#"{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"x"},{"type":"input_audio","audio":"QUJD"}]}}"#,
+        ),
+        seed(1, r#"{"type":"input_audio_buffer.append","audio":"UklGRg=="}"#),
+        seed(
+            2,
+            r#"{"realtimeInput":{"audio":{"mimeType":"audio/pcm","data":"AAAA"}},"x":{"data":"AKIA"}}"#,
+        ),
+        seed(
+            2,
+            r#"{"clientContent":{"turns":[{"role":"user","parts":[{"text":"hi"}]}],"turnComplete":true}}"#,
+        ),
+        seed(0, r#"{"type":"response.create","input":"a","input":"b"}"#),
+    ]
 }

@@ -648,7 +648,7 @@ mod tests {
         assert_eq!(events[0].event_type(), "error");
         let data: Value = serde_json::from_str(events[0].data.as_deref().unwrap()).unwrap();
         assert_eq!(data["type"], "error");
-        assert_eq!(data["error"]["type"], "permission_error");
+        assert_eq!(data["error"]["type"], "invalid_request_error");
         assert_eq!(data["error"]["message"], "Blocked by rule `x`.");
         let item = StreamState::new(&call).on_event(&events[0]);
         assert_eq!(item.upstream_error.as_deref(), Some("Blocked by rule `x`."));

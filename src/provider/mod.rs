@@ -104,7 +104,9 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The request itself is malformed (400).
     BadRequest,
-    /// Policy refuses the call or its output (403).
+    /// Policy refuses the call or its output (400: the one status every
+    /// client tested shows as a refusal with its message; Claude Code reads
+    /// a 403 as "Failed to authenticate", Codex retries it).
     PolicyBlocked,
     /// A spending budget is used up (429).
     BudgetExhausted,
@@ -114,6 +116,9 @@ pub enum ErrorKind {
     /// behind, its budget ledger is unavailable (503). Not the provider's
     /// fault, nor the caller's.
     AgentUnavailable,
+    /// `[websocket] mode = "refuse"` refuses an upgrade (426 Upgrade
+    /// Required: the answer on which Codex falls back to HTTPS at once).
+    WebSocketRefused,
 }
 
 impl ErrorKind {
@@ -122,8 +127,8 @@ impl ErrorKind {
         match self {
             ErrorKind::UpstreamUnavailable => 502,
             ErrorKind::UpstreamTimeout => 504,
-            ErrorKind::BadRequest => 400,
-            ErrorKind::PolicyBlocked => 403,
+            ErrorKind::BadRequest | ErrorKind::PolicyBlocked => 400,
+            ErrorKind::WebSocketRefused => 426,
             ErrorKind::BudgetExhausted | ErrorKind::RateLimited => 429,
             ErrorKind::AgentUnavailable => 503,
         }
@@ -139,6 +144,7 @@ impl ErrorKind {
             ErrorKind::BudgetExhausted => "budget_exhausted",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::AgentUnavailable => "outpost_unavailable",
+            ErrorKind::WebSocketRefused => "websocket_refused",
         }
     }
 }
@@ -158,10 +164,11 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
             "type": "error",
             "error": {
                 "type": match kind {
-                    ErrorKind::BadRequest => "invalid_request_error",
+                    ErrorKind::BadRequest
+                    | ErrorKind::PolicyBlocked
+                    | ErrorKind::WebSocketRefused => "invalid_request_error",
                     ErrorKind::UpstreamTimeout => "timeout_error",
                     ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "api_error",
-                    ErrorKind::PolicyBlocked => "permission_error",
                     ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "rate_limit_error",
                 },
                 "message": message,
@@ -172,10 +179,10 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "code": kind.status(),
                 "message": message,
                 "status": match kind {
-                    ErrorKind::BadRequest => "INVALID_ARGUMENT",
+                    ErrorKind::BadRequest | ErrorKind::PolicyBlocked => "INVALID_ARGUMENT",
+                    ErrorKind::WebSocketRefused => "FAILED_PRECONDITION",
                     ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
                     ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "UNAVAILABLE",
-                    ErrorKind::PolicyBlocked => "PERMISSION_DENIED",
                     ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
                 },
             }
@@ -184,7 +191,9 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
             "error": {
                 "message": message,
                 "type": match kind {
-                    ErrorKind::BadRequest | ErrorKind::PolicyBlocked => "invalid_request_error",
+                    ErrorKind::BadRequest
+                    | ErrorKind::PolicyBlocked
+                    | ErrorKind::WebSocketRefused => "invalid_request_error",
                     ErrorKind::UpstreamTimeout
                     | ErrorKind::UpstreamUnavailable
                     | ErrorKind::AgentUnavailable => "server_error",
@@ -262,7 +271,7 @@ mod tests {
                 ErrorKind::BudgetExhausted.status(),
                 ErrorKind::RateLimited.status()
             ],
-            [403, 429, 429]
+            [400, 429, 429]
         );
         let anthropic: Value = serde_json::from_slice(&error_body(
             Provider::Anthropic,
@@ -271,7 +280,7 @@ mod tests {
             "no",
         ))
         .unwrap();
-        assert_eq!(anthropic["error"]["type"], "permission_error");
+        assert_eq!(anthropic["error"]["type"], "invalid_request_error");
         let gemini: Value = serde_json::from_slice(&error_body(
             Provider::Gemini,
             Api::Unknown,

@@ -311,7 +311,13 @@ pub fn socket_error_event(provider: Provider, api: Api, kind: ErrorKind, message
     let event = match (format, api) {
         (WireFormat::OpenAi, Api::Responses) => json!({
             "type": "error",
-            "status": kind.status(),
+            // Codex retries a 429 event and then shows only "exceeded retry
+            // limit"; on a 400 it stops and shows the message. A budget or
+            // rate limit refusal must be read, so it says 400 here.
+            "status": match kind {
+                ErrorKind::BudgetExhausted | ErrorKind::RateLimited => 400,
+                kind => kind.status(),
+            },
             "code": kind.code(),
             "message": message,
             "param": null,

@@ -72,7 +72,7 @@ mod tests {
 
         let blocked = Refusal::policy("no-secrets", "Blocked by `no-secrets`.".into());
         let response = refusal(&blocked, Provider::Anthropic, Api::AnthropicMessages);
-        assert_eq!(response.status(), 403);
+        assert_eq!(response.status(), 400);
         assert_eq!(response.headers()[RULE_HEADER], "no-secrets");
         assert_eq!(response.headers()["x-should-retry"], "false");
         let body = body_json(response).await;

@@ -126,13 +126,16 @@ fn plan(
         ));
     }
     if state.websocket == WebSocketMode::Refuse {
-        return Err(Refusal::client(
-            Some("websocket_refused"),
-            format!(
-                "Outpost on this device does not carry WebSockets to {host} \
-                 ([websocket] mode = \"refuse\"); use HTTPS for this API."
-            ),
-        ));
+        return Err(Refusal {
+            kind: ErrorKind::WebSocketRefused,
+            ..Refusal::client(
+                Some("websocket_refused"),
+                format!(
+                    "Outpost on this device does not carry WebSockets to {host} \
+                     ([websocket] mode = \"refuse\"); use HTTPS for this API."
+                ),
+            )
+        });
     }
     if api == Api::Unknown {
         return match policy.on_unparseable {

@@ -15,6 +15,7 @@
 
 pub mod agent;
 pub mod ca;
+pub mod coding_agents;
 pub mod curl;
 pub mod fake;
 pub mod fake_ws;

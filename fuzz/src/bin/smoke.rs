@@ -28,7 +28,7 @@ struct Target {
     seeds: fn() -> Vec<Vec<u8>>,
 }
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 5] = [
     Target {
         name: "parse_request",
         run: outpost_fuzz::parse_request,
@@ -43,6 +43,11 @@ const TARGETS: [Target; 4] = [
         name: "sse_parser",
         run: outpost_fuzz::sse_parser,
         seeds: outpost_fuzz::seeds::sse_parser,
+    },
+    Target {
+        name: "socket_messages",
+        run: outpost_fuzz::socket_messages,
+        seeds: outpost_fuzz::seeds::socket_messages,
     },
     Target {
         name: "stream_state",
@@ -374,6 +379,7 @@ fn fuzz(options: &Options) -> ExitCode {
             let body_at = match target.name {
                 "parse_request" => Some(3),
                 "scanned_is_sent" => Some(4),
+                "socket_messages" => Some(1),
                 _ => None,
             };
             let structured = body_at.is_some_and(|at| {
