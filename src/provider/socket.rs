@@ -152,7 +152,11 @@ pub fn read_client_message(api: Api, bytes: &[u8]) -> Result<ClientMessage, Pars
         let model = str_at(&["model"])
             .or_else(|| str_at(&["response", "model"]))
             .or_else(|| str_at(&["session", "model"]));
-        let cap = count_at(&["max_output_tokens"])
+        // Codex's warm-up (`"generate": false`) makes the model write nothing.
+        let warm_up = json["generate"] == Value::Bool(false);
+        let cap = warm_up
+            .then_some(0)
+            .or_else(|| count_at(&["max_output_tokens"]))
             .or_else(|| count_at(&["response", "max_output_tokens"]))
             .or_else(|| count_at(&["response", "max_response_output_tokens"]));
         (kind, name, model, cap)

@@ -1265,7 +1265,26 @@ impl ResponseIds {
 
 /// The Responses streaming events for one `response.create` (or streamed POST), each with
 /// its `sequence_number`.
+/// A `"generate": false` request (Codex's warm-up) gets a response with no output, charged
+/// its input only.
 fn responses_events(request: &Value, ids: &ResponseIds, script: &Script) -> Vec<Outgoing> {
+    if request["generate"] == json!(false) {
+        let mut done = response_object(request, ids, "completed", script);
+        done["output"] = json!([]);
+        done["usage"] = responses_usage(&FakeUsage {
+            input_tokens: script.usage.input_tokens,
+            ..FakeUsage::default()
+        });
+        let in_progress = response_object(request, ids, "in_progress", script);
+        let mut events = vec![
+            Outgoing::event(json!({"type": "response.created", "response": in_progress})),
+            Outgoing::event(json!({"type": "response.completed", "response": done})),
+        ];
+        for (n, event) in events.iter_mut().enumerate() {
+            event.value["sequence_number"] = json!(n);
+        }
+        return events;
+    }
     let text = script.text();
     let at = json!({"item_id": ids.item, "output_index": 0, "content_index": 0});
     let empty_part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
