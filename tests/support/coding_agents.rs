@@ -52,7 +52,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::agent::SYSTEM_CA_BUNDLE;
-use super::process::{run_with_timeout, scrub_env, CmdOutput};
+use super::process::{build_once, run_with_timeout, scrub_env, CmdOutput};
 use super::python::{ANTHROPIC_TEST_KEY, OPENAI_TEST_KEY};
 
 pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
@@ -203,58 +203,6 @@ fn must_succeed(cmd: &mut Command, what: &str, timeout: Duration) -> CmdOutput {
         out.describe()
     );
     out
-}
-
-/// Runs `build` once across threads and test processes: done when `marker` exists; `lock` is a
-/// directory whose atomic creation elects the builder (its pid inside; a dead owner's lock is
-/// taken over). `build` must write `marker` last.
-pub fn build_once(marker: &str, lock: &str, timeout: Duration, build: fn()) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if Path::new(marker).exists() {
-            return;
-        }
-        match std::fs::create_dir(lock) {
-            Ok(()) => {
-                let _ = std::fs::write(Path::new(lock).join("pid"), std::process::id().to_string());
-                let result = std::panic::catch_unwind(build);
-                let _ = std::fs::remove_dir_all(lock);
-                match result {
-                    Ok(()) => return,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if lock_is_stale(Path::new(lock)) {
-                    let _ = std::fs::remove_dir_all(lock);
-                    continue;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out waiting for another test process to finish {marker} (lock \
-                     {lock}); remove the lock if no test is running"
-                );
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => panic!("cannot create lock {lock}: {e}"),
-        }
-    }
-}
-
-/// A lock whose owner process is gone (crashed or killed test run).
-fn lock_is_stale(lock: &Path) -> bool {
-    match std::fs::read_to_string(lock.join("pid"))
-        .ok()
-        .and_then(|p| p.trim().parse::<u32>().ok())
-    {
-        Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
-        // The owner may be between create_dir and writing its pid; only an old lock is stale.
-        None => std::fs::metadata(lock)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > Duration::from_secs(60)),
-    }
 }
 
 /// A throwaway `HOME` with a `work` dir (the cwd) and `ca-bundle.pem` (system roots + CA).

@@ -3,11 +3,14 @@
 //! `std::process::Command::output` waits forever; a hung client would hang the whole test
 //! binary. `run_with_timeout` drains stdout and stderr on their own threads (so a chatty
 //! child never blocks on a full pipe), kills the child at the deadline and says so.
+//! [`build_once`] builds a shared test tool (the Python venv, the coding agents) once across
+//! threads and test binaries.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What a finished (or killed) child left behind.
 #[derive(Debug, Clone)]
@@ -113,4 +116,56 @@ pub fn scrub_env(cmd: &mut Command) -> &mut Command {
         cmd.env_remove(var);
     }
     cmd
+}
+
+/// Runs `build` once across threads and test processes: done when `marker` exists; `lock` is a
+/// directory whose atomic creation elects the builder (its pid inside; a dead owner's lock is
+/// taken over). `build` must write `marker` last.
+pub fn build_once(marker: &str, lock: &str, timeout: Duration, build: fn()) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Path::new(marker).exists() {
+            return;
+        }
+        match std::fs::create_dir(lock) {
+            Ok(()) => {
+                let _ = std::fs::write(Path::new(lock).join("pid"), std::process::id().to_string());
+                let result = std::panic::catch_unwind(build);
+                let _ = std::fs::remove_dir_all(lock);
+                match result {
+                    Ok(()) => return,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if lock_is_stale(Path::new(lock)) {
+                    let _ = std::fs::remove_dir_all(lock);
+                    continue;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for another test process to finish {marker} (lock \
+                     {lock}); remove the lock if no test is running"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("cannot create lock {lock}: {e}"),
+        }
+    }
+}
+
+/// A lock whose owner process is gone (crashed or killed test run).
+fn lock_is_stale(lock: &Path) -> bool {
+    match std::fs::read_to_string(lock.join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    {
+        Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
+        // The owner may be between create_dir and writing its pid; only an old lock is stale.
+        None => std::fs::metadata(lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > Duration::from_secs(60)),
+    }
 }

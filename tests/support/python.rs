@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::agent::Agent;
-use super::process::{run_with_timeout, scrub_env, CmdOutput};
+use super::process::{build_once, run_with_timeout, scrub_env, CmdOutput};
 
 pub const VENV_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv");
 const LOCK_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv.lock");
@@ -48,56 +48,8 @@ fn python_bin() -> PathBuf {
 }
 
 fn create_venv_once() -> PathBuf {
-    let deadline = Instant::now() + CREATE_TIMEOUT;
-    loop {
-        if Path::new(MARKER).exists() {
-            return python_bin();
-        }
-        match std::fs::create_dir(LOCK_DIR) {
-            Ok(()) => {
-                let _ = std::fs::write(
-                    Path::new(LOCK_DIR).join("pid"),
-                    std::process::id().to_string(),
-                );
-                let result = std::panic::catch_unwind(build_venv);
-                let _ = std::fs::remove_dir_all(LOCK_DIR);
-                match result {
-                    Ok(()) => return python_bin(),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if lock_is_stale() {
-                    let _ = std::fs::remove_dir_all(LOCK_DIR);
-                    continue;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out waiting for another test process to create the Python venv \
-                     (lock {LOCK_DIR}); remove the lock if no test is running"
-                );
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => panic!("cannot create venv lock {LOCK_DIR}: {e}"),
-        }
-    }
-}
-
-/// A lock whose owner process is gone (crashed or killed test run).
-fn lock_is_stale() -> bool {
-    let lock = Path::new(LOCK_DIR);
-    match std::fs::read_to_string(lock.join("pid"))
-        .ok()
-        .and_then(|p| p.trim().parse::<u32>().ok())
-    {
-        Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
-        // The owner may be between create_dir and writing its pid; only an old lock is stale.
-        None => std::fs::metadata(lock)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > Duration::from_secs(60)),
-    }
+    build_once(MARKER, LOCK_DIR, CREATE_TIMEOUT, build_venv);
+    python_bin()
 }
 
 fn build_venv() {
