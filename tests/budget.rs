@@ -649,3 +649,32 @@ fn a_budget_added_by_hot_reload_is_enforced() {
     let rows = budget_show(&stack.agent);
     assert!((spent(&rows, "cap") - CALL_USD).abs() < 1e-9, "{rows:#?}");
 }
+
+#[test]
+fn token_counting_is_never_charged_nor_refused_by_a_spent_budget() {
+    let stack = Stack::start_with(
+        |fake| {
+            fake.route("POST", "/v1/messages/count_tokens", |_| {
+                FakeResponse::json(200, &json!({"input_tokens": 12}))
+            })
+        },
+        // Too small for any call that generates: one would be refused.
+        |agent| agent.policy_file("budget.toml", &budget_policy("tiny", "user", 0.000001, "")),
+    );
+    let body = json!({"model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "hello"}]});
+    for _ in 0..2 {
+        let out = Curl::new("https://api.anthropic.com/v1/messages/count_tokens?beta=true")
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .post_json(&body)
+            .run();
+        assert_eq!(out.status, 200, "{}", out.describe());
+    }
+    let records = wait_for_records(&stack.agent.state_dir(), 2);
+    for record in &records {
+        assert_eq!(record["api"], "anthropic_count_tokens", "{record:#}");
+        assert_eq!(record["decision"], "allow", "{record:#}");
+        assert!(record["cost_usd"].is_null(), "{record:#}");
+    }
+}

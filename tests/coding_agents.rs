@@ -91,7 +91,13 @@ fn codex_card_numbers_arrive_redacted_and_every_call_is_recorded() {
             ..FakeUsage::default()
         })
         .start();
-    let agent = codex_agent(&ca, &fake, |a| a);
+    // A budget, so that every call is priced (Codex's default model is charged the
+    // conservative default rate).
+    let policy = format!(
+        "{}\n[[budgets]]\nid = \"day\"\nper = \"user\"\nlimit_usd = 100.0\nwindow = \"day\"\n",
+        include_str!("../policy/default.toml")
+    );
+    let agent = codex_agent(&ca, &fake, |a| a.policy_file("10-budget.toml", &policy));
     let out = codex_exec(
         &agent.proxy_url(),
         &agent.ca_pem_path(),
@@ -114,6 +120,7 @@ fn codex_card_numbers_arrive_redacted_and_every_call_is_recorded() {
     for call in &calls {
         assert_eq!(call["transport"], "websocket", "{call:#}");
         assert!(call["input_tokens"].as_u64().is_some(), "{call:#}");
+        assert!(call["cost_usd"].as_f64().is_some(), "{call:#}");
     }
     assert!(
         calls.iter().any(|c| c["decision"] == "redact"),

@@ -451,3 +451,46 @@ fn refuse_mode_and_unknown_paths_refuse_the_upgrade_with_a_record() {
         .unwrap()
         .contains("on_unparseable"));
 }
+
+#[test]
+fn a_realtime_text_session_from_the_websockets_library_is_governed() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let agent = start(&fake, &ca, |a| a);
+    let result = support::python::PythonScript::new("realtime_session.py")
+        .through(&agent)
+        .run_json();
+    // The library offers permessage-deflate; Outpost never lets it be negotiated.
+    assert_eq!(result["extensions"], Value::Null, "{result}");
+    let events = result["events"].as_array().expect("events");
+    let errors: Vec<&Value> = events.iter().filter(|e| e["type"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{events:#?}");
+    let secret = errors[0]["error"]["message"].as_str().unwrap();
+    assert!(secret.contains("no-secrets"), "{secret}");
+    let binary = errors[1]["error"]["message"].as_str().unwrap();
+    assert!(binary.contains("on_unparseable"), "{binary}");
+    let done = events.iter().find(|e| e["type"] == "response.done");
+    assert!(done.is_some(), "{events:#?}");
+
+    let socket = fake.wait_for_messages(0, 3);
+    assert_eq!(
+        socket.message_types(),
+        [
+            "session.update",
+            "conversation.item.create",
+            "response.create"
+        ]
+    );
+    let sent = sent_texts(&socket);
+    assert!(!sent.contains(KEY) && !sent.contains(CARD), "{sent}");
+    assert!(sent.contains("[REDACTED:card-numbers]"), "{sent}");
+    let records = wait_for_records(&agent.state_dir(), 3);
+    let responses: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["decision"] != "block")
+        .collect();
+    assert_eq!(responses.len(), 1, "one record per response: {records:#?}");
+    assert_eq!(responses[0]["decision"], "redact");
+    assert_eq!(responses[0]["api"], "realtime");
+    assert!(responses[0]["output_tokens"].as_u64().unwrap() > 0);
+}
