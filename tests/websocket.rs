@@ -494,3 +494,34 @@ fn a_realtime_text_session_from_the_websockets_library_is_governed() {
     assert_eq!(responses[0]["api"], "realtime");
     assert!(responses[0]["output_tokens"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn input_sent_without_a_response_is_still_recorded() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let agent = start(&fake, &ca, |a| a);
+    block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/realtime?model=gpt-realtime";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            read_until(&mut ws, &["session.created"]).await;
+            send(
+                &mut ws,
+                &json!({"type": "conversation.item.create", "item": {"type": "message",
+                    "role": "user", "content": [{"type": "input_text", "text": format!("card {CARD}")}]}}),
+            )
+            .await;
+            read_until(&mut ws, &["conversation.item.done"]).await;
+            let _ = ws.close(None).await;
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    let records = wait_for_records(&agent.state_dir(), 1);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["decision"], "redact", "{:#}", records[0]);
+    assert_eq!(records[0]["api"], "realtime");
+    assert!(records[0]["cost_usd"].is_null());
+}

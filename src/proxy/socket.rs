@@ -117,11 +117,36 @@ struct Call {
 /// What input messages added since the last call: part of the next call.
 #[derive(Default)]
 struct Pending {
+    /// Their texts, up to the session's message limit (for the record).
     texts: Vec<TextSpan>,
+    /// Bytes of all their texts, kept or not (for the budget estimate).
+    bytes: usize,
     hits: Vec<RuleHit>,
     redacted: bool,
     /// Why part of the input went unscanned (audio; unreadable messages).
     unscanned: Option<String>,
+    /// Some input reached the provider since the last call.
+    sent: bool,
+}
+
+impl Pending {
+    /// Input `message`, scanned as `scan`, sent on; texts are kept up to
+    /// `cap` bytes, so that a long session without calls stays bounded.
+    fn add(&mut self, message: &ClientMessage, scan: RequestScan, cap: usize) {
+        for text in message
+            .texts
+            .iter()
+            .filter(|t| t.role != provider::TextRole::Key)
+        {
+            self.bytes += text.text.len();
+            if self.bytes <= cap {
+                self.texts.push(text.clone());
+            }
+        }
+        self.hits.extend(scan.hits);
+        self.redacted |= scan.redacted;
+        self.sent = true;
+    }
 }
 
 struct Session {
@@ -189,6 +214,43 @@ impl Session {
         for call in self.calls.drain(..) {
             with_response(call).cut("the WebSocket closed before the response ended".into());
         }
+        if self.pending.sent {
+            self.record_unanswered_input().await;
+        }
+    }
+
+    /// Input that reached the provider but no call followed before the
+    /// socket closed: recorded on its own, so nothing sent goes unaudited.
+    async fn record_unanswered_input(&mut self) {
+        let policy = self.state.policy.current();
+        let Ok(mut outcome) = self.outcome(&policy) else {
+            return;
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let call = ApiCall {
+            texts: pending.texts,
+            ..ApiCall::bare(
+                self.start.provider.kind,
+                self.start.api,
+                self.start.model.clone(),
+            )
+        };
+        outcome.call = Some(CallSeen::of(
+            &call,
+            pending.bytes,
+            &policy,
+            pending.unscanned,
+        ));
+        outcome.request = RequestScan {
+            hits: pending.hits,
+            redacted: pending.redacted,
+        };
+        outcome.status = 200;
+        if let Some(written) = outcome.finish() {
+            if let Err(err) = written.await {
+                tracing::error!("audit record not written: {err}");
+            }
+        }
     }
 
     /// A protocol error on one side: close both, saying why.
@@ -242,15 +304,8 @@ impl Session {
                     .await;
             }
         } else {
-            self.pending.texts.extend(
-                message
-                    .texts
-                    .iter()
-                    .filter(|t| t.role != provider::TextRole::Key)
-                    .cloned(),
-            );
-            self.pending.hits.extend(scan.hits);
-            self.pending.redacted |= scan.redacted;
+            let cap = self.start.max_message_bytes;
+            self.pending.add(&message, scan, cap);
         }
         let out = match sent {
             Some(bytes) if binary => Message::Binary(bytes),
@@ -406,7 +461,7 @@ impl Session {
                 self.start.model.clone(),
             )
         };
-        let prompt_bytes: usize = call.texts.iter().map(|t| t.text.len()).sum();
+        let prompt_bytes = self.pending.bytes + message.text_bytes();
         // Admitted before the record is opened: a refusal here is recorded
         // once, by `refuse`, and what admission took is given back.
         let metered = self.state.budgets.admit(
