@@ -525,3 +525,89 @@ fn input_sent_without_a_response_is_still_recorded() {
     assert_eq!(records[0]["api"], "realtime");
     assert!(records[0]["cost_usd"].is_null());
 }
+
+#[test]
+fn allowed_audio_is_sent_and_recorded_as_unscanned() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let policy = format!(
+        "{}",
+        include_str!("../policy/default.toml")
+            .replace("unscanned_audio = \"block\"", "unscanned_audio = \"allow\"")
+    );
+    let agent = start(&fake, &ca, |a| a.policy_file("10-audio.toml", &policy));
+    block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/realtime?model=gpt-realtime";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            read_until(&mut ws, &["session.created"]).await;
+            send(
+                &mut ws,
+                &json!({"type": "input_audio_buffer.append", "audio": "UklGRiQAAABXQVZF"}),
+            )
+            .await;
+            send(&mut ws, &json!({"type": "response.create"})).await;
+            read_until(&mut ws, &["response.done"]).await;
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    let socket = fake.wait_for_messages(0, 2);
+    assert_eq!(
+        socket.message_types(),
+        ["input_audio_buffer.append", "response.create"]
+    );
+    let records = wait_for_records(&agent.state_dir(), 1);
+    let why = records[0]["uninspected"].as_str().unwrap_or_default();
+    assert!(why.contains("audio"), "{:#}", records[0]);
+}
+
+#[test]
+fn an_unknown_socket_path_under_forward_is_bridged_with_a_record() {
+    let ca = TestCa::new();
+    // The Realtime fake echoes: a path the agent does not govern reaches it as is.
+    let fake = FakeProvider::tls(&ca).start();
+    let agent = Agent::builder()
+        .fake_upstream(&fake)
+        .policy_file(
+            "10-forward.toml",
+            &include_str!("../policy/default.toml")
+                .replace("on_unparseable = \"block\"", "on_unparseable = \"forward\""),
+        )
+        .start();
+    let echo = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            // Not a path Outpost knows as a socket API.
+            let url = "wss://api.openai.com/v1/realtime/other";
+            let tls = tls_through_proxy(
+                agent.proxy_addr(),
+                "api.openai.com",
+                443,
+                &agent.ca_pem_path(),
+                &["http/1.1"],
+            )
+            .await
+            .expect("tls");
+            let request = url.into_client_request().unwrap();
+            let (mut ws, _) = tokio_tungstenite::client_async(request, tls)
+                .await
+                .expect("upgrade");
+            ws.next().await;
+            ws.send(Message::text("not json")).await.expect("send");
+            let echo = ws.next().await.expect("echo").expect("frame");
+            let _ = ws.close(None).await;
+            echo
+        })
+        .await
+        .expect("exchange timed out")
+    });
+    assert_eq!(echo, Message::text("not json"));
+    let records = wait_for_records(&agent.state_dir(), 1);
+    assert_eq!(records[0]["api"], "unknown");
+    assert_eq!(records[0]["transport"], "websocket");
+    assert!(records[0]["uninspected"]
+        .as_str()
+        .is_some_and(|w| w.contains("WebSocket endpoint")));
+}

@@ -11,7 +11,7 @@
 //!   an SSE stream of `chat.completion.chunk` events ending in `data: [DONE]`;
 //! - `POST /v1/messages`: an Anthropic Messages response, or with `"stream": true` the
 //!   real Messages event sequence;
-//! - `GET /v1/realtime` with `Upgrade: websocket`: sends a `session.created` text message,
+//! - `GET /v1/realtime…` with `Upgrade: websocket`: sends a `session.created` text message,
 //!   then echoes every text/binary message back;
 //! - anything else: 404 with an OpenAI-shaped JSON error.
 //!
@@ -530,7 +530,7 @@ async fn answer(
     match (recorded.method.as_str(), recorded.path()) {
         ("POST", "/v1/chat/completions") => send(openai_chat(&recorded, &shared)).await,
         ("POST", "/v1/messages") => send(anthropic_messages(&recorded, &shared)).await,
-        ("GET", "/v1/realtime") if on_upgrade.is_some() => {
+        ("GET", path) if path.starts_with("/v1/realtime") && on_upgrade.is_some() => {
             realtime_websocket(&recorded, on_upgrade.expect("checked is_some"))
         }
         (method, path) => full_response(
