@@ -530,11 +530,8 @@ fn input_sent_without_a_response_is_still_recorded() {
 fn allowed_audio_is_sent_and_recorded_as_unscanned() {
     let ca = TestCa::new();
     let fake = FakeWs::tls(&ca).start();
-    let policy = format!(
-        "{}",
-        include_str!("../policy/default.toml")
-            .replace("unscanned_audio = \"block\"", "unscanned_audio = \"allow\"")
-    );
+    let policy = include_str!("../policy/default.toml")
+        .replace("unscanned_audio = \"block\"", "unscanned_audio = \"allow\"");
     let agent = start(&fake, &ca, |a| a.policy_file("10-audio.toml", &policy));
     block_on(async {
         tokio::time::timeout(TIMEOUT, async {
