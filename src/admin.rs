@@ -15,7 +15,11 @@
 //!   file: only who can read `state_dir` may reset a budget, not every
 //!   local process that can reach loopback.
 //!
-//! It never serves secrets: no key material, no request content.
+//! It never serves secrets: no key material, no request content. It answers
+//! only requests whose `Host` is its own address or `localhost` (421
+//! otherwise: a DNS-rebinding web page reaches the port under its own name),
+//! serves at most 128 connections at once, gives a request head 5 s and a
+//! connection 30 s.
 //!
 //! The *agent file*, `state_dir/agent.json` (0600), tells the CLI where the
 //! running agent's admin endpoint is (it may be on port 0) and holds that
@@ -152,18 +156,31 @@ pub enum AdminCallError {
     Request(String),
 }
 
+/// Admin connections served at once; more are closed on accept.
+const MAX_ADMIN_CONNECTIONS: usize = 128;
+
+/// Bound on a client's request head, and on a whole admin connection (its
+/// requests are small and quick: nothing legitimate stays longer).
+const ADMIN_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const ADMIN_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the admin endpoint reports.
 pub struct AdminState {
     /// The proxy's bound address.
     pub proxy_addr: SocketAddr,
+    /// The admin endpoint's own bound address (the only `Host` it answers,
+    /// with `localhost`).
+    pub admin_addr: SocketAddr,
     /// Shared proxy state (CA, intercept list, shutdown).
     pub proxy: Arc<ProxyState>,
     /// The token `POST` requests must carry.
     pub token: String,
 }
 
-/// Serve admin requests until shutdown.
+/// Serve admin requests until shutdown: at most [`MAX_ADMIN_CONNECTIONS`]
+/// at once, each bounded in time.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -176,22 +193,47 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
             },
             () = state.proxy.shutdown.cancelled() => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "admin endpoint: {MAX_ADMIN_CONNECTIONS} connections open; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(ADMIN_HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = conn.await {
-                tracing::debug!("admin connection: {err}");
+            match tokio::time::timeout(ADMIN_CONNECTION_TIMEOUT, conn).await {
+                Ok(Err(err)) => tracing::debug!("admin connection: {err}"),
+                Err(_) => tracing::debug!("admin connection closed: open too long"),
+                Ok(Ok(())) => {}
             }
         });
     }
 }
 
 async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBody> {
+    if !addressed_to_self(&req, state.admin_addr) {
+        // A web page that rebinds its own name to 127.0.0.1 reaches this
+        // port with its name in `Host`: it gets nothing.
+        return text_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!(
+                "Outpost's admin endpoint answers only requests addressed to it (Host {} or \
+                 localhost:{})",
+                state.admin_addr,
+                state.admin_addr.port()
+            ),
+        );
+    }
     if req.method() == Method::POST && req.uri().path() == "/budgets/reset" {
         return reset_budget(state, req).await;
     }
@@ -265,6 +307,32 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
     }
 }
 
+/// Whether `req`'s `Host` names this endpoint: its own address, or
+/// `localhost`, with its port or none.
+fn addressed_to_self<B>(req: &Request<B>, own: SocketAddr) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let Ok(authority) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    if authority.port_u16().is_some_and(|p| p != own.port()) {
+        return false;
+    }
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == own.ip() || (own.ip().is_unspecified() && ip.is_loopback()))
+}
+
 /// Longest budget id accepted.
 const MAX_ID_BYTES: usize = 1024;
 
@@ -331,4 +399,32 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Proxy
 /// Equal bytes, in time that does not depend on where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_addressed_to_the_endpoint_itself_are_answered() {
+        let own: SocketAddr = "127.0.0.1:8878".parse().unwrap();
+        let with_host = |host: &str| {
+            Request::builder()
+                .header(header::HOST, host)
+                .body(())
+                .unwrap()
+        };
+        for ok in ["127.0.0.1:8878", "localhost:8878", "LOCALHOST", "127.0.0.1"] {
+            assert!(addressed_to_self(&with_host(ok), own), "{ok}");
+        }
+        for bad in [
+            "evil.example:8878",
+            "127.0.0.1:9999",
+            "rebind.attacker.test",
+            "10.0.0.1:8878",
+        ] {
+            assert!(!addressed_to_self(&with_host(bad), own), "{bad}");
+        }
+        assert!(!addressed_to_self(&Request::new(()), own), "no Host at all");
+    }
 }

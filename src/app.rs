@@ -188,6 +188,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         admin_listener,
         Arc::new(AdminState {
             proxy_addr,
+            admin_addr,
             proxy: state,
             token: agent_file.token,
         }),

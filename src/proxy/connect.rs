@@ -4,9 +4,10 @@
 //! client can report rather than a reset after a 200; then copy bytes both
 //! ways, untouched and unread.
 //!
-//! Intercept: answer 200 at once and hand the upgraded connection to
-//! [`super::intercept`], which speaks TLS to the client with a leaf from
-//! Outpost's CA.
+//! Intercept: mint (or take from the cache) the host's leaf *before*
+//! answering, so a leaf that cannot be made is a 502 naming the host; then
+//! answer 200 and hand the upgraded connection to [`super::intercept`], which
+//! speaks TLS to the client with that leaf.
 
 use std::sync::Arc;
 
@@ -27,21 +28,35 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
         );
     };
     if state.should_intercept(&target.host) {
-        start_intercept(state, req, target)
+        start_intercept(state, req, target).await
     } else {
         start_tunnel(state, req, target).await
     }
 }
 
-fn start_intercept(
+async fn start_intercept(
     state: Arc<ProxyState>,
     req: Request<Incoming>,
     target: Target,
 ) -> Response<ProxyBody> {
+    let leaf = match state.leaves.get_or_mint(&target.host).await {
+        Ok(leaf) => leaf,
+        Err(err) => {
+            tracing::error!(host = %target.host, "cannot mint a leaf: {err}");
+            return text_response(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "Outpost could not make a certificate for {}: {err}. This is a fault in \
+                     the agent on this device, not in the request.",
+                    target.host
+                ),
+            );
+        }
+    };
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => intercept::serve(state, upgraded, target).await,
+            Ok(upgraded) => intercept::serve(state, upgraded, target, leaf).await,
             Err(err) => tracing::debug!(host = %target.host, "CONNECT upgrade failed: {err}"),
         }
     });

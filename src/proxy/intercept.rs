@@ -21,15 +21,14 @@ use super::{ProxyState, Target};
 /// Bound on the client's TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Serve one intercepted connection until it closes or shutdown completes.
-pub async fn serve(state: Arc<ProxyState>, upgraded: Upgraded, target: Target) {
-    let config = match state.leaves.get_or_mint(&target.host).await {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!(host = %target.host, "cannot mint a leaf: {err}");
-            return;
-        }
-    };
+/// Serve one intercepted connection, with the host's leaf `config`, until
+/// it closes or shutdown completes.
+pub async fn serve(
+    state: Arc<ProxyState>,
+    upgraded: Upgraded,
+    target: Target,
+    config: Arc<rustls::ServerConfig>,
+) {
     let accept = TlsAcceptor::from(config).accept(TokioIo::new(upgraded));
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(tls)) => tls,

@@ -21,6 +21,7 @@ pub mod fake;
 pub mod fake_ws;
 pub mod process;
 pub mod python;
+pub mod raw;
 pub mod records;
 pub mod tunnel;
 

@@ -1,0 +1,42 @@
+//! Hostile peers on the same machine: the agent stays bounded and answers
+//! everyone else. Admin requests that stall are closed, a DNS-rebinding page
+//! reads nothing, destinations that are the machine itself are refused.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::raw::{closed_within, RawPeers};
+use support::*;
+
+#[test]
+fn the_admin_endpoint_refuses_a_foreign_host_header() {
+    let agent = Agent::builder().start();
+    let url = format!("http://{}/status", agent.admin_addr());
+    let rebound = Curl::new(&url)
+        .header("host: rebind.attacker.test")
+        .run();
+    assert_eq!(rebound.status, 421, "{}", rebound.describe());
+    let body = rebound.text();
+    assert!(!body.contains("intercept"), "{body}");
+    let own = Curl::new(&url).run();
+    assert_eq!(own.status, 200, "{}", own.describe());
+}
+
+#[test]
+fn stalled_admin_requests_are_closed_and_health_still_answers() {
+    let agent = Agent::builder().start();
+    let mut stalled = RawPeers::to(agent.admin_addr())
+        .count(100)
+        .sending(b"GET /status HTTP/1.1\r\nHost: 127")
+        .open();
+    assert_eq!(stalled.len(), 100);
+    let started = Instant::now();
+    // The header timeout is 5 s: every one is gone well within 10.
+    for stream in &mut stalled {
+        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+        assert!(closed_within(stream, left), "a stalled admin request stayed open");
+    }
+    let health = Curl::new(&format!("http://{}/healthz", agent.admin_addr())).run();
+    assert_eq!(health.status, 200, "{}", health.describe());
+}
