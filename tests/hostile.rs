@@ -40,3 +40,29 @@ fn stalled_admin_requests_are_closed_and_health_still_answers() {
     let health = Curl::new(&format!("http://{}/healthz", agent.admin_addr())).run();
     assert_eq!(health.status, 200, "{}", health.describe());
 }
+
+#[test]
+fn a_symlinked_policy_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("secret.toml");
+    std::fs::write(&target, "[models]\ndeny = [\"*\"]\n").unwrap();
+    let link = dir.path().join("10-link.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = outpost_cli(
+        &["policy", "check", &dir.path().to_string_lossy()],
+        None,
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    let text = out.stdout_text();
+    assert!(
+        text.contains(&format!("{}:1:1: is a symlink", link.display())),
+        "{text}"
+    );
+    // The agent does not load it either: it reports the error and runs on the default.
+    let agent = Agent::builder().policy_link("10-link.toml", &target).start();
+    let status = Curl::new(&format!("http://{}/status", agent.admin_addr())).run();
+    let errors = status.json()["policy"]["errors"].to_string();
+    assert!(errors.contains("is a symlink"), "{errors}");
+}

@@ -69,22 +69,38 @@ pub fn default_layer() -> Layer {
 }
 
 /// The `*.toml` files of `dir`, in name order. A missing directory has none.
+///
+/// Links are not followed: a `*.toml` that is a symlink is an error (a root
+/// agent would read whatever it points at), and a file swapped for a link
+/// between listing and reading is caught by comparing what was opened with
+/// what was listed. An agent running as root also refuses a file that
+/// another user owns or may write.
 pub fn read_dir_layers(dir: &Path) -> Result<Vec<Layer>, Vec<Located>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(vec![io_error(dir, &e)]),
     };
-    let mut paths: Vec<PathBuf> = entries
+    let mut paths: Vec<(PathBuf, std::fs::FileType)> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .filter_map(|e| Some((e.path(), e.file_type().ok()?)))
+        .filter(|(_, kind)| kind.is_file() || kind.is_symlink())
         .collect();
-    paths.sort();
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
     let mut layers = Vec::new();
     let mut errors = Vec::new();
-    for path in paths {
-        match read_layer(&path) {
+    for (path, kind) in paths {
+        if kind.is_symlink() {
+            errors.push(located(
+                &path,
+                "is a symlink: Outpost does not follow links in policy_dir (it would read \
+                 whatever the link points at); put the file itself there"
+                    .into(),
+            ));
+            continue;
+        }
+        match read_unlinked(&path) {
             Ok(layer) => layers.push(layer),
             Err(e) => errors.push(e),
         }
@@ -93,6 +109,82 @@ pub fn read_dir_layers(dir: &Path) -> Result<Vec<Layer>, Vec<Located>> {
         Ok(layers)
     } else {
         Err(errors)
+    }
+}
+
+/// Read one file of `policy_dir`: still the regular file that was listed,
+/// and (for a root agent) owned by root and writable by no one else.
+fn read_unlinked(path: &Path) -> Result<Layer, Located> {
+    use std::io::Read;
+    let listed = std::fs::symlink_metadata(path).map_err(|e| io_error(path, &e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let opened = file.metadata().map_err(|e| io_error(path, &e))?;
+    if !listed.file_type().is_file() || !same_file(&listed, &opened) {
+        return Err(located(
+            path,
+            "changed into a link or another file while it was read; not loaded".into(),
+        ));
+    }
+    if let Some(why) = untrusted(&opened) {
+        return Err(located(path, why));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| io_error(path, &e))?;
+    Ok(Layer {
+        path: path.to_path_buf(),
+        text,
+    })
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+/// Why a root agent must not load a file: another user owns it, or users
+/// other than its owner may write it.
+#[cfg(target_os = "linux")]
+fn untrusted(file: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // The effective user of this process owns /proc/self.
+    let euid = std::fs::metadata("/proc/self").ok()?.uid();
+    if euid != 0 {
+        return None;
+    }
+    if file.uid() != 0 {
+        return Some(format!(
+            "is owned by uid {}, and the agent runs as root: a root agent loads only policy \
+             files root owns",
+            file.uid()
+        ));
+    }
+    if file.mode() & 0o022 != 0 {
+        return Some(format!(
+            "may be written by users other than root (mode {:o}); run `chmod go-w` on it",
+            file.mode() & 0o777
+        ));
+    }
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn untrusted(_: &std::fs::Metadata) -> Option<String> {
+    None
+}
+
+fn located(path: &Path, message: String) -> Located {
+    Located {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        message,
     }
 }
 

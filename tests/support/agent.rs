@@ -42,6 +42,7 @@ pub struct AgentBuilder {
     shutdown_grace_secs: Option<u64>,
     state_dir: Option<PathBuf>,
     policy_files: Vec<(String, String)>,
+    policy_links: Vec<(String, PathBuf)>,
     audit: Vec<String>,
 }
 
@@ -49,6 +50,12 @@ impl AgentBuilder {
     /// A file in the agent's `policy_dir`, written before it starts.
     pub fn policy_file(mut self, name: &str, toml: &str) -> Self {
         self.policy_files.push((name.to_string(), toml.to_string()));
+        self
+    }
+
+    /// A symlink `name` in the agent's `policy_dir`, pointing at `target`.
+    pub fn policy_link(mut self, name: &str, target: &Path) -> Self {
+        self.policy_links.push((name.to_string(), target.to_path_buf()));
         self
     }
 
@@ -169,6 +176,10 @@ impl AgentBuilder {
             for (name, text) in &self.policy_files {
                 std::fs::write(policy_dir.join(name), text).expect("write policy file");
             }
+        }
+        for (name, target) in &self.policy_links {
+            std::os::unix::fs::symlink(target, dir.path().join("policy").join(name))
+                .expect("link policy file");
         }
         (dir, config_path)
     }
@@ -306,6 +317,7 @@ impl Agent {
             shutdown_grace_secs: None,
             state_dir: None,
             policy_files: Vec::new(),
+            policy_links: Vec::new(),
             audit: Vec::new(),
         }
     }
