@@ -13,9 +13,7 @@ use support::*;
 fn the_admin_endpoint_refuses_a_foreign_host_header() {
     let agent = Agent::builder().start();
     let url = format!("http://{}/status", agent.admin_addr());
-    let rebound = Curl::new(&url)
-        .header("host: rebind.attacker.test")
-        .run();
+    let rebound = Curl::new(&url).header("host: rebind.attacker.test").run();
     assert_eq!(rebound.status, 421, "{}", rebound.describe());
     let body = rebound.text();
     assert!(!body.contains("intercept"), "{body}");
@@ -35,7 +33,10 @@ fn stalled_admin_requests_are_closed_and_health_still_answers() {
     // The header timeout is 5 s: every one is gone well within 10.
     for stream in &mut stalled {
         let left = Duration::from_secs(10).saturating_sub(started.elapsed());
-        assert!(closed_within(stream, left), "a stalled admin request stayed open");
+        assert!(
+            closed_within(stream, left),
+            "a stalled admin request stayed open"
+        );
     }
     let health = Curl::new(&format!("http://{}/healthz", agent.admin_addr())).run();
     assert_eq!(health.status, 200, "{}", health.describe());
@@ -61,7 +62,9 @@ fn a_symlinked_policy_file_is_refused_naming_it() {
         "{text}"
     );
     // The agent does not load it either: it reports the error and runs on the default.
-    let agent = Agent::builder().policy_link("10-link.toml", &target).start();
+    let agent = Agent::builder()
+        .policy_link("10-link.toml", &target)
+        .start();
     let status = Curl::new(&format!("http://{}/status", agent.admin_addr())).run();
     let errors = status.json()["policy"]["errors"].to_string();
     assert!(errors.contains("is a symlink"), "{errors}");

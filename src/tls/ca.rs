@@ -6,7 +6,10 @@
 //! DNS names of the intercepted hosts and *exclude* every IPv4 and IPv6
 //! range, so that a stolen CA key cannot impersonate anything else to a
 //! client that enforces constraints (rustls-webpki, OpenSSL, Go, NSS, Chrome,
-//! macOS).
+//! macOS). Its extended key usage is `serverAuth` only, marked critical, so
+//! the key cannot vouch for client-auth, code-signing or S/MIME certificates
+//! either (a CA made before this was added keeps its old extensions until
+//! `outpost ca rotate`).
 //!
 //! "Permitted" below always means what the certificate on disk says, parsed
 //! back from it, not what the current policy wishes: when the intercept list
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     NameConstraints, PKCS_ECDSA_P256_SHA256,
 };
@@ -310,6 +313,7 @@ fn ca_params(hosts: &[HostPattern], now: Timestamp) -> Result<CertificateParams,
     let mut names: Vec<String> = hosts.iter().map(|h| h.constraint().to_string()).collect();
     names.sort();
     names.dedup();
+    params.custom_extensions = vec![server_auth_only()];
     params.name_constraints = Some(NameConstraints {
         permitted_subtrees: names.into_iter().map(GeneralSubtree::DnsName).collect(),
         excluded_subtrees: vec![
@@ -318,6 +322,18 @@ fn ca_params(hosts: &[HostPattern], now: Timestamp) -> Result<CertificateParams,
         ],
     });
     Ok(params)
+}
+
+/// Extended key usage `serverAuth` only, critical (rcgen's own EKU is not
+/// marked critical). DER: `SEQUENCE { OID 1.3.6.1.5.5.7.3.1 }`.
+fn server_auth_only() -> CustomExtension {
+    const EXTENDED_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
+    const SERVER_AUTH: [u8; 12] = [
+        0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01,
+    ];
+    let mut extension = CustomExtension::from_oid_content(EXTENDED_KEY_USAGE, SERVER_AUTH.to_vec());
+    extension.set_criticality(true);
+    extension
 }
 
 /// Make `params` valid from `backdate` before `now` until `validity` after
@@ -391,6 +407,20 @@ mod tests {
         assert!(!ca.permits("api.anthropic.com"));
         assert!(!ca.permits("evilapi.openai.com"));
         assert!(!ca.permits("127.0.0.1"));
+        let (_, x509) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+        let eku = x509
+            .extensions()
+            .iter()
+            .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_EXTENDED_KEY_USAGE)
+            .expect("an extended key usage");
+        assert!(eku.critical, "the EKU limit must be critical");
+        let x509_parser::extensions::ParsedExtension::ExtendedKeyUsage(usage) =
+            eku.parsed_extension()
+        else {
+            panic!("unparsed EKU: {eku:?}");
+        };
+        assert!(usage.server_auth);
+        assert!(!usage.client_auth && !usage.email_protection && !usage.code_signing && !usage.any);
         let again = LocalCa::load(dir.path()).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
         assert_eq!(again.permitted(), ca.permitted());

@@ -55,7 +55,8 @@ impl AgentBuilder {
 
     /// A symlink `name` in the agent's `policy_dir`, pointing at `target`.
     pub fn policy_link(mut self, name: &str, target: &Path) -> Self {
-        self.policy_links.push((name.to_string(), target.to_path_buf()));
+        self.policy_links
+            .push((name.to_string(), target.to_path_buf()));
         self
     }
 
