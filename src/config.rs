@@ -256,6 +256,10 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Bound on waiting for the upstream's response headers (504 after).
     pub response_timeout: Duration,
+    /// Destinations on this machine (loopback, link-local, the metadata
+    /// service) that may still be reached: `host`, `host:port`, `ip` or
+    /// `ip:port` (`danger_allow_destinations`).
+    pub allow_local: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -324,6 +328,8 @@ struct RawUpstream {
     connect_timeout_secs: Option<Spanned<u64>>,
     idle_timeout_secs: Option<u64>,
     response_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    danger_allow_destinations: Vec<String>,
 }
 
 /// Which file to read, following the lookup order; `None` means defaults.
@@ -455,6 +461,11 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
             connect_timeout,
             idle_timeout: Duration::from_secs(up.idle_timeout_secs.unwrap_or(90)),
             response_timeout,
+            allow_local: up
+                .danger_allow_destinations
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
         },
         identity,
         audit,

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -94,6 +94,13 @@ pub enum ConnectErrorKind {
     /// The URI has no usable host.
     #[error("request has no host")]
     NoHost,
+    /// Every address the host resolves to is on this machine.
+    #[error(
+        "resolves to {0}, an address on this machine (loopback, link-local or the cloud \
+         metadata service): Outpost does not connect there unless [upstream] \
+         danger_allow_destinations lists it"
+    )]
+    Local(SocketAddr),
 }
 
 impl ConnectError {
@@ -108,6 +115,11 @@ impl ConnectError {
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, ConnectErrorKind::Timeout(_))
     }
+
+    /// Whether the destination is refused (403) rather than unreachable.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self.kind, ConnectErrorKind::Local(_))
+    }
 }
 
 /// ALPN to offer upstream.
@@ -121,6 +133,7 @@ pub enum Alpn {
 
 struct ConnectorInner {
     resolve: HashMap<String, SocketAddr>,
+    allow_local: Vec<String>,
     tls_any: Arc<ClientConfig>,
     tls_h1: Arc<ClientConfig>,
     connect_timeout: Duration,
@@ -155,6 +168,7 @@ impl Connector {
         Connector {
             inner: Arc::new(ConnectorInner {
                 resolve: config.resolve.clone(),
+                allow_local: config.allow_local.clone(),
                 tls_any: client_config(&crate::tls::ALPN_H2_H1),
                 tls_h1: client_config(&[b"http/1.1"]),
                 connect_timeout: config.connect_timeout,
@@ -214,11 +228,27 @@ impl Connector {
 
     async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
         let addrs: Vec<SocketAddr> = match self.inner.resolve.get(&normalize_host(host)) {
+            // Configured by whoever wrote the agent's config: trusted as is.
             Some(addr) => vec![*addr],
-            None => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| ConnectError::new(host, ConnectErrorKind::Resolve(e)))?
-                .collect(),
+            None => {
+                let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|e| ConnectError::new(host, ConnectErrorKind::Resolve(e)))?
+                    .collect();
+                // Checked on the addresses, not the name: a name that resolves
+                // to this machine (or rebinds to it) is refused all the same.
+                let allowed: Vec<SocketAddr> = resolved
+                    .iter()
+                    .copied()
+                    .filter(|addr| !is_local(addr.ip()) || self.allows_local(host, *addr))
+                    .collect();
+                match (allowed.is_empty(), resolved.first()) {
+                    (true, Some(first)) => {
+                        return Err(ConnectError::new(host, ConnectErrorKind::Local(*first)))
+                    }
+                    _ => allowed,
+                }
+            }
         };
         let mut last = None;
         for addr in addrs {
@@ -235,6 +265,42 @@ impl Connector {
             host,
             last.unwrap_or(ConnectErrorKind::NoAddress),
         ))
+    }
+}
+
+impl Connector {
+    /// Whether `danger_allow_destinations` lets `host` (as `addr`) be reached.
+    fn allows_local(&self, host: &str, addr: SocketAddr) -> bool {
+        let host = normalize_host(host);
+        let ip = addr.ip().to_string();
+        self.inner.allow_local.iter().any(|allowed| {
+            let (name, port) = match allowed.rsplit_once(':') {
+                Some((name, port)) if !name.ends_with(':') && port.parse::<u16>().is_ok() => (
+                    name.trim_start_matches('[').trim_end_matches(']'),
+                    port.parse::<u16>().ok(),
+                ),
+                _ => (allowed.as_str(), None),
+            };
+            (name == host || name == ip) && port.is_none_or(|p| p == addr.port())
+        })
+    }
+}
+
+/// Addresses on this machine or its link: loopback, unspecified, link-local
+/// (169.254.0.0/16, fe80::/10, where cloud metadata services live) and AWS's
+/// IPv6 metadata address `fd00:ec2::254`; IPv4-mapped forms too.
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
     }
 }
 

@@ -69,3 +69,45 @@ fn a_symlinked_policy_file_is_refused_naming_it() {
     let errors = status.json()["policy"]["errors"].to_string();
     assert!(errors.contains("is a symlink"), "{errors}");
 }
+
+#[test]
+fn destinations_on_this_machine_are_refused_unless_listed() {
+    let listed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listed_port = listed.local_addr().unwrap().port();
+    let agent = Agent::builder()
+        .upstream_setting(&format!(
+            "danger_allow_destinations = [\"127.0.0.1:{listed_port}\"]"
+        ))
+        .start();
+    let admin = agent.admin_addr().to_string();
+    let own_proxy = agent.proxy_addr().to_string();
+    for target in [
+        admin.as_str(),
+        own_proxy.as_str(),
+        "127.0.0.1:22",
+        "localhost:22",
+        "169.254.169.254:80",
+        "[::1]:22",
+    ] {
+        let reply =
+            block_on(support::tunnel::send_connect(agent.proxy_addr(), target)).expect("CONNECT");
+        assert_eq!(reply.status, 403, "{target}: {}", reply.head);
+    }
+    // Through plain-HTTP forwarding too (the metadata service's classic URL).
+    let metadata = Curl::new("http://169.254.169.254/latest/meta-data/")
+        .via(&agent)
+        .run();
+    assert_eq!(metadata.status, 400, "{}", metadata.describe());
+    assert!(
+        metadata.text().contains("danger_allow_destinations"),
+        "{}",
+        metadata.describe()
+    );
+    // What the config lists is reached.
+    let reply = block_on(support::tunnel::send_connect(
+        agent.proxy_addr(),
+        &format!("127.0.0.1:{listed_port}"),
+    ))
+    .expect("CONNECT");
+    assert_eq!(reply.status, 200, "{}", reply.head);
+}

@@ -2,7 +2,10 @@
 //!
 //! Tunnel: dial the host *before* answering, so a dead host is a 502 the
 //! client can report rather than a reset after a 200; then copy bytes both
-//! ways, untouched and unread.
+//! ways, untouched and unread. A host that resolves only to this machine
+//! (loopback, link-local, the metadata service: the agent's own ports
+//! among them) is refused with 403 unless `[upstream]
+//! danger_allow_destinations` lists it.
 //!
 //! Intercept: mint (or take from the cache) the host's leaf *before*
 //! answering, so a leaf that cannot be made is a 502 naming the host; then
@@ -79,6 +82,8 @@ async fn start_tunnel(
             tracing::info!(host = %target.host, "tunnel failed: {err}");
             let status = if err.is_timeout() {
                 StatusCode::GATEWAY_TIMEOUT
+            } else if err.is_forbidden() {
+                StatusCode::FORBIDDEN
             } else {
                 StatusCode::BAD_GATEWAY
             };

@@ -218,6 +218,9 @@ fn describe(err: &hyper_util::client::legacy::Error) -> (ErrorKind, String) {
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
             let kind = if connect.is_timeout() {
                 ErrorKind::UpstreamTimeout
+            } else if connect.is_forbidden() {
+                // Refused by the agent's destination rule: the caller's request.
+                ErrorKind::BadRequest
             } else {
                 ErrorKind::UpstreamUnavailable
             };
