@@ -134,6 +134,8 @@ pub enum Alpn {
 struct ConnectorInner {
     resolve: HashMap<String, SocketAddr>,
     allow_local: Vec<String>,
+    /// Refuse destinations on this machine (off for endpoints the config names).
+    guard_local: bool,
     tls_any: Arc<ClientConfig>,
     tls_h1: Arc<ClientConfig>,
     connect_timeout: Duration,
@@ -169,6 +171,7 @@ impl Connector {
             inner: Arc::new(ConnectorInner {
                 resolve: config.resolve.clone(),
                 allow_local: config.allow_local.clone(),
+                guard_local: true,
                 tls_any: client_config(&crate::tls::ALPN_H2_H1),
                 tls_h1: client_config(&[b"http/1.1"]),
                 connect_timeout: config.connect_timeout,
@@ -240,7 +243,11 @@ impl Connector {
                 let allowed: Vec<SocketAddr> = resolved
                     .iter()
                     .copied()
-                    .filter(|addr| !is_local(addr.ip()) || self.allows_local(host, *addr))
+                    .filter(|addr| {
+                        !self.inner.guard_local
+                            || !is_local(addr.ip())
+                            || self.allows_local(host, *addr)
+                    })
                     .collect();
                 match (allowed.is_empty(), resolved.first()) {
                     (true, Some(first)) => {
@@ -269,6 +276,22 @@ impl Connector {
 }
 
 impl Connector {
+    /// This connector for an endpoint the agent's own config names (the
+    /// audit collector): destinations on this machine are not refused.
+    pub fn for_configured_endpoint(&self) -> Connector {
+        let inner = &self.inner;
+        Connector {
+            inner: Arc::new(ConnectorInner {
+                resolve: inner.resolve.clone(),
+                allow_local: inner.allow_local.clone(),
+                guard_local: false,
+                tls_any: inner.tls_any.clone(),
+                tls_h1: inner.tls_h1.clone(),
+                connect_timeout: inner.connect_timeout,
+            }),
+        }
+    }
+
     /// Whether `danger_allow_destinations` lets `host` (as `addr`) be reached.
     fn allows_local(&self, host: &str, addr: SocketAddr) -> bool {
         let host = normalize_host(host);

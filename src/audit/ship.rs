@@ -913,7 +913,8 @@ impl Shipper {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(2)
-            .build(connector);
+            // The collector is the config's own choice, on this machine or not.
+            .build(connector.for_configured_endpoint());
         Ok(Shipper {
             dir,
             logs_uri,
