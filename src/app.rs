@@ -25,6 +25,7 @@ use crate::located::Located;
 use crate::policy::load;
 use crate::policy::watch::{self, PolicyHandle};
 use crate::provider::{ProviderTable, ProviderTableError};
+use crate::proxy::conns::Conns;
 use crate::proxy::{listener, ProxyState};
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::cache::LeafCache;
@@ -170,6 +171,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         audit,
         identity: config.identity.clone(),
         websocket: config.websocket,
+        limits: config.limits,
+        conns: Conns::new(
+            connection_cap(config.limits.max_connections),
+            config.limits.idle_timeout,
+        ),
         budgets,
         leaves: LeafCache::with_clock(Arc::new(ca), clock.clone()),
         clock,
@@ -177,6 +183,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
         warned_uncovered: Default::default(),
+    });
+    let sweeper = state.clone();
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(sweeper.conns.sweep_every());
+        loop {
+            tokio::select! {
+                _ = every.tick() => sweeper.conns.sweep(),
+                () = sweeper.shutdown.cancelled() => break,
+            }
+        }
     });
     let state_for_stop = state.clone();
     tasks.spawn(listener::serve(proxy_listener, state.clone()));
@@ -358,5 +374,50 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
 fn stop_signal() -> impl std::future::Future<Output = ()> {
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// File descriptors each client connection may need: its socket and one
+/// upstream socket.
+const FDS_PER_CONNECTION: u64 = 2;
+
+/// Descriptors kept for everything else (listeners, audit and ledger files,
+/// pooled upstream connections, logs).
+const FDS_RESERVED: u64 = 64;
+
+/// `wanted` client connections, or fewer if the open-file limit cannot be
+/// raised far enough: the soft `RLIMIT_NOFILE` is raised to what the cap
+/// needs (up to the hard limit) so that a flood reaches the cap, not the
+/// limit, and `accept` keeps working.
+fn connection_cap(wanted: usize) -> usize {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let need = wanted as u64 * FDS_PER_CONNECTION + FDS_RESERVED;
+        let limit = getrlimit(Resource::Nofile);
+        let soft = limit.current.unwrap_or(u64::MAX);
+        let hard = limit.maximum.unwrap_or(u64::MAX);
+        let mut have = soft;
+        if soft < need {
+            let raised = Rlimit {
+                current: Some(need.min(hard)),
+                maximum: limit.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                have = need.min(hard);
+            }
+        }
+        let fits = (have.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION) as usize;
+        if fits < wanted {
+            tracing::warn!(
+                "the open-file limit ({have}) allows {fits} client connections, not \
+                 limits.max_connections = {wanted}: raise the limit (LimitNOFILE) for more"
+            );
+        }
+        wanted.min(fits).max(16)
+    }
+    #[cfg(not(unix))]
+    {
+        wanted
     }
 }

@@ -108,6 +108,34 @@ pub struct Config {
     pub audit: AuditConfig,
     /// WebSocket upgrades on intercepted hosts.
     pub websocket: WebSocketMode,
+    /// Bounds on what a client can hold.
+    pub limits: Limits,
+}
+
+/// `[limits]`: what one local client may hold of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once; at the cap the longest-idle one is
+    /// closed to make room (or, with none idle, the new one is refused).
+    pub max_connections: usize,
+    /// A client connection with nothing in flight and no bytes either way
+    /// for this long is closed (before its first request too).
+    pub idle_timeout: Duration,
+    /// The client's TLS handshake on an intercepted CONNECT.
+    pub handshake_timeout: Duration,
+    /// Reading a whole request body (408 after).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// The user and device named in every audit record.
@@ -283,6 +311,17 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     websocket: RawWebSocket,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<usize>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+    handshake_timeout_secs: Option<Spanned<u64>>,
+    body_timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -470,6 +509,44 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
         identity,
         audit,
         websocket: raw.websocket.mode,
+        limits: limits(file, text, raw.limits)?,
+    })
+}
+
+fn limits(file: &Path, text: &str, raw: RawLimits) -> Result<Limits, Located> {
+    let defaults = Limits::default();
+    let max_connections = match raw.max_connections {
+        None => defaults.max_connections,
+        Some(n) if *n.get_ref() >= 16 => *n.get_ref(),
+        Some(n) => {
+            return Err(Located::span(
+                file,
+                text,
+                Some(n.span()),
+                "`limits.max_connections`: must be at least 16".to_string(),
+            ))
+        }
+    };
+    let secs = |key: &str, value, default: Duration| {
+        positive_secs(file, text, key, value, default.as_secs())
+    };
+    Ok(Limits {
+        max_connections,
+        idle_timeout: secs(
+            "limits.idle_timeout_secs",
+            raw.idle_timeout_secs,
+            defaults.idle_timeout,
+        )?,
+        handshake_timeout: secs(
+            "limits.handshake_timeout_secs",
+            raw.handshake_timeout_secs,
+            defaults.handshake_timeout,
+        )?,
+        body_timeout: secs(
+            "limits.body_timeout_secs",
+            raw.body_timeout_secs,
+            defaults.body_timeout,
+        )?,
     })
 }
 

@@ -111,3 +111,81 @@ fn destinations_on_this_machine_are_refused_unless_listed() {
     .expect("CONNECT");
     assert_eq!(reply.status, 200, "{}", reply.head);
 }
+
+#[test]
+fn a_flood_of_silent_tls_connections_does_not_keep_out_a_real_call() {
+    // 400 connections against 256 descriptors: without a cap and eviction the agent runs
+    // out of descriptors and answers nobody.
+    let stack = Stack::start_with(
+        |fake| fake,
+        |agent| {
+            agent
+                .fd_limit(256)
+                .top_level("[limits]\nidle_timeout_secs = 3")
+        },
+    );
+    let proxy = stack.agent.proxy_addr();
+    let ca = stack.agent.ca_pem_path();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let silent: Vec<_> = runtime.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..400 {
+            let ca = ca.clone();
+            handles.push(tokio::spawn(async move {
+                support::tunnel::tls_through_proxy(proxy, "api.openai.com", 443, &ca, &["h2"])
+                    .await
+                    .ok()
+            }));
+        }
+        let mut open = Vec::new();
+        for handle in handles {
+            if let Some(tls) = handle.await.unwrap() {
+                open.push(tls);
+            }
+        }
+        open
+    });
+    assert!(
+        silent.len() >= 90,
+        "only {} connections completed TLS",
+        silent.len()
+    );
+
+    let started = Instant::now();
+    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+        .via(&stack.agent)
+        .cacert(&ca)
+        .post_json(&openai_chat_body(false))
+        .run();
+    assert_eq!(out.status, 200, "{}", out.describe());
+    let health = Curl::new(&format!("http://{}/healthz", stack.agent.admin_addr())).run();
+    assert_eq!(health.status, 200, "{}", health.describe());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered only after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !stack.agent.log().contains("Too many open files"),
+        "the agent ran out of descriptors"
+    );
+
+    // The silent ones are closed once idle for the configured 3 s.
+    let closed = runtime.block_on(async move {
+        use tokio::io::AsyncReadExt;
+        let mut closed = 0;
+        for mut tls in silent {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_secs(8), tls.read(&mut byte)).await;
+            if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+                closed += 1;
+            }
+        }
+        closed
+    });
+    assert!(closed >= 90, "only {closed} idle connections were closed");
+}

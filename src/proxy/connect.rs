@@ -20,6 +20,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::conns::Conn;
 use super::{full_body, intercept, text_response, ProxyBody, ProxyState, Target};
 
 /// Answer one CONNECT request.
@@ -57,9 +58,10 @@ async fn start_intercept(
         }
     };
     let tasks = state.tasks.clone();
+    let client = req.extensions().get::<Arc<Conn>>().cloned();
     tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => intercept::serve(state, upgraded, target, leaf).await,
+            Ok(upgraded) => intercept::serve(state, upgraded, target, leaf, client).await,
             Err(err) => tracing::debug!(host = %target.host, "CONNECT upgrade failed: {err}"),
         }
     });
@@ -71,6 +73,7 @@ async fn start_tunnel(
     req: Request<Incoming>,
     target: Target,
 ) -> Response<ProxyBody> {
+    let client = req.extensions().get::<Arc<Conn>>().cloned();
     let upstream = match state
         .upstream
         .connector()
@@ -92,9 +95,15 @@ async fn start_tunnel(
     };
     tracing::debug!(host = %target.host, port = target.port, "tunnel");
     state.tasks.spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => copy_both_ways(upgraded, upstream, &target).await,
-            Err(err) => tracing::debug!(host = %target.host, "CONNECT upgrade failed: {err}"),
+        let closed = closed_signal(client);
+        tokio::select! {
+            () = async {
+                match hyper::upgrade::on(req).await {
+                    Ok(upgraded) => copy_both_ways(upgraded, upstream, &target).await,
+                    Err(err) => tracing::debug!(host = %target.host, "CONNECT upgrade failed: {err}"),
+                }
+            } => {}
+            () = closed => tracing::debug!(host = %target.host, "idle tunnel closed"),
         }
     });
     established()
@@ -105,6 +114,14 @@ async fn copy_both_ways(client: Upgraded, mut upstream: TcpStream, target: &Targ
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((up, down)) => tracing::trace!(host = %target.host, up, down, "tunnel closed"),
         Err(err) => tracing::debug!(host = %target.host, "tunnel ended: {err}"),
+    }
+}
+
+/// Resolves when the registry closes `client` (never, for none).
+pub async fn closed_signal(client: Option<Arc<Conn>>) {
+    match client {
+        Some(client) => client.closed.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

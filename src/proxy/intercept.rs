@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
@@ -15,11 +14,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
+use http_body_util::BodyExt;
+
+use super::conns::{BusyBody, Conn};
 use super::forward::{self, Route};
 use super::{ProxyState, Target};
-
-/// Bound on the client's TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serve one intercepted connection, with the host's leaf `config`, until
 /// it closes or shutdown completes.
@@ -28,9 +27,10 @@ pub async fn serve(
     upgraded: Upgraded,
     target: Target,
     config: Arc<rustls::ServerConfig>,
+    client: Option<Arc<Conn>>,
 ) {
     let accept = TlsAcceptor::from(config).accept(TokioIo::new(upgraded));
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+    let tls = match tokio::time::timeout(state.limits.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(err)) => {
             // Usually the client does not trust Outpost's CA yet.
@@ -54,10 +54,23 @@ pub async fn serve(
         intercepted: true,
     });
     let svc_state = state.clone();
-    let service = service_fn(move |req| {
+    let svc_client = client.clone();
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let state = svc_state.clone();
         let route = route.clone();
-        async move { Ok::<_, Infallible>(forward::forward(&state, &route, req).await) }
+        // Busy from the request until its response's last byte (and a
+        // WebSocket takes its own hold for the session).
+        let busy = svc_client.as_ref().map(|c| c.busy());
+        if let Some(client) = &svc_client {
+            req.extensions_mut().insert(client.clone());
+        }
+        async move {
+            let response = forward::forward(&state, &route, req).await;
+            Ok::<_, Infallible>(match busy {
+                Some(busy) => response.map(|body| BodyExt::boxed(BusyBody::new(body, busy))),
+                None => response,
+            })
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
@@ -66,6 +79,10 @@ pub async fn serve(
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = super::connect::closed_signal(client) => {
+            tracing::debug!("idle intercepted connection closed");
+            return;
+        }
         () = state.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await

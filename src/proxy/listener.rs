@@ -6,6 +6,10 @@
 //! - absolute-form `http://host/...` → [`super::forward`] (plain forward proxy);
 //! - anything else (a browser pointed at the proxy port) → 400 with a hint.
 //!
+//! Each connection is admitted to the registry ([`super::conns`]) first: at
+//! `limits.max_connections` the longest-idle one is closed to make room, and
+//! one idle past `limits.idle_timeout` is closed.
+//!
 //! On shutdown the loop stops accepting and each connection is told to
 //! finish its in-flight request and close.
 
@@ -19,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conns::{Conn, Tracked};
 use super::{connect, forward, text_response, ProxyBody, ProxyState, Target};
 
 /// How long a client may take to send request headers.
@@ -33,9 +38,18 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some((conn, evicted)) = state.conns.admit() else {
+                    tracing::warn!(%peer, "every client connection is busy (limits.max_connections): refusing a new one");
+                    continue;
+                };
+                if evicted {
+                    // Let the closed connection's task drop its socket
+                    // before this loop takes another descriptor.
+                    tokio::task::yield_now().await;
+                }
                 let _ = stream.set_nodelay(true);
                 tracing::trace!(%peer, "accepted");
-                state.tasks.spawn(serve_client(stream, state.clone()));
+                state.tasks.spawn(serve_client(stream, conn, state.clone()));
             }
             Err(err) => {
                 // Out of file descriptors and similar: back off, keep serving.
@@ -47,20 +61,24 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
     tracing::debug!("proxy listener closed");
 }
 
-async fn serve_client(stream: TcpStream, state: Arc<ProxyState>) {
+async fn serve_client(stream: TcpStream, client: Arc<Conn>, state: Arc<ProxyState>) {
     let svc_state = state.clone();
-    let service = service_fn(move |req| {
+    let svc_client = client.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let state = svc_state.clone();
+        // Later stages (CONNECT's tunnel or interception) close with it.
+        req.extensions_mut().insert(svc_client.clone());
         async move { Ok::<_, Infallible>(route(state, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(Tracked::new(stream, client.clone())), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = client.closed.cancelled() => return,
         () = state.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await

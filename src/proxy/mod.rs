@@ -16,6 +16,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod conns;
 pub mod forward;
 pub mod intercept;
 pub mod listener;
@@ -95,6 +96,10 @@ pub struct ProxyState {
     pub identity: Identity,
     /// WebSocket upgrades on intercepted hosts: governed or refused.
     pub websocket: crate::config::WebSocketMode,
+    /// Bounds on what a client may hold.
+    pub limits: crate::config::Limits,
+    /// Every client connection open.
+    pub conns: conns::Conns,
     /// Budget ledger and prices.
     pub budgets: spend::Budgets,
     /// Leaf certificates.

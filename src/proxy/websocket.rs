@@ -246,6 +246,11 @@ async fn upgrade(
         )
     };
     let client_upgrade = hyper::upgrade::on(&mut req);
+    // A session is busy while it lasts: an idle socket is not an idle connection.
+    let busy = req
+        .extensions()
+        .get::<Arc<super::conns::Conn>>()
+        .map(|c| c.busy());
     let uri = match route.uri(req.uri().path_and_query()) {
         Ok(uri) => uri,
         Err(err) => return fail(ErrorKind::BadRequest, err.to_string()),
@@ -320,6 +325,7 @@ async fn upgrade(
     let state_for_task = state.clone();
     let route = route.clone();
     state.tasks.spawn(async move {
+        let _busy = busy;
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(pair) => pair,
             Err(err) => {

@@ -44,12 +44,20 @@ pub struct AgentBuilder {
     policy_files: Vec<(String, String)>,
     policy_links: Vec<(String, PathBuf)>,
     audit: Vec<String>,
+    fd_limit: Option<u32>,
 }
 
 impl AgentBuilder {
     /// A file in the agent's `policy_dir`, written before it starts.
     pub fn policy_file(mut self, name: &str, toml: &str) -> Self {
         self.policy_files.push((name.to_string(), toml.to_string()));
+        self
+    }
+
+    /// Start the agent under `ulimit -n limit` (soft and hard), as a service
+    /// manager with a low `LimitNOFILE` would.
+    pub fn fd_limit(mut self, limit: u32) -> Self {
+        self.fd_limit = Some(limit);
         self
     }
 
@@ -187,7 +195,16 @@ impl AgentBuilder {
 
     pub fn start(self) -> Agent {
         let (dir, config_path) = self.write_config();
-        let mut cmd = Command::new(OUTPOST_BIN);
+        let mut cmd = match self.fd_limit {
+            None => Command::new(OUTPOST_BIN),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(OUTPOST_BIN);
+                sh
+            }
+        };
         scrub_env(&mut cmd);
         cmd.arg("run")
             .arg("--config")
@@ -319,6 +336,7 @@ impl Agent {
             state_dir: None,
             policy_files: Vec::new(),
             policy_links: Vec::new(),
+            fd_limit: None,
             audit: Vec::new(),
         }
     }
