@@ -189,3 +189,73 @@ fn a_flood_of_silent_tls_connections_does_not_keep_out_a_real_call() {
     });
     assert!(closed >= 90, "only {closed} idle connections were closed");
 }
+
+#[test]
+fn a_body_that_never_ends_gets_a_408_and_a_record() {
+    let stack = Stack::start_with(
+        |fake| fake,
+        |agent| agent.top_level("[limits]\nbody_timeout_secs = 2"),
+    );
+    let reply = block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = support::tunnel::tls_through_proxy(
+            stack.agent.proxy_addr(),
+            "api.openai.com",
+            443,
+            &stack.agent.ca_pem_path(),
+            &["http/1.1"],
+        )
+        .await
+        .expect("TLS");
+        tls.write_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n\
+              content-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"model\":",
+        )
+        .await
+        .unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        String::from_utf8_lossy(&reply).into_owned()
+    });
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("limits.body_timeout_secs"), "{reply}");
+    assert!(reply.contains("request_timeout"), "{reply}");
+    assert!(
+        stack.fake.requests().is_empty(),
+        "nothing reached the provider"
+    );
+    let records = support::records::wait_for_records(&stack.agent.state_dir(), 1);
+    assert_eq!(records[0]["status"], 408, "{:#}", records[0]);
+}
+
+#[test]
+fn a_refusal_of_a_large_upload_arrives_over_http2() {
+    let policy = include_str!("../policy/default.toml")
+        .replace("max_body_bytes = 33554432", "max_body_bytes = 1048576");
+    let stack = Stack::start_with(
+        |fake| fake,
+        |agent| agent.policy_file("10-small.toml", &policy),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("big.json");
+    let mut big =
+        String::from("{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    big.push_str(&"x".repeat(40 * 1024 * 1024));
+    big.push_str("\"}]}");
+    std::fs::write(&upload, big).unwrap();
+    for _ in 0..3 {
+        let out = Curl::new("https://api.openai.com/v1/chat/completions")
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .arg("--http2")
+            .header("content-type: application/json")
+            .arg("--data-binary")
+            .arg(&format!("@{}", upload.display()))
+            .run();
+        assert_eq!(out.exit_code, Some(0), "{}", out.describe());
+        assert_eq!(out.http_version, "2", "{}", out.describe());
+        assert_eq!(out.status, 400, "{}", out.describe());
+        assert!(out.text().contains("max_body_bytes"), "{}", out.describe());
+    }
+    assert!(stack.fake.requests().is_empty());
+}

@@ -104,6 +104,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The request itself is malformed (400).
     BadRequest,
+    /// The client did not send its request body in time (408).
+    RequestTimeout,
     /// Policy refuses the call or its output (400: the one status every
     /// client tested shows as a refusal with its message; Claude Code reads
     /// a 403 as "Failed to authenticate", Codex retries it).
@@ -128,6 +130,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => 502,
             ErrorKind::UpstreamTimeout => 504,
             ErrorKind::BadRequest | ErrorKind::PolicyBlocked => 400,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::WebSocketRefused => 426,
             ErrorKind::BudgetExhausted | ErrorKind::RateLimited => 429,
             ErrorKind::AgentUnavailable => 503,
@@ -140,6 +143,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::PolicyBlocked => "policy_blocked",
             ErrorKind::BudgetExhausted => "budget_exhausted",
             ErrorKind::RateLimited => "rate_limited",
@@ -166,6 +170,7 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "type": match kind {
                     ErrorKind::BadRequest
                     | ErrorKind::PolicyBlocked
+                    | ErrorKind::RequestTimeout
                     | ErrorKind::WebSocketRefused => "invalid_request_error",
                     ErrorKind::UpstreamTimeout => "timeout_error",
                     ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "api_error",
@@ -181,7 +186,7 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "status": match kind {
                     ErrorKind::BadRequest | ErrorKind::PolicyBlocked => "INVALID_ARGUMENT",
                     ErrorKind::WebSocketRefused => "FAILED_PRECONDITION",
-                    ErrorKind::UpstreamTimeout => "DEADLINE_EXCEEDED",
+                    ErrorKind::UpstreamTimeout | ErrorKind::RequestTimeout => "DEADLINE_EXCEEDED",
                     ErrorKind::UpstreamUnavailable | ErrorKind::AgentUnavailable => "UNAVAILABLE",
                     ErrorKind::BudgetExhausted | ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
                 },
@@ -193,6 +198,7 @@ pub(crate) fn error_json(format: WireFormat, kind: ErrorKind, message: &str) -> 
                 "type": match kind {
                     ErrorKind::BadRequest
                     | ErrorKind::PolicyBlocked
+                    | ErrorKind::RequestTimeout
                     | ErrorKind::WebSocketRefused => "invalid_request_error",
                     ErrorKind::UpstreamTimeout
                     | ErrorKind::UpstreamUnavailable

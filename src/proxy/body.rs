@@ -109,6 +109,24 @@ where
     Ok(Ok(buf.freeze()))
 }
 
+/// Read and drop frames of `body` until it ends (`Ok(true)`) or `limit`
+/// bytes have gone by (`Ok(false)`); nothing is kept.
+pub async fn discard<B>(body: &mut B, limit: u64) -> Result<bool, B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            seen += data.len() as u64;
+            if seen > limit {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// A body whose first bytes were already read: those, then the rest.
 pub struct PrefixedBody {
     prefix: Option<Bytes>,

@@ -47,7 +47,9 @@ use crate::config::Identity;
 use crate::policy::decide::{self, RuleHit};
 use crate::policy::rules::{OnAuditBacklog, OnUnparseable, UnknownEndpoints};
 use crate::policy::Policy;
-use crate::provider::{self, Api, ApiCall, ParseError, Provider, ProviderEntry, TextSpan};
+use crate::provider::{
+    self, Api, ApiCall, ErrorKind, ParseError, Provider, ProviderEntry, TextSpan,
+};
 use crate::refusal::Refusal;
 
 pub use super::respond::WARNING_HEADER;
@@ -98,7 +100,22 @@ pub async fn handle(
     // full queue answers a request whose body was consumed (HTTP/2 resets
     // a stream whose body is left unread, and the client may lose the
     // answer with it).
-    let body = read(body, &parts.headers, ctx.policy.max_body_bytes).await;
+    let limit = state.limits.body_timeout;
+    let reading = read(body, &parts.headers, ctx.policy.max_body_bytes);
+    let body = match tokio::time::timeout(limit, reading).await {
+        Ok(body) => body,
+        Err(_) => Err(Refusal {
+            kind: ErrorKind::RequestTimeout,
+            ..Refusal::client(
+                None,
+                format!(
+                    "Outpost stopped waiting for the request body after {} s \
+                     (limits.body_timeout_secs): the client sent it too slowly or not at all.",
+                    limit.as_secs()
+                ),
+            )
+        }),
+    };
     let permit = match audit_permit(state, &ctx.policy, &route.target.host) {
         Ok(permit) => permit,
         Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
@@ -178,6 +195,7 @@ async fn run(
 ) -> Result<Response<ProxyBody>, Refusal> {
     out.received = Some(received(&body));
     refuse_plain_http(ctx.route)?;
+    let body = drain_if_refused(&ctx.policy, ctx.state.limits.body_timeout, body).await?;
     let kind = ctx.provider.kind;
     let parsed = parse(
         &ctx.policy,
@@ -239,6 +257,40 @@ fn refuse_plain_http(route: &Route) -> Result<(), Refusal> {
             "Outpost refuses plain http:// to {}: it is an AI provider host and the request \
              would cross the network in clear. Use https://{}/ instead.",
             route.target.host, route.target.host
+        ),
+    ))
+}
+
+/// Most bytes of an over-size body read and discarded so that its refusal
+/// reaches the client: over HTTP/2 a response sent while the body is still
+/// coming is reset with the stream, and the client never sees the error.
+const DRAIN_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// An over-size body that `on_unparseable = "block"` refuses: read to its
+/// end (up to [`DRAIN_LIMIT`] bytes, within `limit`) and discarded, then
+/// refused. Any other body is passed on.
+async fn drain_if_refused(
+    policy: &Policy,
+    limit: std::time::Duration,
+    body: RequestBody,
+) -> Result<RequestBody, Refusal> {
+    if policy.on_unparseable == OnUnparseable::Forward {
+        return Ok(body);
+    }
+    let RequestBody::Oversize { body: mut rest, .. } = body else {
+        return Ok(body);
+    };
+    let drained = tokio::time::timeout(limit, body::discard(&mut rest, DRAIN_LIMIT)).await;
+    if !matches!(drained, Ok(Ok(true))) {
+        tracing::debug!("an over-size body was refused before its end");
+    }
+    Err(Refusal::client(
+        Some("on_unparseable"),
+        format!(
+            "Outpost could not inspect this request: the body is larger than the {} bytes \
+             Outpost inspects (max_body_bytes), and policy refuses what it cannot inspect \
+             (on_unparseable = \"block\").",
+            policy.max_body_bytes
         ),
     ))
 }
