@@ -250,7 +250,7 @@ fn a_refusal_of_a_large_upload_arrives_over_http2() {
             .arg("--http2")
             .header("content-type: application/json")
             .arg("--data-binary")
-            .arg(&format!("@{}", upload.display()))
+            .arg(format!("@{}", upload.display()))
             .run();
         assert_eq!(out.exit_code, Some(0), "{}", out.describe());
         assert_eq!(out.http_version, "2", "{}", out.describe());
