@@ -284,6 +284,9 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Bound on waiting for the upstream's response headers (504 after).
     pub response_timeout: Duration,
+    /// Bound on silence in an upstream response body, between any two of
+    /// its bytes (streams and whole bodies alike).
+    pub body_idle_timeout: Duration,
     /// Destinations on this machine (loopback, link-local, the metadata
     /// service) that may still be reached: `host`, `host:port`, `ip` or
     /// `ip:port` (`danger_allow_destinations`).
@@ -367,6 +370,7 @@ struct RawUpstream {
     connect_timeout_secs: Option<Spanned<u64>>,
     idle_timeout_secs: Option<u64>,
     response_timeout_secs: Option<Spanned<u64>>,
+    body_idle_timeout_secs: Option<Spanned<u64>>,
     #[serde(default)]
     danger_allow_destinations: Vec<String>,
 }
@@ -476,6 +480,13 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
         up.response_timeout_secs,
         600,
     )?;
+    let body_idle_timeout = positive_secs(
+        file,
+        text,
+        "upstream.body_idle_timeout_secs",
+        up.body_idle_timeout_secs,
+        300,
+    )?;
 
     let identity = identity(file, text, raw.identity)?;
     let audit = audit(file, text, raw.audit, &identity)?;
@@ -500,6 +511,7 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
             connect_timeout,
             idle_timeout: Duration::from_secs(up.idle_timeout_secs.unwrap_or(90)),
             response_timeout,
+            body_idle_timeout,
             allow_local: up
                 .danger_allow_destinations
                 .iter()

@@ -515,6 +515,7 @@ pub struct Upstream {
     client: Client<Connector, UpstreamBody>,
     connector: Connector,
     response_timeout: Duration,
+    body_idle_timeout: Duration,
 }
 
 impl Upstream {
@@ -530,7 +531,13 @@ impl Upstream {
             client,
             connector,
             response_timeout: config.response_timeout,
+            body_idle_timeout: config.body_idle_timeout,
         }
+    }
+
+    /// Longest silence allowed inside a response body.
+    pub fn body_idle_timeout(&self) -> Duration {
+        self.body_idle_timeout
     }
 
     /// The connector, for tunnels and WebSocket bridges.

@@ -344,6 +344,7 @@ fn shipper(dir: &Path, port: u16) -> Shipper {
         connect_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(30),
         response_timeout: Duration::from_secs(10),
+        body_idle_timeout: Duration::from_secs(10),
         allow_local: Vec::new(),
     };
     let connector = Connector::with_roots(&upstream, rustls::RootCertStore::empty());

@@ -259,3 +259,62 @@ fn a_refusal_of_a_large_upload_arrives_over_http2() {
     }
     assert!(stack.fake.requests().is_empty());
 }
+
+#[test]
+fn a_stalled_upstream_body_ends_the_call_for_json_and_streams() {
+    let stack = Stack::start_with(
+        |fake| {
+            fake.route("POST", "/v1/chat/completions", |request| {
+                if request.body_json()["stream"] == true {
+                    FakeResponse::sse(vec![
+                        (
+                            Duration::ZERO,
+                            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n"
+                                .into(),
+                        ),
+                        (Duration::from_secs(30), "data: [DONE]\n\n".into()),
+                    ])
+                } else {
+                    FakeResponse::new(200)
+                        .header("content-type", "application/json")
+                        .chunk(Duration::ZERO, "{\"id\":\"x\",")
+                        .chunk(Duration::from_secs(30), "\"choices\":[]}")
+                }
+            })
+        },
+        |agent| agent.upstream_setting("body_idle_timeout_secs = 1"),
+    );
+    let call = |stream: bool| {
+        let started = Instant::now();
+        let out = Curl::new("https://api.openai.com/v1/chat/completions")
+            .via(&stack.agent)
+            .cacert(&stack.agent.ca_pem_path())
+            .post_json(&openai_chat_body(stream))
+            .run();
+        (out, started.elapsed())
+    };
+    let (json, took) = call(false);
+    assert!(
+        took < Duration::from_secs(10),
+        "JSON call hung for {took:?}"
+    );
+    assert_eq!(json.status, 502, "{}", json.describe());
+    assert!(
+        json.text().contains("body_idle_timeout_secs"),
+        "{}",
+        json.describe()
+    );
+    let (stream, took) = call(true);
+    assert!(took < Duration::from_secs(10), "stream hung for {took:?}");
+    assert!(stream.text().contains("Hel"), "{}", stream.describe());
+    assert_ne!(
+        stream.exit_code,
+        Some(0),
+        "a cut stream is not a complete one: {}",
+        stream.describe()
+    );
+    let records = support::records::wait_for_records(&stack.agent.state_dir(), 2);
+    for record in &records {
+        assert_eq!(record["decision"], "error", "{record:#}");
+    }
+}

@@ -14,8 +14,13 @@
 //! decide what happened: the upstream's headers are the upstream's.
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use http::header::{HeaderName, ACCEPT_ENCODING, CONNECTION, HOST};
 use http::uri::{PathAndQuery, Scheme};
@@ -108,7 +113,7 @@ pub async fn forward(
         return super::pipeline::handle(state, route, req).await;
     }
     match send(state, route, req.map(|b| b.map_err(BoxError::from).boxed())).await {
-        Ok(response) => client_response(response),
+        Ok(response) => client_response(response, state.upstream.body_idle_timeout()),
         Err(err) => render::refusal(
             &err.into(),
             Provider::for_host(&route.target.host),
@@ -203,11 +208,65 @@ fn upstream_request(
 }
 
 /// The upstream's response for the client: hop-by-hop headers dropped.
-pub fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+/// The upstream's response as the client gets it: hop-by-hop headers
+/// dropped, and its body ended with an error after `idle` without a byte.
+pub fn client_response(response: Response<Incoming>, idle: Duration) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+    Response::from_parts(parts, IdleBody::new(body, idle).boxed())
+}
+
+/// An upstream body that fails after `idle` of silence, rather than hold
+/// the call (and its client) forever.
+struct IdleBody {
+    inner: Incoming,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleBody {
+    fn new(inner: Incoming, idle: Duration) -> IdleBody {
+        IdleBody {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for IdleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BoxError::from(format!(
+                    "the provider sent nothing for {} s (upstream.body_idle_timeout_secs)",
+                    this.idle.as_secs()
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The error kind and a one-line cause for a failed upstream request.

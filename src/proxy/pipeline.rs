@@ -221,6 +221,7 @@ async fn run(
         call: outgoing.call,
         hide_usage_chunk: outgoing.usage_added,
         wants_usage: out.has_budget(),
+        body_idle: ctx.state.upstream.body_idle_timeout(),
     };
     let mut parts = parts;
     if parts.headers.contains_key(CONTENT_LENGTH) || outgoing.length.is_some_and(|n| n > 0) {

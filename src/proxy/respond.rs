@@ -47,6 +47,8 @@ pub struct Expect {
     pub hide_usage_chunk: bool,
     /// A budget waits for this call's usage.
     pub wants_usage: bool,
+    /// Longest silence allowed in the response body.
+    pub body_idle: std::time::Duration,
 }
 
 /// Inspect the provider's `response` to `expect.call` under `policy`.
@@ -55,7 +57,7 @@ pub async fn inspect(
     expect: Expect,
     response: Response<Incoming>,
 ) -> Result<(Response<ProxyBody>, ResponseFacts), Refusal> {
-    let response = super::forward::client_response(response);
+    let response = super::forward::client_response(response, expect.body_idle);
     let call = &expect.call;
     if !response.status().is_success() || !call.api.metered() {
         return Ok((response, ResponseFacts::Unread));
