@@ -225,6 +225,8 @@ enum Job {
     },
     Flush(Ack),
     Stop(Ack),
+    /// Nothing to write: wakes the writer to take what was spilled.
+    Wake,
 }
 
 /// The persistent ledger: in-memory reservations plus a queue to the
@@ -238,6 +240,11 @@ struct Shared {
     // Read on every reserve/settle (uncontended); written only by `reset`.
     current: RwLock<Arc<Reservations>>,
     queue: SyncSender<Job>,
+    /// Jobs that found the queue full: the writer takes them with its next
+    /// batch. Settling never waits for the writer.
+    spill: Arc<Mutex<Vec<Job>>>,
+    /// How many jobs were ever spilled (the writer was behind).
+    spilled: std::sync::atomic::AtomicU64,
     // For `snapshot` and `reset`'s reload; never on the request path.
     // Also the sync thread's, for its checkpoints.
     reader: Arc<Mutex<Connection>>,
@@ -295,9 +302,11 @@ impl Ledger {
         let syncer_conn = reader.clone();
 
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let spill = Arc::new(Mutex::new(Vec::new()));
+        let writer_spill = spill.clone();
         let thread = std::thread::Builder::new()
             .name("outpost-ledger".into())
-            .spawn(move || run_writer(writer_conn, jobs, syncer_conn))
+            .spawn(move || run_writer(writer_conn, jobs, writer_spill, syncer_conn))
             .map_err(|source| LedgerError::Dir {
                 path: dir.clone(),
                 source,
@@ -306,6 +315,8 @@ impl Ledger {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(reservations)),
                 queue: queue.clone(),
+                spill,
+                spilled: std::sync::atomic::AtomicU64::new(0),
                 reader,
             }),
         };
@@ -462,9 +473,31 @@ impl Ledger {
                 return;
             }
         };
-        if self.shared.queue.send(job).is_err() {
-            tracing::error!("budget ledger: writer stopped; charge kept in memory only");
+        // Full: the writer is behind. Never block the caller (an async
+        // worker, often inside a body's poll): spill, count, and wake it.
+        self.shared
+            .spill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(job);
+        let spilled = self
+            .shared
+            .spilled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if spilled.is_power_of_two() {
+            tracing::warn!(
+                "budget ledger: the writer is behind ({} charges waited beside a full queue)",
+                spilled + 1
+            );
         }
+        let _ = self.shared.queue.try_send(Job::Wake);
+    }
+
+    /// Jobs that ever found the writer's queue full.
+    pub fn spilled(&self) -> u64 {
+        self.shared
+            .spilled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn current(&self) -> Arc<Reservations> {
@@ -654,7 +687,12 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
     Ok(reservations)
 }
 
-fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Arc<Mutex<Connection>>) {
+fn run_writer(
+    mut conn: Connection,
+    jobs: Receiver<Job>,
+    spill: Arc<Mutex<Vec<Job>>>,
+    syncer: Arc<Mutex<Connection>>,
+) {
     // The syncer fsyncs (checkpoints) on its own connection and thread, so
     // commits never wait behind an fsync. A full channel means a sync is
     // already due.
@@ -675,6 +713,7 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Arc<Mutex<Conne
                 Err(_) => break,
             }
         }
+        batch.append(&mut spill.lock().unwrap_or_else(PoisonError::into_inner));
         let stop = batch.iter().any(|job| matches!(job, Job::Stop(_)));
         let result = write_batch(&mut conn, &batch).map_err(|e| {
             tracing::error!("budget ledger: commit failed: {e}");
@@ -691,6 +730,7 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>, syncer: Arc<Mutex<Conne
                 | Job::Reset { ack, .. }
                 | Job::Flush(ack)
                 | Job::Stop(ack) => ack,
+                Job::Wake => continue,
             };
             ack.send(result.clone());
         }
@@ -754,7 +794,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(), rusqlite::Err
                 } => {
                     insert_reset.execute(params![budget_id, at_ns])?;
                 }
-                Job::Flush(_) | Job::Stop(_) => {}
+                Job::Flush(_) | Job::Stop(_) | Job::Wake => {}
             }
         }
     }
@@ -826,6 +866,29 @@ mod tests {
             .reservations()
             .totals(&day_key(budget, day))
             .spent_usd
+    }
+
+    #[test]
+    fn a_burst_past_the_writer_queue_never_blocks_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        // Far more charges than the queue holds, settled as fast as one
+        // thread can: some spill beside the full queue; none may be lost.
+        let n = 3 * QUEUE_CAPACITY;
+        let mut committed = Vec::with_capacity(n);
+        for i in 0..n {
+            let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.001).unwrap();
+            committed.push(ledger.settle(hold, settlement(0.001, &format!("r{i}"))));
+        }
+        for c in committed {
+            c.wait().unwrap();
+        }
+        writer.shutdown().unwrap();
+        drop(ledger);
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let total = spent(&ledger, "day", TODAY);
+        assert!((total - 0.001 * n as f64).abs() < 1e-6, "{total}");
+        writer.shutdown().unwrap();
     }
 
     #[test]

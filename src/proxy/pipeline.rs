@@ -475,6 +475,7 @@ fn admit(
     for model in parsed.call.models() {
         decide::check_model(policy, provider, model)?;
     }
+    meter.budgets.ready(policy);
     meter.budgets.admit(
         policy,
         meter.identity,

@@ -464,6 +464,7 @@ impl Session {
         let prompt_bytes = self.pending.bytes + message.text_bytes();
         // Admitted before the record is opened: a refusal here is recorded
         // once, by `refuse`, and what admission took is given back.
+        self.state.budgets.ready(policy);
         let metered = self.state.budgets.admit(
             policy,
             &self.state.identity,

@@ -116,6 +116,26 @@ impl Budgets {
         Ok(())
     }
 
+    /// Open the ledger if `policy` has budgets and it is not open yet (the
+    /// first budgeted call after a reload adds budgets), telling the async
+    /// runtime that this worker blocks (tokio's `block_in_place`), so other
+    /// calls on it move to another worker meanwhile.
+    pub fn ready(&self, policy: &Policy) {
+        if policy.spend.budgets.is_empty() || self.ledger.get().is_some() {
+            return;
+        }
+        let open = || {
+            if let Err(err) = self.ledger() {
+                tracing::error!("budget ledger unavailable: {err}");
+            }
+        };
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(open),
+            _ => open(),
+        }
+    }
+
     /// The persistent ledger, opened on first use (blocking I/O, once).
     pub fn ledger(&self) -> Result<&Ledger, LedgerError> {
         if let Some(ledger) = self.ledger.get() {
