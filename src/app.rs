@@ -172,6 +172,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         identity: config.identity.clone(),
         websocket: config.websocket,
         limits: config.limits,
+        buffers: Arc::new(tokio::sync::Semaphore::new(
+            (config.limits.max_buffered_bytes / MIB).max(1) as usize,
+        )),
         conns: Conns::new(
             connection_cap(config.limits.max_connections),
             config.limits.idle_timeout,
@@ -376,6 +379,9 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The unit of `ProxyState::buffers`.
+const MIB: u64 = 1024 * 1024;
 
 /// File descriptors each client connection may need: its socket and one
 /// upstream socket.

@@ -125,6 +125,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Reading a whole request body (408 after).
     pub body_timeout: Duration,
+    /// Request-body bytes held for inspection across all calls at once;
+    /// calls beyond it wait (up to `body_timeout`) for room.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for Limits {
@@ -134,6 +137,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
+            max_buffered_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -325,6 +329,7 @@ struct RawLimits {
     idle_timeout_secs: Option<Spanned<u64>>,
     handshake_timeout_secs: Option<Spanned<u64>>,
     body_timeout_secs: Option<Spanned<u64>>,
+    max_buffered_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -559,6 +564,18 @@ fn limits(file: &Path, text: &str, raw: RawLimits) -> Result<Limits, Located> {
             raw.body_timeout_secs,
             defaults.body_timeout,
         )?,
+        max_buffered_bytes: match raw.max_buffered_bytes {
+            None => defaults.max_buffered_bytes,
+            Some(n) if *n.get_ref() >= 1024 * 1024 => *n.get_ref(),
+            Some(n) => {
+                return Err(Located::span(
+                    file,
+                    text,
+                    Some(n.span()),
+                    "`limits.max_buffered_bytes`: must be at least 1048576 (1 MiB)".to_string(),
+                ))
+            }
+        },
     })
 }
 

@@ -318,3 +318,60 @@ fn a_stalled_upstream_body_ends_the_call_for_json_and_streams() {
         assert_eq!(record["decision"], "error", "{record:#}");
     }
 }
+
+#[test]
+fn concurrent_large_bodies_take_turns_within_a_memory_bound() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("30mb.json");
+    let mut big =
+        String::from("{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    big.push_str(&"lorem ipsum ".repeat(30 * 1024 * 1024 / 12));
+    big.push_str("\"}]}");
+    std::fs::write(&upload, big).unwrap();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let agent_url = stack.agent.proxy_url();
+            let ca = stack.agent.ca_pem_path();
+            let upload = upload.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new("curl")
+                    .args([
+                        "-sS",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--max-time",
+                        "120",
+                    ])
+                    .arg("--proxy")
+                    .arg(agent_url)
+                    .arg("--cacert")
+                    .arg(ca)
+                    .args(["-H", "content-type: application/json", "--data-binary"])
+                    .arg(format!("@{}", upload.display()))
+                    .arg("https://api.openai.com/v1/chat/completions")
+                    .output()
+                    .expect("curl")
+            })
+        })
+        .collect();
+    for call in calls {
+        let out = call.join().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", stack.agent.pid())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    eprintln!(
+        "peak RSS with 8 concurrent 30 MB calls: {} MB",
+        peak_kb / 1024
+    );
+    // limits.max_buffered_bytes = 128 MiB by default: four such bodies at once.
+    assert!(peak_kb < 450 * 1024, "peak RSS {} MB", peak_kb / 1024);
+}

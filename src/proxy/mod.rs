@@ -100,6 +100,9 @@ pub struct ProxyState {
     pub limits: crate::config::Limits,
     /// Every client connection open.
     pub conns: conns::Conns,
+    /// Room for request bodies held for inspection, in MiB
+    /// (`limits.max_buffered_bytes`).
+    pub buffers: Arc<tokio::sync::Semaphore>,
     /// Budget ledger and prices.
     pub budgets: spend::Budgets,
     /// Leaf certificates.

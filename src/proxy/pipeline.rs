@@ -101,6 +101,16 @@ pub async fn handle(
     // a stream whose body is left unread, and the client may lose the
     // answer with it).
     let limit = state.limits.body_timeout;
+    // Room for the body first: large bodies take turns rather than all be
+    // held at once. Kept until the call's response headers arrive.
+    let _room = match body_room(state, &parts.headers, ctx.policy.max_body_bytes, limit).await {
+        Ok(room) => room,
+        Err(refusal) => {
+            let mut body = body;
+            let _ = tokio::time::timeout(limit, body::discard(&mut body, DRAIN_LIMIT)).await;
+            return render::refusal(&refusal, ctx.provider.kind, api);
+        }
+    };
     let reading = read(body, &parts.headers, ctx.policy.max_body_bytes);
     let body = match tokio::time::timeout(limit, reading).await {
         Ok(body) => body,
@@ -155,6 +165,43 @@ pub async fn handle(
         parts,
         http_body_util::BodyExt::boxed(super::record::AuditedBody::new(body, outcome, status)),
     )
+}
+
+/// Bodies at most this long need no room: cheap, and bounded by the
+/// connection cap.
+const SMALL_BODY: u64 = 1024 * 1024;
+
+/// Room in `state.buffers` for a body of the declared length (or, with none
+/// declared, the most that is read), waiting up to `wait`; `None` for a
+/// small body.
+async fn body_room(
+    state: &ProxyState,
+    headers: &http::HeaderMap,
+    max_body: u64,
+    wait: std::time::Duration,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let held = declared.unwrap_or(max_body).min(max_body);
+    if held <= SMALL_BODY {
+        return Ok(None);
+    }
+    // Never more than the whole room: a body that big takes it all, alone.
+    let whole = (state.limits.max_buffered_bytes / (1024 * 1024)).max(1);
+    let permits = u32::try_from(held.div_ceil(1024 * 1024).min(whole)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(wait, state.buffers.clone().acquire_many_owned(permits)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => Err(Refusal::agent(
+            format!(
+                "Outpost on this device is holding as many large request bodies as it may \
+                 (limits.max_buffered_bytes) and this one waited {} s for room; try again.",
+                wait.as_secs()
+            ),
+            Some(1),
+        )),
+    }
 }
 
 /// A slot in the audit queue for a call to `host`, or the refusal a full
