@@ -7,7 +7,8 @@
 //! paths, the added latency, and the throughput ratio; also the same agent
 //! with three budgets and a rate limit applying to every call. Also: the agent's idle
 //! and peak RSS (`/proc/PID/status` VmRSS / VmHWM), and the time to mint one
-//! leaf certificate for a new host.
+//! leaf certificate for a new host. Also the nearest peer, side by side: a no-op MITM proxy
+//! on hudsucker (`benches/peer`, its own crate), built and started by this bench.
 //!
 //! Run: `cargo bench --bench proxy` (release build). `OUTPOST_BENCH_SECS`
 //! sets seconds per cell (default 4).
@@ -42,6 +43,8 @@ enum Path {
     Proxy,
     /// As `Proxy`, plus three budgets and a rate limit that all apply.
     ProxyLimits,
+    /// The nearest peer: a no-op MITM proxy on hudsucker (`benches/peer`).
+    Peer,
 }
 
 /// The default policy plus three budgets (per user, per device, all) and a
@@ -62,6 +65,8 @@ struct Endpoints {
     proxy: std::net::SocketAddr,
     proxy_no_audit: std::net::SocketAddr,
     proxy_limits: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    peer_tls: Arc<rustls::ClientConfig>,
     direct_tls: Arc<rustls::ClientConfig>,
     proxy_tls: Arc<rustls::ClientConfig>,
     proxy_no_audit_tls: Arc<rustls::ClientConfig>,
@@ -95,8 +100,10 @@ fn main() {
         .log_level("warn")
         .policy_file("50-limits.toml", &limits_policy())
         .start();
+    let peer = Peer::start(&fake, &ca);
     std::thread::sleep(Duration::from_millis(300));
     let idle_rss = rss_kb(agent.pid(), "VmRSS:");
+    let idle_rss_peer = rss_kb(peer.child.id(), "VmRSS:");
     let idle_rss_limits = rss_kb(agent_limits.pid(), "VmRSS:");
 
     let endpoints = Arc::new(Endpoints {
@@ -104,6 +111,8 @@ fn main() {
         proxy: agent.proxy_addr(),
         proxy_no_audit: agent_no_audit.proxy_addr(),
         proxy_limits: agent_limits.proxy_addr(),
+        peer: peer.addr,
+        peer_tls: tls_config(&certs_from_pem_file(&peer.ca_pem)),
         direct_tls: tls_config(&certs_from_pem_file(&ca.pem_path())),
         proxy_tls: tls_config(&certs_from_pem_file(&agent.ca_pem_path())),
         proxy_no_audit_tls: tls_config(&certs_from_pem_file(&agent_no_audit.ca_pem_path())),
@@ -147,6 +156,7 @@ fn main() {
             let no_audit = run(Path::ProxyNoAudit);
             let proxied = run(Path::Proxy);
             let limited = run(Path::ProxyLimits);
+            let peer = run(Path::Peer);
             println!(
                 "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>12} {:>10} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2} | {:>10} {:>10} {:>9} {:>9}",
                 if stream { "stream" } else { "non-stream" },
@@ -167,6 +177,18 @@ fn main() {
                 signed_us(limited.p50, direct.p50),
                 signed_us(limited.p99, direct.p99),
             );
+            println!(
+                "{:<11} {:>4} | no-op MITM (hudsucker 0.25): p50 {:>6} p99 {:>6} req/s {:>7.0} | added p50 {:>7} p99 {:>7} | ratio {:>5.2} | outpost/peer throughput {:>5.2}",
+                "",
+                "",
+                us(peer.p50),
+                us(peer.p99),
+                peer.rps,
+                signed_us(peer.p50, direct.p50),
+                signed_us(peer.p99, direct.p99),
+                peer.rps / direct.rps,
+                proxied.rps / peer.rps,
+            );
         }
     }
     let peak_rss = rss_kb(agent.pid(), "VmHWM:");
@@ -177,6 +199,11 @@ fn main() {
         peak_rss as f64 / 1024.0,
         idle_rss_limits as f64 / 1024.0,
         rss_kb(agent_limits.pid(), "VmHWM:") as f64 / 1024.0
+    );
+    println!(
+        "no-op MITM RSS: idle {:.1} MB, peak {:.1} MB",
+        idle_rss_peer as f64 / 1024.0,
+        rss_kb(peer.child.id(), "VmHWM:") as f64 / 1024.0
     );
     let (mint_p50, mint_p99) = leaf_mint_times();
     println!(
@@ -278,9 +305,10 @@ async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::Tls
             tcp.set_nodelay(true).expect("nodelay");
             (tcp, endpoints.direct_tls.clone())
         }
-        Path::Proxy | Path::ProxyNoAudit | Path::ProxyLimits => {
+        Path::Proxy | Path::ProxyNoAudit | Path::ProxyLimits | Path::Peer => {
             let (addr, tls) = match path {
                 Path::Proxy => (endpoints.proxy, endpoints.proxy_tls.clone()),
+                Path::Peer => (endpoints.peer, endpoints.peer_tls.clone()),
                 Path::ProxyNoAudit => (
                     endpoints.proxy_no_audit,
                     endpoints.proxy_no_audit_tls.clone(),
@@ -298,6 +326,62 @@ async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::Tls
         .connect(ServerName::try_from(HOST).expect("name"), tcp)
         .await
         .expect("TLS")
+}
+
+/// The no-op MITM peer, built from `benches/peer` and running as a child.
+struct Peer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    ca_pem: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    /// Build the peer (release) and start it in front of `fake`.
+    fn start(fake: &FakeProvider, ca: &TestCa) -> Peer {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/Cargo.toml");
+        let built = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--manifest-path", manifest])
+            .status()
+            .expect("cargo build the peer");
+        assert!(built.success(), "the no-op MITM peer did not build");
+        let binary = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/peer/target/release/outpost-bench-peer"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new(binary)
+            .arg(fake.addr().to_string())
+            .arg(ca.pem_path())
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the peer");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the peer's address");
+        let addr = line
+            .trim()
+            .trim_start_matches("listening on ")
+            .parse()
+            .expect("an address");
+        Peer {
+            child,
+            addr,
+            ca_pem: dir.path().join("ca.pem"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn tls_config(roots: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
