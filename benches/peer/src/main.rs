@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hudsucker::certificate_authority::RcgenAuthority;
+use hudsucker::hyper::Uri;
 use hudsucker::rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use hudsucker::Proxy;
-use hudsucker::hyper::Uri;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use tokio::net::TcpStream;
 
 /// Dials the one upstream address for every URI, with TCP_NODELAY.
 #[derive(Clone)]
@@ -84,7 +84,9 @@ async fn main() {
     // so the peer does not pay Nagle's delay where Outpost does not.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_nodelay(true).expect("nodelay");
-    socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
     let listener = socket.listen(1024).expect("listen");
     println!("listening on {}", listener.local_addr().expect("address"));
     let proxy = Proxy::builder()
