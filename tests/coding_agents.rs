@@ -93,10 +93,7 @@ fn codex_card_numbers_arrive_redacted_and_every_call_is_recorded() {
         .start();
     // A budget, so that every call is priced (Codex's default model is charged the
     // conservative default rate).
-    let policy = format!(
-        "{}\n[[budgets]]\nid = \"day\"\nper = \"user\"\nlimit_usd = 100.0\nwindow = \"day\"\n",
-        include_str!("../policy/default.toml")
-    );
+    let policy = default_policy_with_budget("day", 100.0);
     let agent = codex_agent(&ca, &fake, |a| a.policy_file("10-budget.toml", &policy));
     let out = codex_exec(
         &agent.proxy_url(),
@@ -143,10 +140,7 @@ fn a_budget_stops_the_third_codex_call_over_websocket_naming_the_budget() {
             ..FakeUsage::default()
         })
         .start();
-    let policy = format!(
-        "{}\n[[budgets]]\nid = \"codex-day\"\nper = \"user\"\nlimit_usd = 0.10\nwindow = \"day\"\n",
-        include_str!("../policy/default.toml")
-    );
+    let policy = default_policy_with_budget("codex-day", 0.10);
     let agent = codex_agent(&ca, &fake, |a| a.policy_file("10-budget.toml", &policy));
     let run = || {
         codex_exec(

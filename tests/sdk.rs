@@ -1,6 +1,7 @@
-//! The official Python SDKs (`openai`, `anthropic`) and `websockets`, configured only by
+//! The official Python SDKs (`openai`, `anthropic`), configured only by
 //! `HTTPS_PROXY` and `SSL_CERT_FILE`, work through the agent unchanged — including streams
-//! that arrive piece by piece rather than all at the end.
+//! that arrive piece by piece rather than all at the end. (The `websockets` package is
+//! driven in `tests/websocket.rs`.)
 //!
 //! Needs Python 3 with `venv` and access to PyPI the first time (see `support::python`).
 
@@ -9,7 +10,6 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::fake::REALTIME_GREETING;
 use support::python::{ANTHROPIC_TEST_KEY, OPENAI_TEST_KEY};
 use support::*;
 
@@ -124,33 +124,4 @@ fn anthropic_sdk_stream_is_incremental() {
     assert_eq!(result["final_text"], stack.fake.stream_text(), "{result}");
     assert_eq!(result["stop_reason"], "end_turn", "{result}");
     assert_eq!(stack.fake.single_request().body_json()["stream"], true);
-}
-
-#[test]
-fn python_websockets_realtime_through_proxy() {
-    let stack = Stack::start();
-    let result = PythonScript::new("realtime_ws.py")
-        .through(&stack.agent)
-        .run_json();
-    assert_eq!(result["greeting"], REALTIME_GREETING, "{result}");
-    // The library offers permessage-deflate; Outpost never lets it be negotiated.
-    assert_eq!(result["extensions"], Value::Null, "{result}");
-    let refused = &result["secret_reply"];
-    assert_eq!(refused["type"], "error", "{result}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no-secrets")),
-        "{result}"
-    );
-    let echoed = result["card_echo"]["item"]["content"][0]["text"].as_str();
-    assert_eq!(echoed, Some("card [REDACTED:card-numbers]"), "{result}");
-    let binary = result["binary_reply"].as_str().unwrap_or_default();
-    assert!(binary.contains("on_unparseable"), "{result}");
-    let seen = stack.fake.requests_to("/v1/realtime");
-    assert_eq!(seen.len(), 1, "{seen:#?}");
-    assert_eq!(
-        seen[0].header("authorization"),
-        Some(format!("Bearer {OPENAI_TEST_KEY}").as_str())
-    );
 }

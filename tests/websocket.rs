@@ -180,10 +180,7 @@ fn a_budget_stops_the_third_call_on_one_socket_naming_the_budget() {
     // gpt-4o-mini: $0.15/M in, $0.60/M out: each call costs $0.00075 and reserves about
     // $0.000045 (its prompt estimate and 64 output tokens) while it runs: two calls fit
     // $0.00152, a third's reservation on top of $0.0015 spent does not.
-    let policy = format!(
-        "{}\n[[budgets]]\nid = \"ws-day\"\nper = \"user\"\nlimit_usd = 0.00152\nwindow = \"day\"\n",
-        include_str!("../policy/default.toml")
-    );
+    let policy = default_policy_with_budget("ws-day", 0.00152);
     let agent = start(&fake, &ca, |a| a.policy_file("10-budget.toml", &policy));
     let outcomes = block_on(async {
         tokio::time::timeout(TIMEOUT, async {
@@ -228,10 +225,7 @@ fn a_budget_stops_the_third_call_on_one_socket_naming_the_budget() {
 fn a_socket_cut_mid_response_is_recorded_and_charged_an_estimate() {
     let ca = TestCa::new();
     let fake = FakeWs::tls(&ca).cut_after(2).start();
-    let policy = format!(
-        "{}\n[[budgets]]\nid = \"b\"\nper = \"user\"\nlimit_usd = 10.0\nwindow = \"day\"\n",
-        include_str!("../policy/default.toml")
-    );
+    let policy = default_policy_with_budget("b", 10.0);
     let agent = start(&fake, &ca, |a| a.policy_file("10-budget.toml", &policy));
     block_on(async {
         tokio::time::timeout(TIMEOUT, async {
