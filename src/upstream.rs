@@ -558,3 +558,63 @@ impl Upstream {
         self.client.request(request).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_on_this_machine_are_local() {
+        for local in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "0.0.0.0",
+            "169.254.169.254",
+            "::1",
+            "::",
+            "fe80::1",
+            "febf::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "8.8.8.8",
+            "10.0.0.1",
+            "192.168.1.1",
+            "2606:4700::1",
+            "fec0::1",
+            "fd00::1",
+        ] {
+            assert!(!is_local(remote.parse().unwrap()), "{remote}");
+        }
+    }
+
+    #[test]
+    fn listed_destinations_match_by_name_or_address_and_port() {
+        let config = UpstreamConfig {
+            extra_ca_files: Vec::new(),
+            resolve: HashMap::new(),
+            connect_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(1),
+            allow_local: vec![
+                "localhost".into(),
+                "127.0.0.1:11434".into(),
+                "[::1]:8080".into(),
+            ],
+        };
+        let connector = Connector::with_roots(&config, rustls::RootCertStore::empty());
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(connector.allows_local("localhost", at("127.0.0.1:22")));
+        assert!(connector.allows_local("LocalHost", at("[::1]:22")));
+        assert!(connector.allows_local("127.0.0.1", at("127.0.0.1:11434")));
+        assert!(!connector.allows_local("127.0.0.1", at("127.0.0.1:22")));
+        assert!(connector.allows_local("::1", at("[::1]:8080")));
+        assert!(!connector.allows_local("::1", at("[::1]:22")));
+        assert!(!connector.allows_local("rebind.example", at("127.0.0.1:22")));
+    }
+}
