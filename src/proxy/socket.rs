@@ -415,6 +415,8 @@ impl Session {
                 ),
             ),
             err => {
+                // Sent: it is recorded with the next call, or on its own.
+                self.pending.sent = true;
                 self.pending.unscanned = Some(format!(
                     "a message Outpost could not read was sent unscanned ({err}; \
                      on_unparseable = \"forward\")"

@@ -34,6 +34,7 @@ use super::pipeline;
 use super::record::{audited_path, CallSeen, Outcome, Received};
 use super::socket::{self, SessionStart};
 use super::{render, ProxyBody, ProxyState};
+use crate::audit::writer::AuditPermit;
 use crate::config::WebSocketMode;
 use crate::policy::decide;
 use crate::policy::rules::OnUnparseable;
@@ -71,8 +72,9 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 enum Plan {
     /// Frames parsed both ways, every call through policy.
     Govern(SessionStart),
-    /// Bridged byte for byte, with one record saying so.
-    Uninspected(String),
+    /// Bridged byte for byte, with one record saying so: why, and the
+    /// audit slot taken before anything is bridged.
+    Uninspected(String, Option<AuditPermit>),
 }
 
 /// Handle one upgrade request: governed on intercepted hosts (or refused,
@@ -147,8 +149,11 @@ fn plan(
                     req.uri().path()
                 ),
             )),
+            // The slot first: a full audit queue refuses (or, by policy,
+            // serves unaudited) this socket as it does any call.
             OnUnparseable::Forward => Ok(Plan::Uninspected(
                 "a WebSocket endpoint Outpost does not know (on_unparseable = \"forward\")".into(),
+                pipeline::audit_permit(state, policy, host)?,
             )),
         };
     }
@@ -210,7 +215,7 @@ fn opened(
     provider: &ProviderEntry,
     route: &Route,
     path: String,
-    permit: Option<crate::audit::writer::AuditPermit>,
+    permit: Option<AuditPermit>,
 ) -> Outcome {
     let mut outcome = Outcome::begin(
         permit,
@@ -337,11 +342,7 @@ async fn upgrade(
             Some((Plan::Govern(start), ..)) => {
                 socket::run(state_for_task, start, client, upstream).await;
             }
-            Some((Plan::Uninspected(why), policy, provider, path)) => {
-                let permit =
-                    super::pipeline::audit_permit(&state_for_task, &policy, &route.target.host)
-                        .ok()
-                        .flatten();
+            Some((Plan::Uninspected(why, permit), policy, provider, path)) => {
                 let mut outcome = opened(&state_for_task, &policy, &provider, &route, path, permit);
                 let call = ApiCall::bare(provider.kind, Api::Unknown, None);
                 outcome.call = Some(CallSeen::of(&call, 0, &policy, Some(why)));
