@@ -35,7 +35,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -44,7 +44,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::pipeline::audit_permit;
@@ -185,7 +185,7 @@ impl Session {
                         End::Closed
                     }
                     None => {
-                        let _ = self.upstream.close(None).await;
+                        let _ = bounded(self.state.limits.idle_timeout, self.upstream.close(None)).await;
                         End::Closed
                     }
                 },
@@ -196,14 +196,14 @@ impl Session {
                         End::Closed
                     }
                     None => {
-                        let _ = self.client.close(None).await;
+                        let _ = bounded(self.state.limits.idle_timeout, self.client.close(None)).await;
                         End::Closed
                     }
                 },
                 () = self.state.shutdown.cancelled() => {
                     let going = CloseFrame { code: CloseCode::Away, reason: "Outpost is shutting down".into() };
-                    let _ = self.client.close(Some(going.clone())).await;
-                    let _ = self.upstream.close(Some(going)).await;
+                    let _ = bounded(self.state.limits.idle_timeout, self.client.close(Some(going.clone()))).await;
+                    let _ = bounded(self.state.limits.idle_timeout, self.upstream.close(Some(going))).await;
                     End::Closed
                 }
             };
@@ -260,8 +260,16 @@ impl Session {
             code,
             reason: close_reason(why).into(),
         };
-        let _ = self.client.close(Some(frame.clone())).await;
-        let _ = self.upstream.close(Some(frame)).await;
+        let _ = bounded(
+            self.state.limits.idle_timeout,
+            self.client.close(Some(frame.clone())),
+        )
+        .await;
+        let _ = bounded(
+            self.state.limits.idle_timeout,
+            self.upstream.close(Some(frame)),
+        )
+        .await;
     }
 
     async fn on_client(&mut self, message: Message) -> End {
@@ -269,7 +277,11 @@ impl Session {
             Message::Text(text) => self.govern(text.as_bytes(), false).await,
             Message::Binary(bytes) => self.govern(&bytes, true).await,
             Message::Close(frame) => {
-                let _ = self.upstream.send(Message::Close(frame)).await;
+                let _ = bounded(
+                    self.state.limits.idle_timeout,
+                    self.upstream.send(Message::Close(frame)),
+                )
+                .await;
                 End::Open
             }
             // Answered on this leg by the framing layer.
@@ -316,7 +328,7 @@ impl Session {
             None if binary => Message::Binary(Bytes::copy_from_slice(bytes)),
             None => Message::Text(String::from_utf8_lossy(bytes).into_owned().into()),
         };
-        if let Err(err) = self.upstream.send(out).await {
+        if let Err(err) = bounded(self.state.limits.idle_timeout, self.upstream.send(out)).await {
             self.fail_both(
                 &format!("the provider's side of the WebSocket failed: {err}"),
                 CloseCode::Error,
@@ -425,7 +437,7 @@ impl Session {
                     true => Message::Binary(Bytes::copy_from_slice(bytes)),
                     false => Message::Text(String::from_utf8_lossy(bytes).into_owned().into()),
                 };
-                let _ = self.upstream.send(out).await;
+                let _ = bounded(self.state.limits.idle_timeout, self.upstream.send(out)).await;
                 return End::Open;
             }
         };
@@ -558,8 +570,12 @@ impl Session {
                 code: CloseCode::Policy,
                 reason: close_reason(&refusal.message).into(),
             };
-            let _ = self.client.close(Some(frame)).await;
-            let _ = self.upstream.close(None).await;
+            let _ = bounded(
+                self.state.limits.idle_timeout,
+                self.client.close(Some(frame)),
+            )
+            .await;
+            let _ = bounded(self.state.limits.idle_timeout, self.upstream.close(None)).await;
             return End::Closed;
         }
         let event = provider::socket_error_event(
@@ -569,7 +585,12 @@ impl Session {
             &refusal.message,
         );
         let text = String::from_utf8_lossy(&event).into_owned();
-        match self.client.send(Message::Text(text.into())).await {
+        match bounded(
+            self.state.limits.idle_timeout,
+            self.client.send(Message::Text(text.into())),
+        )
+        .await
+        {
             Ok(()) => End::Open,
             Err(_) => End::Closed,
         }
@@ -590,7 +611,11 @@ impl Session {
                 }
             },
             Message::Close(frame) => {
-                let _ = self.client.send(Message::Close(frame)).await;
+                let _ = bounded(
+                    self.state.limits.idle_timeout,
+                    self.client.send(Message::Close(frame)),
+                )
+                .await;
                 return End::Open;
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return End::Open,
@@ -664,7 +689,11 @@ impl Session {
             close_for = blocked.filter(|_| self.start.api == Api::GeminiLive);
             if self.start.api == Api::Realtime && self.discard.is_some() {
                 let cancel = r#"{"type":"response.cancel"}"#;
-                let _ = self.upstream.send(Message::Text(cancel.into())).await;
+                let _ = bounded(
+                    self.state.limits.idle_timeout,
+                    self.upstream.send(Message::Text(cancel.into())),
+                )
+                .await;
             }
         }
         if let Some(refusal) = close_for {
@@ -675,7 +704,7 @@ impl Session {
         for message in out {
             if let Err(err) = self.send_to_client(message).await {
                 tracing::debug!(host = %self.start.host, "websocket client gone: {err}");
-                let _ = self.upstream.close(None).await;
+                let _ = bounded(self.state.limits.idle_timeout, self.upstream.close(None)).await;
                 return End::Closed;
             }
         }
@@ -702,16 +731,13 @@ impl Session {
         self.open_call(&policy, &message, received, &RequestScan::default())
     }
 
-    async fn send_to_client(
-        &mut self,
-        message: Bytes,
-    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    async fn send_to_client(&mut self, message: Bytes) -> Result<(), WsError> {
         let message = if self.binary_out {
             Message::Binary(message)
         } else {
             Message::Text(String::from_utf8_lossy(&message).into_owned().into())
         };
-        self.client.send(message).await
+        bounded(self.state.limits.idle_timeout, self.client.send(message)).await
     }
 }
 
@@ -747,6 +773,24 @@ fn with_response(call: Call) -> Outcome {
         blocked: blocked.is_some(),
     });
     outcome
+}
+
+/// `send` (a message or a close on one leg), given up after `limit`: a peer
+/// that stops reading must not hold the session, and its connection, forever.
+async fn bounded<F>(limit: Duration, send: F) -> Result<(), WsError>
+where
+    F: std::future::Future<Output = Result<(), WsError>>,
+{
+    match tokio::time::timeout(limit, send).await {
+        Ok(sent) => sent,
+        Err(_) => Err(WsError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the peer read nothing for {} s (limits.idle_timeout_secs)",
+                limit.as_secs()
+            ),
+        ))),
+    }
 }
 
 /// A close frame's reason: at most 123 bytes (RFC 6455 §5.5), cut on a
