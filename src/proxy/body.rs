@@ -61,16 +61,21 @@ impl RequestBody {
     }
 }
 
+/// The body length `Content-Length` declares, if it is a number.
+pub fn declared_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Read `body` whole unless it exceeds `limit` bytes.
 pub async fn read<B>(mut body: B, headers: &HeaderMap, limit: u64) -> Result<RequestBody, B::Error>
 where
     B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_len(headers);
     if declared.is_some_and(|n| n > limit) {
         return Ok(RequestBody::Oversize {
             body: PrefixedBody::new(Bytes::new(), body),

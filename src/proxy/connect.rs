@@ -95,7 +95,7 @@ async fn start_tunnel(
     };
     tracing::debug!(host = %target.host, port = target.port, "tunnel");
     state.tasks.spawn(async move {
-        let closed = closed_signal(client);
+        let closed = super::conns::closed(client);
         tokio::select! {
             () = async {
                 match hyper::upgrade::on(req).await {
@@ -114,14 +114,6 @@ async fn copy_both_ways(client: Upgraded, mut upstream: TcpStream, target: &Targ
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((up, down)) => tracing::trace!(host = %target.host, up, down, "tunnel closed"),
         Err(err) => tracing::debug!(host = %target.host, "tunnel ended: {err}"),
-    }
-}
-
-/// Resolves when the registry closes `client` (never, for none).
-pub async fn closed_signal(client: Option<Arc<Conn>>) {
-    match client {
-        Some(client) => client.closed.cancelled().await,
-        None => std::future::pending().await,
     }
 }
 

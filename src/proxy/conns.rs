@@ -220,36 +220,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// A response body that keeps its connection busy until it ends.
-pub struct BusyBody {
-    inner: super::ProxyBody,
-    _busy: Busy,
+/// `body`, holding `busy` until it is dropped (its last frame sent, or the
+/// client gone).
+pub fn busy_body(body: super::ProxyBody, busy: Busy) -> super::ProxyBody {
+    use http_body_util::BodyExt;
+    body.map_frame(move |frame| {
+        let _held = &busy;
+        frame
+    })
+    .boxed()
 }
 
-impl BusyBody {
-    /// `inner`, holding `busy` until it is dropped.
-    pub fn new(inner: super::ProxyBody, busy: Busy) -> BusyBody {
-        BusyBody { inner, _busy: busy }
-    }
-}
-
-impl hyper::body::Body for BusyBody {
-    type Data = bytes::Bytes;
-    type Error = crate::upstream::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+/// Resolves when the registry closes `client` (never, for none).
+pub async fn closed(client: Option<Arc<Conn>>) {
+    match client {
+        Some(client) => client.closed.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

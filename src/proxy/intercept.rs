@@ -14,9 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_rustls::TlsAcceptor;
 
-use http_body_util::BodyExt;
-
-use super::conns::{BusyBody, Conn};
+use super::conns::{busy_body, Conn};
 use super::forward::{self, Route};
 use super::{ProxyState, Target};
 
@@ -67,7 +65,7 @@ pub async fn serve(
         async move {
             let response = forward::forward(&state, &route, req).await;
             Ok::<_, Infallible>(match busy {
-                Some(busy) => response.map(|body| BodyExt::boxed(BusyBody::new(body, busy))),
+                Some(busy) => response.map(|body| busy_body(body, busy)),
                 None => response,
             })
         }
@@ -79,7 +77,7 @@ pub async fn serve(
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
-        () = super::connect::closed_signal(client) => {
+        () = super::conns::closed(client) => {
             tracing::debug!("idle intercepted connection closed");
             return;
         }

@@ -103,29 +103,20 @@ pub async fn handle(
     let limit = state.limits.body_timeout;
     // Room for the body first: large bodies take turns rather than all be
     // held at once. Kept until the call's response headers arrive.
-    let _room = match body_room(state, &parts.headers, ctx.policy.max_body_bytes, limit).await {
-        Ok(room) => room,
-        Err(refusal) => {
-            let mut body = body;
-            let _ = tokio::time::timeout(limit, body::discard(&mut body, DRAIN_LIMIT)).await;
-            return render::refusal(&refusal, ctx.provider.kind, api);
-        }
-    };
-    let reading = read(body, &parts.headers, ctx.policy.max_body_bytes);
-    let body = match tokio::time::timeout(limit, reading).await {
-        Ok(body) => body,
-        Err(_) => Err(Refusal {
-            kind: ErrorKind::RequestTimeout,
-            ..Refusal::client(
-                None,
-                format!(
-                    "Outpost stopped waiting for the request body after {} s \
-                     (limits.body_timeout_secs): the client sent it too slowly or not at all.",
-                    limit.as_secs()
-                ),
-            )
-        }),
-    };
+    let (_room, body) =
+        match body_room(state, &parts.headers, ctx.policy.max_body_bytes, limit).await {
+            Ok(room) => (
+                room,
+                read_within(limit, body, &parts.headers, ctx.policy.max_body_bytes).await,
+            ),
+            // Drained first, so that the refusal reaches an HTTP/2 client;
+            // then refused and recorded like any other.
+            Err(refusal) => {
+                let mut body = body;
+                let _ = tokio::time::timeout(limit, body::discard(&mut body, DRAIN_LIMIT)).await;
+                (None, Err(refusal))
+            }
+        };
     let permit = match audit_permit(state, &ctx.policy, &route.target.host) {
         Ok(permit) => permit,
         Err(refusal) => return render::refusal(&refusal, ctx.provider.kind, api),
@@ -180,11 +171,9 @@ async fn body_room(
     max_body: u64,
     wait: std::time::Duration,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let held = declared.unwrap_or(max_body).min(max_body);
+    let held = body::declared_len(headers)
+        .unwrap_or(max_body)
+        .min(max_body);
     if held <= SMALL_BODY {
         return Ok(None);
     }
@@ -341,6 +330,30 @@ async fn drain_if_refused(
             policy.max_body_bytes
         ),
     ))
+}
+
+/// Stage 1 within `wait` (`limits.body_timeout_secs`): a body that comes
+/// too slowly is a 408.
+async fn read_within(
+    wait: std::time::Duration,
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: u64,
+) -> Result<RequestBody, Refusal> {
+    match tokio::time::timeout(wait, read(body, headers, limit)).await {
+        Ok(body) => body,
+        Err(_) => Err(Refusal {
+            kind: ErrorKind::RequestTimeout,
+            ..Refusal::client(
+                None,
+                format!(
+                    "Outpost stopped waiting for the request body after {} s \
+                     (limits.body_timeout_secs): the client sent it too slowly or not at all.",
+                    wait.as_secs()
+                ),
+            )
+        }),
+    }
 }
 
 /// Stage 1: the request body, whole or over `limit` (`max_body_bytes`).
