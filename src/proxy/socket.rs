@@ -44,7 +44,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::pipeline::audit_permit;
@@ -319,14 +319,13 @@ impl Session {
             let cap = self.start.max_message_bytes;
             self.pending.add(&message, scan, cap);
         }
-        let out = match sent {
-            Some(bytes) if binary => Message::Binary(bytes),
-            Some(bytes) => match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => Message::Text(text.into()),
-                Err(_) => Message::Binary(bytes),
+        // Serialised JSON is UTF-8: a text frame is always possible.
+        let out = match binary {
+            false => match Utf8Bytes::try_from(sent.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(sent),
             },
-            None if binary => Message::Binary(Bytes::copy_from_slice(bytes)),
-            None => Message::Text(String::from_utf8_lossy(bytes).into_owned().into()),
+            true => Message::Binary(sent),
         };
         if let Err(err) = bounded(self.state.limits.idle_timeout, self.upstream.send(out)).await {
             self.fail_both(
@@ -340,13 +339,15 @@ impl Session {
     }
 
     /// The model rule, media, and the request guardrails: the bytes to send
-    /// (`None`: the message as received), or the refusal.
+    /// (always the scanned document serialised again, redactions applied, so
+    /// no byte the scanner did not read reaches the provider), or the refusal.
     #[allow(clippy::type_complexity)]
     fn inspect(
         &mut self,
         policy: &Policy,
         message: &ClientMessage,
-    ) -> Result<(Option<Bytes>, RequestScan), (Refusal, RequestScan)> {
+    ) -> Result<(Bytes, RequestScan), (Refusal, RequestScan)> {
+        let as_read = || Bytes::from(provider::rewrite::to_json(&message.json));
         let none = RequestScan::default;
         if let Some(model) = &message.model {
             decide::check_model(policy, &self.start.provider.name, model)
@@ -369,7 +370,7 @@ impl Session {
                 Some("audio or video was sent unscanned (unscanned_audio = \"allow\")".into());
         }
         let Some(scan) = &policy.request_scan else {
-            return Ok((None, none()));
+            return Ok((as_read(), none()));
         };
         let found = decide::inspect_texts(policy, scan, &message.texts);
         let scanned = RequestScan {
@@ -380,14 +381,11 @@ impl Session {
             return Err((refusal, scanned));
         }
         if !scanned.redacted {
-            return Ok((None, scanned));
+            return Ok((as_read(), scanned));
         }
         let mut json = message.json.clone();
         match provider::rewrite::redact_document(&mut json, &found.edits, &found.renames) {
-            Ok(()) => Ok((
-                Some(Bytes::from(provider::rewrite::to_json(&json))),
-                scanned,
-            )),
+            Ok(()) => Ok((Bytes::from(provider::rewrite::to_json(&json)), scanned)),
             Err(err) => Err((
                 Refusal::agent(
                     format!("Outpost could not apply redactions to this message: {err}"),
