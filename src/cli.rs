@@ -643,9 +643,17 @@ fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
     }
 }
 
+/// The log filter: `RUST_LOG`, else `log_level`. A bare `debug` or `trace`
+/// is Outpost's own: the libraries under it stay at `info` (their
+/// per-frame logs of a 30 MB upload would bury everything else); a full
+/// filter (`outpost=debug,h2=trace`) is taken as written.
 fn filter(default: &str) -> EnvFilter {
+    let default = match default.trim() {
+        level @ ("debug" | "trace") => format!("info,outpost={level}"),
+        other => other.to_string(),
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default))
+        .or_else(|_| EnvFilter::try_new(&default))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     match format!("{}=info", crate::app::ANNOUNCE).parse() {
         Ok(directive) => filter.add_directive(directive),

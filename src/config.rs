@@ -125,8 +125,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Reading a whole request body (408 after).
     pub body_timeout: Duration,
-    /// Request-body bytes held for inspection across all calls at once;
-    /// calls beyond it wait (up to `body_timeout`) for room.
+    /// Memory the request bodies held for inspection may take, all calls
+    /// together (a body costs three times its length); calls beyond it wait
+    /// (up to `body_timeout`) for room.
     pub max_buffered_bytes: u64,
 }
 
@@ -137,7 +138,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
-            max_buffered_bytes: 128 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
 }

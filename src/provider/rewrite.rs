@@ -73,9 +73,18 @@ pub fn redact_document(
 
 /// Compact JSON for `value`.
 pub fn to_json(value: &Value) -> Vec<u8> {
+    to_json_sized(value, 128)
+}
+
+/// [`to_json`] into a buffer that starts with room for `capacity` bytes: a
+/// large document sized from the bytes it was read from is written without
+/// the buffer growing (and being copied) on the way.
+pub fn to_json_sized(value: &Value, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     // Serialising a `Value` into memory cannot fail: its map keys are
     // strings and a Vec writer has no I/O errors.
-    serde_json::to_vec(value).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut out, value);
+    out
 }
 
 #[cfg(test)]

@@ -162,9 +162,14 @@ pub async fn handle(
 /// connection cap.
 const SMALL_BODY: u64 = 1024 * 1024;
 
+/// What one byte of an inspected body costs in memory while the call is
+/// inspected: the bytes received, the parsed document with its texts, the
+/// document serialised again. `limits.max_buffered_bytes` bounds the memory.
+const BODY_COPIES: u64 = 3;
+
 /// Room in `state.buffers` for a body of the declared length (or, with none
-/// declared, the most that is read), waiting up to `wait`; `None` for a
-/// small body.
+/// declared, the most that is read), counted [`BODY_COPIES`] times, waiting
+/// up to `wait`; `None` for a small body.
 async fn body_room(
     state: &ProxyState,
     headers: &http::HeaderMap,
@@ -179,7 +184,8 @@ async fn body_room(
     }
     // Never more than the whole room: a body that big takes it all, alone.
     let whole = (state.limits.max_buffered_bytes / (1024 * 1024)).max(1);
-    let permits = u32::try_from(held.div_ceil(1024 * 1024).min(whole)).unwrap_or(u32::MAX);
+    let cost = held.saturating_mul(BODY_COPIES).div_ceil(1024 * 1024);
+    let permits = u32::try_from(cost.min(whole)).unwrap_or(u32::MAX);
     match tokio::time::timeout(wait, state.buffers.clone().acquire_many_owned(permits)).await {
         Ok(Ok(permit)) => Ok(Some(permit)),
         _ => Err(Refusal::agent(
@@ -399,6 +405,8 @@ pub enum Outgoing {
         json: Option<Value>,
         /// Every string outside the prompt texts.
         unclaimed: Vec<TextSpan>,
+        /// Bytes it was read from: what serialising it again reserves.
+        size: usize,
     },
     /// Forwarded as received, uninspected, because policy allows it.
     Uninspected {
@@ -488,6 +496,7 @@ fn parse(
             body: Outgoing::Document {
                 json: parsed.json,
                 unclaimed: parsed.unclaimed,
+                size: bytes.len(),
             },
         }),
         // Ambiguous, not unreadable: never forwarded, whatever on_unparseable says.
@@ -573,14 +582,18 @@ pub struct Sendable {
 /// scanned even for an uninspected body.
 pub fn inspect_request(policy: &Policy, provider: &ProviderEntry, parsed: Parsed) -> Inspected {
     let Parsed { call, url, body } = parsed;
-    let (json, unclaimed) = match body {
-        Outgoing::Uninspected { body, .. } => (None, Err(body)),
-        Outgoing::Document { json, unclaimed } => (json, Ok(unclaimed)),
+    let (json, unclaimed, size) = match body {
+        Outgoing::Uninspected { body, .. } => (None, Err(body), 0),
+        Outgoing::Document {
+            json,
+            unclaimed,
+            size,
+        } => (json, Ok(unclaimed), size),
     };
     let Some(scan) = &policy.request_scan else {
         return Inspected {
             scan: RequestScan::default(),
-            result: sendable(call, json, unclaimed.err(), (&[], &[]), provider),
+            result: sendable(call, (json, size), unclaimed.err(), (&[], &[]), provider),
         };
     };
     let in_url = decide::inspect_texts(policy, scan, [&url_span(url)]);
@@ -598,7 +611,7 @@ pub fn inspect_request(policy: &Policy, provider: &ProviderEntry, parsed: Parsed
         Some(refusal) => Err(refusal),
         None => {
             let redactions = (&in_body.edits[..], &in_body.renames[..]);
-            sendable(call, json, unclaimed.err(), redactions, provider)
+            sendable(call, (json, size), unclaimed.err(), redactions, provider)
         }
     };
     Inspected { scan, result }
@@ -632,11 +645,13 @@ fn unredactable_url(hits: &[RuleHit], redacts: bool) -> Option<Refusal> {
     ))
 }
 
-/// What to send: an uninspected body as received, or the document with
-/// `redactions` (strings, member names) applied.
+/// What to send: an uninspected body as received, or the document (and the
+/// size it was read from) with `redactions` (strings, member names) applied.
+/// The call keeps no copy of its texts: the response stage does not read
+/// them, and a large prompt is not held twice while the call is forwarded.
 fn sendable(
-    call: ApiCall,
-    mut json: Option<Value>,
+    mut call: ApiCall,
+    (mut json, size): (Option<Value>, usize),
     uninspected: Option<RequestBody>,
     redactions: Redactions<'_>,
     provider: &ProviderEntry,
@@ -649,7 +664,9 @@ fn sendable(
             usage_added: false,
         });
     }
-    let (bytes, usage_added) = serialise(&mut json, redactions, &call, provider)?;
+    let (bytes, usage_added) = serialise(&mut json, size, redactions, &call, provider)?;
+    drop(json);
+    call.texts = Vec::new();
     Ok(Sendable {
         call,
         length: Some(bytes.len()),
@@ -668,6 +685,7 @@ type Redactions<'a> = (
 /// call on a host that accepts it, the usage option) applied.
 fn serialise(
     json: &mut Option<Value>,
+    size: usize,
     (edits, renames): Redactions<'_>,
     call: &ApiCall,
     provider: &ProviderEntry,
@@ -690,7 +708,8 @@ fn serialise(
     let usage_added = call.stream
         && provider.stream_options
         && provider::ensure_stream_usage(call, root).unwrap_or(false);
-    Ok((Bytes::from(provider::rewrite::to_json(root)), usage_added))
+    let bytes = provider::rewrite::to_json_sized(root, size + 256);
+    Ok((Bytes::from(bytes), usage_added))
 }
 
 /// The `warn` rules and budget warnings to show the caller.
@@ -754,6 +773,7 @@ mod tests {
             body: Outgoing::Document {
                 json: parsed.json,
                 unclaimed: parsed.unclaimed,
+                size: body.len(),
             },
         };
         inspect_request(policy, &openai(), parsed)
@@ -849,6 +869,7 @@ mod tests {
         let empty = || Outgoing::Document {
             json: None,
             unclaimed: Vec::new(),
+            size: 0,
         };
         let uninspected = || Outgoing::Uninspected {
             body: RequestBody::Whole(Bytes::from_static(b"not json")),
