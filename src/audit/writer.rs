@@ -19,10 +19,17 @@
 //!   once a minute while records are written, at start after an unclean
 //!   stop, and at shutdown.
 //!
+//! A record is written by the request that submits it, on its own thread,
+//! when the log is free: one append(2) of a line to the page cache, no
+//! hand-off to another thread and back before the call's last byte goes.
+//! When the log is busy (another request is writing, the writer thread is
+//! fsyncing or switching files) the record is queued instead, and the
+//! writer thread writes it: nobody waits on the lock.
+//!
 //! The writer is a dedicated OS thread with its own single-threaded tokio
-//! runtime (for the queue and timers), so its blocking file I/O never
-//! occupies the agent's runtime. It fsyncs at least every 100 ms while it
-//! has unsynced writes, switches files at the UTC day boundary (never back
+//! runtime (for the queue and timers), so its slow file I/O (fsync, new
+//! day files, retention) never occupies the agent's runtime. It fsyncs at
+//! least every 100 ms while there are unsynced writes, switches files at the UTC day boundary (never back
 //! to an earlier day, whatever the clock does), sweeps old files daily
 //! (`retention`), and at start repairs a torn tail (`recover`).
 //!
@@ -73,6 +80,47 @@ const DRAIN_IDLE: Duration = Duration::from_secs(3);
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     shared: Arc<Shared>,
+    open: Arc<OpenLog>,
+}
+
+/// The open log, shared by the writer thread and the requests that write
+/// inline: `None` before it opens and after it is closed.
+#[derive(Default)]
+struct OpenLog {
+    sink: Mutex<Option<Sink>>,
+    /// A write left unsynced bytes where there were none: the writer
+    /// thread's fsync timer starts.
+    dirty: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for OpenLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenLog").finish_non_exhaustive()
+    }
+}
+
+impl OpenLog {
+    /// Write `job` now if nobody else is using the log; else hand it back.
+    fn try_write(&self, job: Job) -> Result<(), Job> {
+        let Ok(mut guard) = self.sink.try_lock() else {
+            return Err(job);
+        };
+        let Some(sink) = guard.as_mut() else {
+            return Err(job);
+        };
+        let was_clean = sink.dirty_since.is_none();
+        sink.write_jobs(&mut vec![job]);
+        if was_clean && sink.dirty_since.is_some() {
+            self.dirty.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Run `f` on the open sink (waiting for the lock: the writer thread).
+    fn with<T>(&self, f: impl FnOnce(&mut Sink) -> T) -> Option<T> {
+        let mut guard = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_mut().map(f)
+    }
 }
 
 /// Counters for `status` and metrics.
@@ -146,6 +194,7 @@ impl AuditLog {
         Some(AuditPermit {
             permit,
             shared: self.shared.clone(),
+            open: self.open.clone(),
         })
     }
 
@@ -200,12 +249,13 @@ impl AuditLog {
 pub struct AuditPermit {
     permit: mpsc::OwnedPermit<Job>,
     shared: Arc<Shared>,
+    open: Arc<OpenLog>,
 }
 
 impl AuditPermit {
-    /// Queue `event`; the returned [`Written`] resolves once it is in the
-    /// file (write(2) done, not fsynced). Dropping `Written` does not cancel
-    /// the write.
+    /// Write `event` (now, or queued when the log is busy); the returned
+    /// [`Written`] resolves once it is in the file (write(2) done, not
+    /// fsynced). Dropping `Written` does not cancel the write.
     pub fn submit(self, event: AuditEvent) -> Written {
         self.send(event, None)
     }
@@ -227,7 +277,16 @@ impl AuditPermit {
         if self.shared.stopped.load(Ordering::Acquire) {
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.permit.send(Job { event, after, ack });
+        let job = Job { event, after, ack };
+        // The permit's slot is given back once the record is written.
+        let job = match job.after {
+            None => match self.open.try_write(job) {
+                Ok(()) => return Written { rx },
+                Err(job) => job,
+            },
+            Some(_) => job,
+        };
+        self.permit.send(job);
         Written { rx }
     }
 }
@@ -307,16 +366,18 @@ pub async fn start_with_clock(
         clock,
         shared: shared.clone(),
     };
+    let open = Arc::new(OpenLog::default());
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel();
     let (finished_tx, finished_rx) = oneshot::channel();
+    let thread_open = open.clone();
     std::thread::Builder::new()
         .name("outpost-audit".into())
-        .spawn(move || writer_thread(setup, rx, stop_rx, ready_tx, finished_tx))
+        .spawn(move || writer_thread(setup, thread_open, rx, stop_rx, ready_tx, finished_tx))
         .map_err(AuditError::Thread)?;
     ready_rx.await.map_err(|_| AuditError::WriterStopped)??;
     Ok((
-        AuditLog { tx, shared },
+        AuditLog { tx, shared, open },
         AuditWriter {
             stop: stop_tx,
             finished: finished_rx,
@@ -336,6 +397,7 @@ struct Setup {
 
 fn writer_thread(
     setup: Setup,
+    open: Arc<OpenLog>,
     rx: mpsc::Receiver<Job>,
     stop: oneshot::Receiver<()>,
     ready: oneshot::Sender<Result<(), AuditError>>,
@@ -364,33 +426,41 @@ fn writer_thread(
             return;
         }
     };
+    *open.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     let _ = ready.send(Ok(()));
-    runtime.block_on(run(sink, rx, stop));
+    runtime.block_on(run(&open, rx, stop));
     shared.stopped.store(true, Ordering::Release);
     let _ = finished.send(());
 }
 
-async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>) {
+async fn run(open: &OpenLog, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let fsync_at = sink.dirty_since.map(|t| t + FSYNC_INTERVAL);
+        let fsync_at = open
+            .with(|sink| sink.dirty_since)
+            .flatten()
+            .map(|t| t + FSYNC_INTERVAL);
         // Biased, timers first: under constant load the queue is always
         // ready, and fsync must still happen every FSYNC_INTERVAL.
         tokio::select! {
             biased;
             _ = &mut stop => break,
             () = tokio::time::sleep_until(fsync_at.unwrap_or_else(Instant::now)), if fsync_at.is_some() => {
-                sink.sync();
+                open.with(Sink::sync);
             }
-            _ = housekeeping.tick() => sink.housekeeping(),
+            // An inline write started the fsync timer: go round to set it.
+            () = open.dirty.notified(), if fsync_at.is_none() => {}
+            _ = housekeeping.tick() => {
+                open.with(Sink::housekeeping);
+            }
             n = rx.recv_many(&mut jobs, MAX_BATCH) => {
                 if n == 0 {
                     break; // every AuditLog is gone
                 }
                 preconditions(&mut jobs).await;
-                sink.write_jobs(&mut jobs);
+                open.with(|sink| sink.write_jobs(&mut jobs));
             }
         }
     }
@@ -401,7 +471,7 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Rec
             Ok(0) => break,
             Ok(_) => {
                 preconditions(&mut jobs).await;
-                sink.write_jobs(&mut jobs);
+                open.with(|sink| sink.write_jobs(&mut jobs));
             }
             Err(_) => {
                 tracing::warn!(
@@ -414,7 +484,11 @@ async fn run(mut sink: Sink, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Rec
             }
         }
     }
-    sink.finish();
+    // Closed: a record submitted from now on finds no log and fails.
+    let sink = open.sink.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(mut sink) = sink {
+        sink.finish();
+    }
 }
 
 /// Wait for every job's precondition, in order.
