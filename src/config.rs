@@ -125,6 +125,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Reading a whole request body (408 after).
     pub body_timeout: Duration,
+    /// An intercepted HTTP/2 connection silent this long is pinged, and
+    /// closed if the ping is not answered within the same time.
+    pub h2_keepalive: Duration,
     /// Memory the request bodies held for inspection may take, all calls
     /// together (a body costs three times its length); calls beyond it wait
     /// (up to `body_timeout`) for room.
@@ -138,6 +141,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
+            h2_keepalive: Duration::from_secs(30),
             max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
@@ -330,6 +334,7 @@ struct RawLimits {
     idle_timeout_secs: Option<Spanned<u64>>,
     handshake_timeout_secs: Option<Spanned<u64>>,
     body_timeout_secs: Option<Spanned<u64>>,
+    h2_keepalive_secs: Option<Spanned<u64>>,
     max_buffered_bytes: Option<Spanned<u64>>,
 }
 
@@ -564,6 +569,11 @@ fn limits(file: &Path, text: &str, raw: RawLimits) -> Result<Limits, Located> {
             "limits.body_timeout_secs",
             raw.body_timeout_secs,
             defaults.body_timeout,
+        )?,
+        h2_keepalive: secs(
+            "limits.h2_keepalive_secs",
+            raw.h2_keepalive_secs,
+            defaults.h2_keepalive,
         )?,
         max_buffered_bytes: match raw.max_buffered_bytes {
             None => defaults.max_buffered_bytes,

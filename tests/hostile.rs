@@ -387,3 +387,51 @@ fn status_kb(pid: u32, key: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap()
 }
+
+#[test]
+fn http2_pings_alone_do_not_keep_an_intercepted_connection_open() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let stack = Stack::start_with(
+        |fake| fake,
+        |agent| agent.top_level("[limits]\nidle_timeout_secs = 3"),
+    );
+    let proxy = stack.agent.proxy_addr();
+    let ca = stack.agent.ca_pem_path();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, idle_for) = runtime.block_on(async move {
+        let tls = support::tunnel::tls_through_proxy(proxy, "api.openai.com", 443, &ca, &["h2"])
+            .await
+            .expect("TLS through the agent");
+        // A client that pings twice a second, with or without streams open.
+        let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(500))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+        let conn = tokio::spawn(conn);
+        let request = http::Request::post("https://api.openai.com/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                openai_chat_body(false).to_string(),
+            )))
+            .unwrap();
+        let response = send.send_request(request).await.expect("a call");
+        let status = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        let ended = Instant::now();
+        let _ = tokio::time::timeout(Duration::from_secs(15), conn).await;
+        (status, ended.elapsed())
+    });
+    assert_eq!(status, 200);
+    assert!(
+        idle_for >= Duration::from_millis(2500) && idle_for < Duration::from_secs(10),
+        "closed {idle_for:?} after its last request (idle_timeout_secs = 3)"
+    );
+}

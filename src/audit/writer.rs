@@ -174,6 +174,16 @@ struct Job {
     ack: oneshot::Sender<Result<(), String>>,
 }
 
+impl Job {
+    fn new(event: AuditEvent, ack: oneshot::Sender<Result<(), String>>) -> Job {
+        Job {
+            event,
+            after: None,
+            ack,
+        }
+    }
+}
+
 /// What a record waits for before it is written.
 pub type Precondition = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -260,10 +270,9 @@ impl AuditPermit {
         self.send(event, None)
     }
 
-    /// [`submit`](Self::submit), but the writer writes `event` only once
-    /// `after` resolves (a budget charge's ledger commit), so the record
-    /// never claims what has not happened yet. Records behind it in the
-    /// queue wait too: the chain keeps queue order.
+    /// [`submit`](Self::submit), but `event` is written only once `after`
+    /// resolves (a budget charge's ledger commit), so the record never
+    /// claims what has not happened yet. Other records do not wait for it.
     pub fn submit_after(
         self,
         event: AuditEvent,
@@ -277,17 +286,33 @@ impl AuditPermit {
         if self.shared.stopped.load(Ordering::Acquire) {
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
         }
-        let job = Job { event, after, ack };
-        // The permit's slot is given back once the record is written.
-        let job = match job.after {
-            None => match self.open.try_write(job) {
-                Ok(()) => return Written { rx },
-                Err(job) => job,
-            },
-            Some(_) => job,
-        };
-        self.permit.send(job);
+        let AuditPermit { permit, open, .. } = self;
+        match (after, tokio::runtime::Handle::try_current()) {
+            (None, _) => write(&open, permit, Job::new(event, ack)),
+            // Waited for on the request's runtime, then written like any
+            // other: the writer thread is not woken to wait for it.
+            (Some(after), Ok(runtime)) => {
+                runtime.spawn(async move {
+                    after.await;
+                    write(&open, permit, Job::new(event, ack));
+                });
+            }
+            (Some(after), Err(_)) => {
+                permit.send(Job {
+                    after: Some(after),
+                    ..Job::new(event, ack)
+                });
+            }
+        }
         Written { rx }
+    }
+}
+
+/// Write `job` now if the log is free, else queue it for the writer thread;
+/// `permit`'s slot is given back once the record is written.
+fn write(open: &OpenLog, permit: mpsc::OwnedPermit<Job>, job: Job) {
+    if let Err(job) = open.try_write(job) {
+        permit.send(job);
     }
 }
 
@@ -928,19 +953,16 @@ mod tests {
         }
     }
 
-    /// A clock the test moves; while `gate` is locked by the test, the
-    /// writer blocks when it asks for the time (before it writes).
+    /// A clock the test moves.
     #[derive(Clone)]
     struct TestClock {
         time: ManualClock,
-        gate: Arc<Mutex<()>>,
     }
 
     impl TestClock {
         fn at(day: i8) -> TestClock {
             TestClock {
                 time: ManualClock::new(on(day)),
-                gate: Arc::new(Mutex::new(())),
             }
         }
         fn set(&self, t: Timestamp) {
@@ -948,10 +970,7 @@ mod tests {
         }
         fn clock(&self) -> Clock {
             let this = self.clone();
-            Clock::from_fn(move || {
-                let _open = this.gate.lock().unwrap();
-                this.time.now()
-            })
+            Clock::from_fn(move || this.time.now())
         }
     }
 
@@ -1039,7 +1058,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_record_with_a_precondition_waits_for_it_and_keeps_queue_order() {
+    async fn a_record_with_a_precondition_waits_for_it_and_no_other_does() {
         let state = tempfile::tempdir().unwrap();
         let (log, writer) = start(state.path(), &config(64, 1000), KeyStoreChoice::File)
             .await
@@ -1052,16 +1071,19 @@ mod tests {
         });
         let mut second = sample_event();
         second.latency_ms = 2;
-        let mut second_written = log.try_reserve().unwrap().submit(second);
+        let second_written = log.try_reserve().unwrap().submit(second);
+        tokio::time::timeout(Duration::from_secs(5), second_written)
+            .await
+            .expect("the record without a precondition is written at once")
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut first_written).poll(&mut cx).is_pending());
-        assert!(Pin::new(&mut second_written).poll(&mut cx).is_pending());
-        assert_eq!(log.stats().written, 0);
+        assert_eq!(log.stats().written, 1);
         release.send(()).unwrap();
         first_written.await.unwrap();
-        second_written.await.unwrap();
+        assert_eq!(log.stats().written, 2);
         writer.shutdown().await;
         let dir = audit_dir(state.path());
         let files = day::list(&dir).unwrap();
@@ -1071,7 +1093,7 @@ mod tests {
             .filter(|r| r.event.kind == Kind::Request)
             .map(|r| r.event.latency_ms)
             .collect();
-        assert_eq!(order, [1, 2]);
+        assert_eq!(order, [2, 1]);
     }
 
     #[tokio::test]
@@ -1117,20 +1139,29 @@ mod tests {
         event.path = Some("/v1/the-one-to-find".into());
         let needle = "the-one-to-find";
 
-        // Hold the writer just before it writes.
-        let gate = clock.gate.lock().unwrap();
+        // A busy log (another writer holding it): the record is queued for
+        // the writer thread, and its Written waits for the bytes.
+        let busy = log.open.sink.lock().unwrap();
         let mut written = log.try_reserve().unwrap().submit(event);
         let early = tokio::time::timeout(Duration::from_millis(300), &mut written).await;
         assert!(early.is_err(), "resolved before the writer wrote anything");
         let before = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(!before.contains(needle));
-        drop(gate);
+        drop(busy);
 
         written.await.unwrap();
         // No fsync or shutdown needed: the bytes are in the file now.
         let after = std::fs::read_to_string(&path).unwrap();
         assert!(after.contains(needle));
         assert!(after.ends_with('\n'));
+
+        // A free log: written by the submitter, in the file when it returns.
+        let mut event = sample_event();
+        event.path = Some("/v1/written-inline".into());
+        let written = log.try_reserve().unwrap().submit(event);
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.contains("written-inline"));
+        written.await.unwrap();
         writer.shutdown().await;
     }
 

@@ -3,9 +3,12 @@
 //!
 //! Words: a connection is *busy* while a request on it is in flight (its
 //! response not yet finished) or a WebSocket session runs on it; it is
-//! *idle* otherwise, and its idle time counts from the last byte either way
-//! (bytes are seen by [`Tracked`], which wraps the accepted socket, so TLS,
-//! tunnels and upgrades are all counted).
+//! *idle* otherwise. Its idle time counts from the last byte either way
+//! (bytes are seen by [`Tracked`], which wraps the accepted socket, so TLS
+//! and tunnels are counted) until it is *serving*: an intercepted
+//! connection past its TLS handshake, whose idle time counts from its last
+//! request's end. Bytes that are not requests (HTTP/2 pings and their
+//! answers, settings, a head that never completes) do not keep it open.
 //!
 //! - A connection idle for `limits.idle_timeout` is closed: one that never
 //!   sends its first request, a partial HTTP/2 preface, a keep-alive
@@ -17,7 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,6 +36,8 @@ pub struct Conn {
     /// Milliseconds since the registry's start, at the last byte.
     last_active: AtomicU64,
     busy: AtomicUsize,
+    /// Serving requests: bytes no longer count as activity.
+    serving: AtomicBool,
     /// Cancelled to close the connection.
     pub closed: CancellationToken,
     epoch: Instant,
@@ -50,6 +55,20 @@ impl Conn {
         }
         let last = self.last_active.load(Ordering::Relaxed);
         Some(Duration::from_millis(now_ms.saturating_sub(last)))
+    }
+
+    /// From now on only requests count as activity (from now: the TLS
+    /// handshake just finished).
+    pub fn serving(&self) {
+        self.touch();
+        self.serving.store(true, Ordering::Relaxed);
+    }
+
+    /// A byte went by: activity unless the connection is serving.
+    fn saw_bytes(&self) {
+        if !self.serving.load(Ordering::Relaxed) {
+            self.touch();
+        }
     }
 
     /// Busy until the returned guard is dropped.
@@ -116,6 +135,7 @@ impl Conns {
             registry: Arc::downgrade(&self.open),
             last_active: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             busy: AtomicUsize::new(0),
+            serving: AtomicBool::new(false),
             closed: CancellationToken::new(),
             epoch: self.epoch,
         });
@@ -192,7 +212,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.conn.touch();
+            self.conn.saw_bytes();
         }
         polled
     }
@@ -206,7 +226,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.touch();
+            self.conn.saw_bytes();
         }
         polled
     }
@@ -280,6 +300,33 @@ mod tests {
         assert_eq!(conns.len(), 1);
         drop(tracked);
         assert!(conns.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_serving_connection_is_kept_open_by_requests_not_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let conns = Conns::new(10, Duration::from_millis(40));
+        let conn = conns.admit().unwrap().0;
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut tracked = Tracked::new(near, conn.clone());
+        conn.serving();
+        // A request from start to end of the gaps: busy, then active.
+        let busy = conn.busy();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        conns.sweep();
+        assert!(!conn.closed.is_cancelled(), "busy");
+        drop(busy);
+        conns.sweep();
+        assert!(!conn.closed.is_cancelled(), "a request just ended");
+        // Pings and their answers: bytes, but no request.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            far.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            tracked.read_exact(&mut byte).await.unwrap();
+            conns.sweep();
+        }
+        assert!(conn.closed.is_cancelled(), "bytes alone kept it open");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub async fn serve(
             return;
         }
     };
+    if let Some(client) = &client {
+        client.serving();
+    }
     if let Some(sni) = tls.get_ref().1.server_name() {
         if !sni.eq_ignore_ascii_case(&target.host) {
             tracing::debug!(host = %target.host, sni, "SNI differs from the CONNECT host");
@@ -72,7 +75,14 @@ pub async fn serve(
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
+    // A silent HTTP/2 client is pinged, and the connection (with whatever
+    // streams it holds upstream) closed if the ping goes unanswered: a
+    // laptop that went to sleep mid-stream does not hold a provider stream.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(state.limits.h2_keepalive))
+        .keep_alive_timeout(state.limits.h2_keepalive);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(conn);
     let result = tokio::select! {
