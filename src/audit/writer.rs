@@ -101,19 +101,19 @@ impl std::fmt::Debug for OpenLog {
 
 impl OpenLog {
     /// Write `job` now if nobody else is using the log; else hand it back.
-    fn try_write(&self, job: Job) -> Result<(), Job> {
+    fn try_write(&self, job: Job) -> Option<Job> {
         let Ok(mut guard) = self.sink.try_lock() else {
-            return Err(job);
+            return Some(job);
         };
         let Some(sink) = guard.as_mut() else {
-            return Err(job);
+            return Some(job);
         };
         let was_clean = sink.dirty_since.is_none();
         sink.write_jobs(&mut vec![job]);
         if was_clean && sink.dirty_since.is_some() {
             self.dirty.notify_one();
         }
-        Ok(())
+        None
     }
 
     /// Run `f` on the open sink (waiting for the lock: the writer thread).
@@ -311,7 +311,7 @@ impl AuditPermit {
 /// Write `job` now if the log is free, else queue it for the writer thread;
 /// `permit`'s slot is given back once the record is written.
 fn write(open: &OpenLog, permit: mpsc::OwnedPermit<Job>, job: Job) {
-    if let Err(job) = open.try_write(job) {
+    if let Some(job) = open.try_write(job) {
         permit.send(job);
     }
 }
