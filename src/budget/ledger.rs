@@ -13,13 +13,15 @@
 //!   [`Ledger::reserve`] to exactly one [`Ledger::settle`] or
 //!   [`Ledger::release`].
 //!
-//! Split: the request path only touches the in-memory [`Reservations`]
-//! (one mutex, no I/O). A settle also queues its charge rows on a bounded
-//! channel to one writer thread ([`LedgerWriter`]), which drains whatever is
-//! queued, inserts it in one transaction and commits, then resolves each
-//! charge's [`Committed`]. A commit follows as soon as work arrives, so a
-//! queued charge waits at most one commit (tens of µs); under load batches
-//! grow and one commit covers many charges.
+//! Split: admission only touches the in-memory [`Reservations`] (one mutex,
+//! no I/O). A settle commits its charge rows itself when the ledger file is
+//! free (one small transaction into the WAL: write(2), no fsync, no hand-off
+//! to another thread), and its [`Committed`] is resolved when `settle`
+//! returns. When the file is busy (another settle, or the writer), the rows
+//! go on a bounded channel to one writer thread ([`LedgerWriter`]), which
+//! drains whatever is queued, inserts it in one transaction and commits,
+//! then resolves each charge's [`Committed`]: nobody waits on the lock, and
+//! under load batches grow and one commit covers many charges.
 //!
 //! Crash safety, the same promise as the audit log's: WAL with
 //! `synchronous = NORMAL`, so a commit is in the WAL file (write(2), no
@@ -240,6 +242,12 @@ struct Shared {
     // Read on every reserve/settle (uncontended); written only by `reset`.
     current: RwLock<Arc<Reservations>>,
     queue: SyncSender<Job>,
+    /// The committing connection, shared by `settle` (when free) and the
+    /// writer thread; `None` once the writer has stopped.
+    writer: Arc<Mutex<Option<Connection>>>,
+    /// Tells the sync thread a commit needs an fsync (`false`) or that the
+    /// writer has stopped (`true`).
+    dirty: SyncSender<bool>,
     /// Jobs that found the queue full: the writer takes them with its next
     /// batch. Settling never waits for the writer.
     spill: Arc<Mutex<Vec<Job>>>,
@@ -304,9 +312,23 @@ impl Ledger {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let spill = Arc::new(Mutex::new(Vec::new()));
         let writer_spill = spill.clone();
+        let writer = Arc::new(Mutex::new(Some(writer_conn)));
+        let thread_writer = writer.clone();
+        // The syncer fsyncs (checkpoints) on its own connection and thread,
+        // so commits never wait behind an fsync. A full channel means a sync
+        // is already due.
+        let (dirty, dirty_rx) = mpsc::sync_channel::<bool>(1);
+        let thread_dirty = dirty.clone();
         let thread = std::thread::Builder::new()
             .name("outpost-ledger".into())
-            .spawn(move || run_writer(writer_conn, jobs, writer_spill, syncer_conn))
+            .spawn(move || {
+                run_writer(
+                    &thread_writer,
+                    jobs,
+                    writer_spill,
+                    (syncer_conn, thread_dirty, dirty_rx),
+                );
+            })
             .map_err(|source| LedgerError::Dir {
                 path: dir.clone(),
                 source,
@@ -315,6 +337,8 @@ impl Ledger {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(reservations)),
                 queue: queue.clone(),
+                writer,
+                dirty,
                 spill,
                 spilled: std::sync::atomic::AtomicU64::new(0),
                 reader,
@@ -369,9 +393,33 @@ impl Ledger {
             }
         }
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Job::Charges(rows, Ack::Async(tx)));
+        let job = Job::Charges(rows, Ack::Async(tx));
+        if let Some(job) = self.try_commit(job) {
+            self.enqueue(job);
+        }
         drop(current);
         Committed { rx }
+    }
+
+    /// Commit `job` now if the ledger file is free, and acknowledge it;
+    /// else hand it back (for the writer's queue).
+    fn try_commit(&self, job: Job) -> Option<Job> {
+        let Ok(mut guard) = self.shared.writer.try_lock() else {
+            return Some(job);
+        };
+        let Some(conn) = guard.as_mut() else {
+            return Some(job);
+        };
+        let result = write_batch(conn, std::slice::from_ref(&job)).map_err(|e| {
+            tracing::error!("budget ledger: commit failed: {e}");
+            e.to_string()
+        });
+        drop(guard);
+        let _ = self.shared.dirty.try_send(false);
+        if let Job::Charges(_, ack) = job {
+            ack.send(result);
+        }
+        None
     }
 
     /// The request failed before costing anything: drop its hold. No I/O.
@@ -687,16 +735,15 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
     Ok(reservations)
 }
 
+/// The sync thread's connection, and the channel that wakes it.
+type Syncer = (Arc<Mutex<Connection>>, SyncSender<bool>, Receiver<bool>);
+
 fn run_writer(
-    mut conn: Connection,
+    writer: &Mutex<Option<Connection>>,
     jobs: Receiver<Job>,
     spill: Arc<Mutex<Vec<Job>>>,
-    syncer: Arc<Mutex<Connection>>,
+    (syncer, dirty, dirty_rx): Syncer,
 ) {
-    // The syncer fsyncs (checkpoints) on its own connection and thread, so
-    // commits never wait behind an fsync. A full channel means a sync is
-    // already due.
-    let (dirty, dirty_rx) = mpsc::sync_channel::<()>(1);
     let sync_thread = std::thread::Builder::new()
         .name("outpost-ledger-sync".into())
         .spawn(move || run_syncer(syncer, dirty_rx));
@@ -715,14 +762,26 @@ fn run_writer(
         }
         batch.append(&mut spill.lock().unwrap_or_else(PoisonError::into_inner));
         let stop = batch.iter().any(|job| matches!(job, Job::Stop(_)));
-        let result = write_batch(&mut conn, &batch).map_err(|e| {
-            tracing::error!("budget ledger: commit failed: {e}");
-            e.to_string()
-        });
-        if stop {
-            sync(&conn);
-        } else {
-            let _ = dirty.try_send(());
+        let result = {
+            let mut guard = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = match guard.as_mut() {
+                Some(conn) => write_batch(conn, &batch).map_err(|e| {
+                    tracing::error!("budget ledger: commit failed: {e}");
+                    e.to_string()
+                }),
+                None => Err("the ledger writer has stopped".to_string()),
+            };
+            if stop {
+                // Closed: a settle from now on finds no connection and
+                // queues (to a writer that is gone: "stopped").
+                if let Some(conn) = guard.take() {
+                    sync(&conn);
+                }
+            }
+            result
+        };
+        if !stop {
+            let _ = dirty.try_send(false);
         }
         for job in batch {
             let ack = match job {
@@ -738,19 +797,22 @@ fn run_writer(
             break;
         }
     }
-    drop(dirty);
     if let Ok(thread) = sync_thread {
+        let _ = dirty.send(true);
         let _ = thread.join();
     }
 }
 
 /// At most [`SYNC_EVERY`] after a commit, fsync it.
-fn run_syncer(conn: Arc<Mutex<Connection>>, dirty: Receiver<()>) {
-    while dirty.recv().is_ok() {
+fn run_syncer(conn: Arc<Mutex<Connection>>, dirty: Receiver<bool>) {
+    while let Ok(false) = dirty.recv() {
         std::thread::sleep(SYNC_EVERY);
         // Commits made while sleeping are covered by this sync.
-        let _ = dirty.try_recv();
+        let stopped = dirty.try_recv() == Ok(true);
         sync(&conn.lock().unwrap_or_else(PoisonError::into_inner));
+        if stopped {
+            return;
+        }
     }
 }
 
@@ -872,14 +934,18 @@ mod tests {
     fn a_burst_past_the_writer_queue_never_blocks_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        // Far more charges than the queue holds, settled as fast as one
-        // thread can: some spill beside the full queue; none may be lost.
+        // Far more charges than the queue holds while the ledger file is
+        // busy (held here, as a long commit would): they queue, some spill
+        // beside the full queue; none may be lost.
+        let busy = ledger.shared.writer.lock().unwrap();
         let n = 3 * QUEUE_CAPACITY;
         let mut committed = Vec::with_capacity(n);
         for i in 0..n {
             let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.001).unwrap();
             committed.push(ledger.settle(hold, settlement(0.001, &format!("r{i}"))));
         }
+        assert!(ledger.spilled() > 0);
+        drop(busy);
         for c in committed {
             c.wait().unwrap();
         }
@@ -888,6 +954,27 @@ mod tests {
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         let total = spent(&ledger, "day", TODAY);
         assert!((total - 0.001 * n as f64).abs() < 1e-6, "{total}");
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_settle_on_a_free_ledger_is_committed_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.5).unwrap();
+        let mut committed = ledger.settle(hold, settlement(0.25, "r1"));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(
+            Pin::new(&mut committed).poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        // In the file: a second connection sees it.
+        let rows: i64 = connect(&dir.path().join("budget/ledger.db"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM charges", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
         writer.shutdown().unwrap();
     }
 
