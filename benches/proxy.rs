@@ -10,8 +10,13 @@
 //! leaf certificate for a new host. Also the nearest peer, side by side: a no-op MITM proxy
 //! on hudsucker (`benches/peer`, its own crate), built and started by this bench.
 //!
+//! Every path runs once per round and rounds are interleaved; each figure
+//! shown is the median over the rounds, so a noisy moment of a shared
+//! machine lands on one round of every path rather than on one path.
+//!
 //! Run: `cargo bench --bench proxy` (release build). `OUTPOST_BENCH_SECS`
-//! sets seconds per cell (default 4).
+//! sets seconds per cell (default 2), `OUTPOST_BENCH_ROUNDS` the rounds
+//! (default 3).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -77,7 +82,7 @@ fn main() {
     let secs: u64 = std::env::var("OUTPOST_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(2);
     let cell = Duration::from_secs(secs);
 
     let ca = TestCa::new();
@@ -119,75 +124,78 @@ fn main() {
         proxy_limits_tls: tls_config(&certs_from_pem_file(&agent_limits.ca_pem_path())),
     });
 
-    println!("outpost proxy bench: {secs}s per cell, keep-alive HTTP/1.1 over TLS, 1 KB prompt");
+    let rounds: usize = std::env::var("OUTPOST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "outpost proxy bench: {secs}s per cell, {rounds} interleaved rounds (medians shown), \
+         keep-alive HTTP/1.1 over TLS, 1 KB prompt"
+    );
     println!("machine: {}", common::machine());
     println!();
-    println!("(proxy = default policy + audit log with content=hash; no-audit = same agent config with [audit] enabled = false;");
-    println!(" limits = proxy + 3 budgets (user/day, device/month, all/week in Europe/Berlin) + 1 rate limit, all applying, none reached)");
-    println!(
-        "{:<11} {:>4} | {:>10} {:>10} {:>9} | {:>12} {:>10} | {:>10} {:>10} {:>9} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>9} {:>9}",
-        "mode",
-        "conc",
-        "direct p50",
-        "p99",
-        "req/s",
-        "no-audit p50",
-        "p99",
-        "proxy p50",
-        "p99",
-        "req/s",
-        "added p50",
-        "added p99",
-        "ratio",
-        "limits p50",
-        "p99",
-        "added p50",
-        "added p99"
-    );
+    println!("direct = to the fake provider; MITM = no-op hudsucker 0.25 proxy; core = Outpost, [audit] enabled = false;");
+    println!("policy = default policy + audit log (content = hash); budgets = policy + 3 budgets + 1 rate limit, all applying.");
+    println!("added = p50 minus direct's; first = time to the first body byte (stream: the first event).");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    const PATHS: [(Path, &str); 5] = [
+        (Path::Direct, "direct"),
+        (Path::Peer, "MITM"),
+        (Path::ProxyNoAudit, "core"),
+        (Path::Proxy, "policy"),
+        (Path::ProxyLimits, "budgets"),
+    ];
     for stream in [false, true] {
         for concurrency in [1usize, 8] {
-            let run =
-                |path| runtime.block_on(run_cell(&endpoints, path, stream, concurrency, cell));
-            let direct = run(Path::Direct);
-            let no_audit = run(Path::ProxyNoAudit);
-            let proxied = run(Path::Proxy);
-            let limited = run(Path::ProxyLimits);
-            let peer = run(Path::Peer);
+            // Every path once per round, rounds interleaved, so that a noisy
+            // moment of the machine lands on one round of every path.
+            let mut cells: Vec<Vec<CellResult>> = PATHS.iter().map(|_| Vec::new()).collect();
+            for _ in 0..rounds {
+                for (i, (path, _)) in PATHS.iter().enumerate() {
+                    let cell =
+                        runtime.block_on(run_cell(&endpoints, *path, stream, concurrency, cell));
+                    cells[i].push(cell);
+                }
+            }
+            let medians: Vec<CellResult> = cells.iter().map(|c| CellResult::median(c)).collect();
+            let direct = &medians[0];
+            println!();
             println!(
-                "{:<11} {:>4} | {:>10} {:>10} {:>9.0} | {:>12} {:>10} | {:>10} {:>10} {:>9.0} | {:>9} {:>9} {:>7.2} | {:>10} {:>10} {:>9} {:>9}",
-                if stream { "stream" } else { "non-stream" },
-                concurrency,
-                us(direct.p50),
-                us(direct.p99),
-                direct.rps,
-                us(no_audit.p50),
-                us(no_audit.p99),
-                us(proxied.p50),
-                us(proxied.p99),
-                proxied.rps,
-                signed_us(proxied.p50, direct.p50),
-                signed_us(proxied.p99, direct.p99),
-                proxied.rps / direct.rps,
-                us(limited.p50),
-                us(limited.p99),
-                signed_us(limited.p50, direct.p50),
-                signed_us(limited.p99, direct.p99),
+                "{} at concurrency {concurrency}:",
+                if stream {
+                    "stream (8 events)"
+                } else {
+                    "non-stream"
+                }
             );
             println!(
-                "{:<11} {:>4} | no-op MITM (hudsucker 0.25): p50 {:>6} p99 {:>6} req/s {:>7.0} | added p50 {:>7} p99 {:>7} | ratio {:>5.2} | outpost/peer throughput {:>5.2}",
-                "",
-                "",
-                us(peer.p50),
-                us(peer.p99),
-                peer.rps,
+                "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11}",
+                "path", "p50", "p99", "added", "first", "req/s", "vs direct"
+            );
+            for ((_, name), m) in PATHS.iter().zip(&medians) {
+                println!(
+                    "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>11.2}",
+                    name,
+                    us(m.p50),
+                    us(m.p99),
+                    signed_us(m.p50, direct.p50),
+                    us(m.first),
+                    m.rps,
+                    m.rps / direct.rps,
+                );
+            }
+            let (peer, policy, budgets) = (&medians[1], &medians[3], &medians[4]);
+            println!(
+                "  policy vs MITM: added p50 {} vs {}, throughput ratio {:.2}, first byte {} vs {}; budgets add {} p50",
+                signed_us(policy.p50, direct.p50),
                 signed_us(peer.p50, direct.p50),
-                signed_us(peer.p99, direct.p99),
-                peer.rps / direct.rps,
-                proxied.rps / peer.rps,
+                policy.rps / peer.rps,
+                us(policy.first),
+                us(peer.first),
+                signed_us(budgets.p50, policy.p50),
             );
         }
     }
@@ -216,7 +224,25 @@ fn main() {
 struct CellResult {
     p50: Duration,
     p99: Duration,
+    /// p50 time to the first body byte.
+    first: Duration,
     rps: f64,
+}
+
+impl CellResult {
+    /// Each figure's median over `cells` (rounds of one path).
+    fn median(cells: &[CellResult]) -> CellResult {
+        fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            v[v.len() / 2]
+        }
+        CellResult {
+            p50: mid(cells.iter().map(|c| c.p50).collect()),
+            p99: mid(cells.iter().map(|c| c.p99).collect()),
+            first: mid(cells.iter().map(|c| c.first).collect()),
+            rps: mid(cells.iter().map(|c| c.rps).collect()),
+        }
+    }
 }
 
 async fn run_cell(
@@ -240,14 +266,19 @@ async fn run_cell(
         }));
     }
     let mut samples = Vec::new();
+    let mut firsts = Vec::new();
     for w in workers {
-        samples.extend(w.await.expect("worker"));
+        let (total, first) = w.await.expect("worker");
+        samples.extend(total);
+        firsts.extend(first);
     }
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    firsts.sort();
+    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
     CellResult {
-        p50: pct(0.50),
-        p99: pct(0.99),
+        p50: pct(&samples, 0.50),
+        p99: pct(&samples, 0.99),
+        first: pct(&firsts, 0.50),
         rps: samples.len() as f64 / duration.as_secs_f64(),
     }
 }
@@ -258,13 +289,14 @@ async fn worker(
     body: Bytes,
     measure_from: Instant,
     end: Instant,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, Vec<Duration>) {
     let tls = connect(endpoints, path).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("http1 handshake");
     tokio::spawn(conn);
     let mut samples = Vec::new();
+    let mut firsts = Vec::new();
     loop {
         let t0 = Instant::now();
         if t0 >= end {
@@ -282,18 +314,24 @@ async fn worker(
             "status {}",
             response.status()
         );
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert!(!bytes.is_empty());
+        let mut body = response.into_body();
+        let mut first = None;
+        let mut bytes = 0;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("body").into_data() {
+                if !data.is_empty() {
+                    first.get_or_insert_with(|| t0.elapsed());
+                    bytes += data.len();
+                }
+            }
+        }
+        assert!(bytes > 0);
         if t0 >= measure_from {
             samples.push(t0.elapsed());
+            firsts.extend(first);
         }
     }
-    samples
+    (samples, firsts)
 }
 
 async fn connect(endpoints: &Endpoints, path: Path) -> tokio_rustls::client::TlsStream<TcpStream> {
