@@ -7,8 +7,13 @@
 //! under the *host name* even when the address was overridden.
 //!
 //! [`Upstream`] is the pooled hyper-util client over that connector, used for
-//! every intercepted request; it speaks h2 when the provider offers it by
-//! ALPN, else HTTP/1.1. Tunnels and WebSocket bridges use the connector
+//! every intercepted request. It speaks HTTP/1.1 (ALPN `http/1.1` only),
+//! one pooled connection per call in flight: over one multiplexed HTTP/2
+//! connection every call's frames went through that connection's task, and
+//! the hand-offs between it and the calls' tasks cost more than the TLS
+//! sessions saved (the proxy bench: at concurrency 8, 0.29–0.37 of a no-op
+//! MITM's throughput over HTTP/2, 0.46 over HTTP/1.1). Clients still speak
+//! HTTP/2 to Outpost. Tunnels and WebSocket bridges use the connector
 //! directly.
 
 use std::collections::HashMap;
@@ -122,22 +127,14 @@ impl ConnectError {
     }
 }
 
-/// ALPN to offer upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alpn {
-    /// `h2` then `http/1.1`: ordinary requests.
-    H2OrHttp1,
-    /// `http/1.1` only: WebSocket upgrades need HTTP/1.1.
-    Http1Only,
-}
-
 struct ConnectorInner {
     resolve: HashMap<String, SocketAddr>,
     allow_local: Vec<String>,
     /// Refuse destinations on this machine (off for endpoints the config names).
     guard_local: bool,
-    tls_any: Arc<ClientConfig>,
-    tls_h1: Arc<ClientConfig>,
+    /// ALPN `http/1.1` only (see the module docs; WebSocket upgrades need
+    /// it too).
+    tls: Arc<ClientConfig>,
     connect_timeout: Duration,
 }
 
@@ -172,8 +169,7 @@ impl Connector {
                 resolve: config.resolve.clone(),
                 allow_local: config.allow_local.clone(),
                 guard_local: true,
-                tls_any: client_config(&crate::tls::ALPN_H2_H1),
-                tls_h1: client_config(&[b"http/1.1"]),
+                tls: client_config(&[b"http/1.1"]),
                 connect_timeout: config.connect_timeout,
             }),
         }
@@ -192,18 +188,13 @@ impl Connector {
         &self,
         host: &str,
         port: u16,
-        alpn: Alpn,
     ) -> Result<TlsStream<TcpStream>, ConnectError> {
         let limit = self.inner.connect_timeout;
         let work = async {
             let tcp = self.dial(host, port).await?;
             let name = ServerName::try_from(host.to_string())
                 .map_err(|_| ConnectError::new(host, ConnectErrorKind::NoHost))?;
-            let config = match alpn {
-                Alpn::H2OrHttp1 => self.inner.tls_any.clone(),
-                Alpn::Http1Only => self.inner.tls_h1.clone(),
-            };
-            TlsConnector::from(config)
+            TlsConnector::from(self.inner.tls.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| ConnectError::new(host, ConnectErrorKind::Tls(e)))
@@ -214,7 +205,7 @@ impl Connector {
     }
 
     /// Connect for a URI: TLS for `https`, plain TCP for `http`.
-    pub async fn connect_uri(&self, uri: &Uri, alpn: Alpn) -> Result<UpstreamIo, ConnectError> {
+    pub async fn connect_uri(&self, uri: &Uri) -> Result<UpstreamIo, ConnectError> {
         let host = uri
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
@@ -222,7 +213,7 @@ impl Connector {
         let https = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let stream = if https {
-            Stream::Tls(Box::new(self.connect_tls(host, port, alpn).await?))
+            Stream::Tls(Box::new(self.connect_tls(host, port).await?))
         } else {
             Stream::Plain(self.connect_tcp(host, port).await?)
         };
@@ -285,8 +276,7 @@ impl Connector {
                 resolve: inner.resolve.clone(),
                 allow_local: inner.allow_local.clone(),
                 guard_local: false,
-                tls_any: inner.tls_any.clone(),
-                tls_h1: inner.tls_h1.clone(),
+                tls: inner.tls.clone(),
                 connect_timeout: inner.connect_timeout,
             }),
         }
@@ -378,7 +368,7 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { this.connect_uri(&uri, Alpn::H2OrHttp1).await })
+        Box::pin(async move { this.connect_uri(&uri).await })
     }
 }
 
@@ -448,17 +438,12 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// An upstream connection as hyper sees it; reports ALPN h2 to the pool.
+/// An upstream connection as hyper sees it (always HTTP/1.1).
 pub struct UpstreamIo(TokioIo<Stream>);
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        match self.0.inner() {
-            Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                Connected::new().negotiated_h2()
-            }
-            _ => Connected::new(),
-        }
+        Connected::new()
     }
 }
 

@@ -230,8 +230,11 @@ fn assert_sse_streams_through(http2: bool) {
     let pieces = stack.fake.stream_pieces();
     let spread = arrival_spread(&streamed.pieces, &pieces[0], pieces.last().expect("pieces"));
     let configured = stack.fake.stream_content_spread();
+    // A buffered stream arrives all at once (a spread near zero); on a
+    // loaded two-core machine the first event alone can come a few hundred
+    // ms late, so half the configured spread is the bar.
     assert!(
-        spread.as_secs_f64() >= 0.7 * configured.as_secs_f64(),
+        spread.as_secs_f64() >= 0.5 * configured.as_secs_f64(),
         "events arrived within {spread:?}, but the fake spread them over {configured:?}: the proxy buffers the stream"
     );
 }

@@ -42,7 +42,7 @@ use crate::policy::Policy;
 use crate::provider::socket::socket_api;
 use crate::provider::{Api, ApiCall, ErrorKind, Provider, ProviderEntry};
 use crate::refusal::Refusal;
-use crate::upstream::{Alpn, BoxError};
+use crate::upstream::BoxError;
 
 /// Is this an HTTP/1.1 WebSocket upgrade request? A handshake is a `GET`
 /// without a body (RFC 6455 §4.1). Anything else carrying the upgrade
@@ -260,12 +260,7 @@ async fn upgrade(
         Ok(uri) => uri,
         Err(err) => return fail(ErrorKind::BadRequest, err.to_string()),
     };
-    let io = match state
-        .upstream
-        .connector()
-        .connect_uri(&uri, Alpn::Http1Only)
-        .await
-    {
+    let io = match state.upstream.connector().connect_uri(&uri).await {
         Ok(io) => io,
         Err(err) if err.is_timeout() => {
             return fail(ErrorKind::UpstreamTimeout, err.kind.to_string())
