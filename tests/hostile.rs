@@ -126,11 +126,7 @@ fn a_flood_of_silent_tls_connections_does_not_keep_out_a_real_call() {
     );
     let proxy = stack.agent.proxy_addr();
     let ca = stack.agent.ca_pem_path();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let silent: Vec<_> = runtime.block_on(async {
         let mut handles = Vec::new();
         for _ in 0..400 {
@@ -398,11 +394,7 @@ fn http2_pings_alone_do_not_keep_an_intercepted_connection_open() {
     );
     let proxy = stack.agent.proxy_addr();
     let ca = stack.agent.ca_pem_path();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let (status, idle_for) = runtime.block_on(async move {
         let tls = support::tunnel::tls_through_proxy(proxy, "api.openai.com", 443, &ca, &["h2"])
             .await
@@ -434,4 +426,13 @@ fn http2_pings_alone_do_not_keep_an_intercepted_connection_open() {
         idle_for >= Duration::from_millis(2500) && idle_for < Duration::from_secs(10),
         "closed {idle_for:?} after its last request (idle_timeout_secs = 3)"
     );
+}
+
+/// The runtime the raw clients of a test run on.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

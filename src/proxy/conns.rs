@@ -282,13 +282,13 @@ mod tests {
         assert!(conns.admit().is_none(), "every connection busy: refused");
     }
 
-    #[tokio::test]
-    async fn a_connection_leaves_when_its_socket_closes_and_bytes_count_as_activity() {
+    /// A byte every 15 ms for 60 ms, through `tracked`, sweeping after each.
+    async fn trickle(
+        conns: &Conns,
+        far: &mut tokio::io::DuplexStream,
+        tracked: &mut Tracked<tokio::io::DuplexStream>,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let conns = Conns::new(10, Duration::from_millis(30));
-        let conn = conns.admit().unwrap().0;
-        let (near, mut far) = tokio::io::duplex(64);
-        let mut tracked = Tracked::new(near, conn.clone());
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(15)).await;
             far.write_all(b"x").await.unwrap();
@@ -296,6 +296,15 @@ mod tests {
             tracked.read_exact(&mut byte).await.unwrap();
             conns.sweep();
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_leaves_when_its_socket_closes_and_bytes_count_as_activity() {
+        let conns = Conns::new(10, Duration::from_millis(30));
+        let conn = conns.admit().unwrap().0;
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut tracked = Tracked::new(near, conn.clone());
+        trickle(&conns, &mut far, &mut tracked).await;
         assert!(!conn.closed.is_cancelled(), "bytes kept it active");
         assert_eq!(conns.len(), 1);
         drop(tracked);
@@ -304,7 +313,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_serving_connection_is_kept_open_by_requests_not_bytes() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let conns = Conns::new(10, Duration::from_millis(40));
         let conn = conns.admit().unwrap().0;
         let (near, mut far) = tokio::io::duplex(64);
@@ -319,13 +327,7 @@ mod tests {
         conns.sweep();
         assert!(!conn.closed.is_cancelled(), "a request just ended");
         // Pings and their answers: bytes, but no request.
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            far.write_all(b"x").await.unwrap();
-            let mut byte = [0u8; 1];
-            tracked.read_exact(&mut byte).await.unwrap();
-            conns.sweep();
-        }
+        trickle(&conns, &mut far, &mut tracked).await;
         assert!(conn.closed.is_cancelled(), "bytes alone kept it open");
     }
 
