@@ -29,9 +29,10 @@
 //! The writer is a dedicated OS thread with its own single-threaded tokio
 //! runtime (for the queue and timers), so its slow file I/O (fsync, new
 //! day files, retention) never occupies the agent's runtime. It fsyncs at
-//! least every 100 ms while there are unsynced writes, switches files at the UTC day boundary (never back
-//! to an earlier day, whatever the clock does), sweeps old files daily
-//! (`retention`), and at start repairs a torn tail (`recover`).
+//! least every 100 ms while there are unsynced writes, switches files at
+//! the UTC day boundary (never back to an earlier day, whatever the clock
+//! does), sweeps old files daily (`retention`), and at start repairs a torn
+//! tail (`recover`).
 //!
 //! A record that cannot be written (disk full) is not silently lost: its
 //! [`Written`] resolves to an error, `AuditStats::failed` counts it, the
