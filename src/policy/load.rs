@@ -150,12 +150,10 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 /// Why a root agent must not load a file: another user owns it, or users
 /// other than its owner may write it.
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn untrusted(file: &std::fs::Metadata) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    // The effective user of this process owns /proc/self.
-    let euid = std::fs::metadata("/proc/self").ok()?.uid();
-    if euid != 0 {
+    if !rustix::process::geteuid().is_root() {
         return None;
     }
     if file.uid() != 0 {
@@ -174,7 +172,7 @@ fn untrusted(file: &std::fs::Metadata) -> Option<String> {
     None
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 fn untrusted(_: &std::fs::Metadata) -> Option<String> {
     None
 }
@@ -1203,6 +1201,31 @@ fn compile_scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_root_agent_loads_only_root_owned_files_others_cannot_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("50-x.toml");
+        std::fs::write(&path, "").unwrap();
+        let meta = |mode: u32| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            std::fs::metadata(&path).unwrap()
+        };
+        if !rustix::process::geteuid().is_root() {
+            // Not root: nothing is refused for its owner or mode.
+            assert_eq!(untrusted(&meta(0o666)), None);
+            return;
+        }
+        assert_eq!(untrusted(&meta(0o644)), None);
+        let why = untrusted(&meta(0o664)).expect("group-writable refused");
+        assert!(why.contains("chmod go-w"), "{why}");
+        assert!(untrusted(&meta(0o646)).is_some(), "world-writable refused");
+        std::os::unix::fs::chown(&path, Some(1000), None).unwrap();
+        let why = untrusted(&meta(0o644)).expect("another owner refused");
+        assert!(why.contains("owned by uid 1000"), "{why}");
+    }
 
     fn layer(name: &str, text: &str) -> Layer {
         Layer {
