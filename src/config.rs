@@ -128,6 +128,9 @@ pub struct Limits {
     /// An intercepted HTTP/2 connection silent this long is pinged, and
     /// closed if the ping is not answered within the same time.
     pub h2_keepalive: Duration,
+    /// A governed WebSocket session with no message either way this long is
+    /// closed (1001), its unfinished calls recorded as cut.
+    pub socket_idle_timeout: Duration,
     /// Memory the request bodies held for inspection may take, all calls
     /// together (a body costs three times its length); calls beyond it wait
     /// (up to `body_timeout`) for room.
@@ -142,6 +145,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
             h2_keepalive: Duration::from_secs(30),
+            socket_idle_timeout: Duration::from_secs(3600),
             max_buffered_bytes: 256 * 1024 * 1024,
         }
     }
@@ -335,6 +339,7 @@ struct RawLimits {
     handshake_timeout_secs: Option<Spanned<u64>>,
     body_timeout_secs: Option<Spanned<u64>>,
     h2_keepalive_secs: Option<Spanned<u64>>,
+    socket_idle_timeout_secs: Option<Spanned<u64>>,
     max_buffered_bytes: Option<Spanned<u64>>,
 }
 
@@ -574,6 +579,11 @@ fn limits(file: &Path, text: &str, raw: RawLimits) -> Result<Limits, Located> {
             "limits.h2_keepalive_secs",
             raw.h2_keepalive_secs,
             defaults.h2_keepalive,
+        )?,
+        socket_idle_timeout: secs(
+            "limits.socket_idle_timeout_secs",
+            raw.socket_idle_timeout_secs,
+            defaults.socket_idle_timeout,
         )?,
         max_buffered_bytes: match raw.max_buffered_bytes {
             None => defaults.max_buffered_bytes,

@@ -602,3 +602,61 @@ fn an_unknown_socket_path_under_forward_is_bridged_with_a_record() {
         .as_str()
         .is_some_and(|w| w.contains("WebSocket endpoint")));
 }
+
+#[test]
+fn a_session_silent_both_ways_is_closed_after_the_socket_idle_timeout() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).start();
+    let agent = start(&fake, &ca, |a| {
+        a.top_level("[limits]\nsocket_idle_timeout_secs = 2")
+    });
+    let (closed, after) = block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let url = "wss://api.openai.com/v1/realtime?model=gpt-realtime";
+            let mut ws = connect(agent.proxy_addr(), &agent.ca_pem_path(), url)
+                .await
+                .expect("upgrade");
+            read_until(&mut ws, &["session.created"]).await;
+            // Then nothing either way.
+            let silent = std::time::Instant::now();
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => break (frame, silent.elapsed()),
+                    Some(Ok(_)) => continue,
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the silent session was never closed")
+    });
+    let frame = closed.expect("a close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert!(
+        frame.reason.contains("socket_idle_timeout_secs"),
+        "{}",
+        frame.reason
+    );
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed after {after:?}"
+    );
+    // The provider's side is closed too (the fake notes it as it reads it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let upstream_closed = || {
+        fake.sockets()
+            .iter()
+            .any(|s| s.close().is_some_and(|(code, _)| code == 1001))
+    };
+    while !upstream_closed() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        upstream_closed(),
+        "{:#?}",
+        fake.sockets()
+            .iter()
+            .map(|s| s.close().map(|(c, r)| (c, r.to_string())))
+            .collect::<Vec<_>>()
+    );
+}

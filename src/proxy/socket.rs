@@ -200,6 +200,18 @@ impl Session {
                         End::Closed
                     }
                 },
+                // Any message either way starts the wait again.
+                () = tokio::time::sleep(self.state.limits.socket_idle_timeout) => {
+                    let why = format!(
+                        "no message either way for {} s (limits.socket_idle_timeout_secs)",
+                        self.state.limits.socket_idle_timeout.as_secs()
+                    );
+                    tracing::info!("WebSocket session closed: {why}");
+                    let going = CloseFrame { code: CloseCode::Away, reason: why.into() };
+                    let _ = bounded(self.state.limits.idle_timeout, self.client.close(Some(going.clone()))).await;
+                    let _ = bounded(self.state.limits.idle_timeout, self.upstream.close(Some(going))).await;
+                    End::Closed
+                }
                 () = self.state.shutdown.cancelled() => {
                     let going = CloseFrame { code: CloseCode::Away, reason: "Outpost is shutting down".into() };
                     let _ = bounded(self.state.limits.idle_timeout, self.client.close(Some(going.clone()))).await;
