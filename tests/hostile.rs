@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::raw::{closed_within, RawPeers};
@@ -435,4 +437,103 @@ fn client_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+#[test]
+fn an_http2_client_that_stops_answering_pings_is_closed_mid_stream() {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let stack = Stack::start_with(
+        |fake| {
+            fake.stream_events(30)
+                .stream_delay(Duration::from_millis(500))
+        },
+        |agent| agent.top_level("[limits]\nh2_keepalive_secs = 1"),
+    );
+    let proxy = stack.agent.proxy_addr();
+    let ca = stack.agent.ca_pem_path();
+    let runtime = client_runtime();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let freeze = frozen.clone();
+    let started = Instant::now();
+    let _client = runtime.block_on(async move {
+        let tls = support::tunnel::tls_through_proxy(proxy, "api.openai.com", 443, &ca, &["h2"])
+            .await
+            .expect("TLS through the agent");
+        let io = Freezable { inner: tls, frozen };
+        let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .expect("h2 handshake");
+        tokio::spawn(conn);
+        let request = http::Request::post("https://api.openai.com/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                openai_chat_body(true).to_string(),
+            )))
+            .unwrap();
+        let response = send.send_request(request).await.expect("a streaming call");
+        assert_eq!(response.status(), 200);
+        // From here the client neither reads nor writes, as a laptop gone
+        // to sleep: the agent's pings go unanswered. The stream would run 15 s.
+        freeze.store(true, Ordering::SeqCst);
+        (send, response)
+    });
+    let records = support::records::wait_for_records(&stack.agent.state_dir(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call was recorded only after {:?}: the agent held the silent client's stream",
+        started.elapsed()
+    );
+    assert_ne!(records[0]["decision"], "allow", "{:#}", records[0]);
+}
+
+/// A stream that stops reading and writing (both stay pending) once
+/// `frozen` is set.
+struct Freezable<S> {
+    inner: S,
+    frozen: Arc<AtomicBool>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Freezable<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Freezable<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
