@@ -601,6 +601,47 @@ fn an_unknown_socket_path_under_forward_is_bridged_with_a_record() {
     assert!(records[0]["uninspected"]
         .as_str()
         .is_some_and(|w| w.contains("WebSocket endpoint")));
+
+    // unknown_endpoints = "block" wins over on_unparseable = "forward", on
+    // sockets as over HTTPS.
+    let blocking = Agent::builder()
+        .fake_upstream(&fake)
+        .policy_file(
+            "10-forward.toml",
+            &include_str!("../policy/default.toml")
+                .replace("on_unparseable = \"block\"", "on_unparseable = \"forward\"")
+                .replace(
+                    "# unknown_endpoints = \"scan\"",
+                    "unknown_endpoints = \"block\"",
+                ),
+        )
+        .start();
+    let refused = block_on(async {
+        let tls = tls_through_proxy(
+            blocking.proxy_addr(),
+            "api.openai.com",
+            443,
+            &blocking.ca_pem_path(),
+            &["http/1.1"],
+        )
+        .await
+        .expect("tls");
+        let request = "wss://api.openai.com/v1/realtime/other"
+            .into_client_request()
+            .unwrap();
+        tokio_tungstenite::client_async(request, tls)
+            .await
+            .expect_err("refused")
+            .to_string()
+    });
+    assert!(refused.contains("400"), "{refused}");
+    let refusal = &wait_for_records(&blocking.state_dir(), 1)[0];
+    assert!(
+        refusal["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown_endpoints")),
+        "{refusal:#}"
+    );
 }
 
 #[test]

@@ -37,7 +37,7 @@ use super::{render, ProxyBody, ProxyState};
 use crate::audit::writer::AuditPermit;
 use crate::config::WebSocketMode;
 use crate::policy::decide;
-use crate::policy::rules::OnUnparseable;
+use crate::policy::rules::{OnUnparseable, UnknownEndpoints};
 use crate::policy::Policy;
 use crate::provider::socket::socket_api;
 use crate::provider::{Api, ApiCall, ErrorKind, Provider, ProviderEntry};
@@ -140,22 +140,39 @@ fn plan(
         });
     }
     if api == Api::Unknown {
-        return match policy.on_unparseable {
-            OnUnparseable::Block => Err(Refusal::client(
-                Some("on_unparseable"),
-                format!(
-                    "Outpost cannot inspect a WebSocket to {}: it does not know this endpoint \
-                     (on_unparseable = \"block\").",
-                    req.uri().path()
-                ),
-            )),
-            // The slot first: a full audit queue refuses (or, by policy,
-            // serves unaudited) this socket as it does any call.
-            OnUnparseable::Forward => Ok(Plan::Uninspected(
-                "a WebSocket endpoint Outpost does not know (on_unparseable = \"forward\")".into(),
-                pipeline::audit_permit(state, policy, host)?,
-            )),
+        // An endpoint Outpost does not know, as over HTTPS
+        // (`unknown_endpoints`); its messages cannot be scanned, so `scan`
+        // leaves it to `on_unparseable`.
+        let forward = match (policy.unknown_endpoints, policy.on_unparseable) {
+            (UnknownEndpoints::Block, _) => {
+                return Err(Refusal::policy(
+                    "unknown_endpoints",
+                    format!(
+                        "Outpost policy does not allow a WebSocket to {}: Outpost does not \
+                         know this endpoint (unknown_endpoints = \"block\").",
+                        req.uri().path()
+                    ),
+                ))
+            }
+            (UnknownEndpoints::Forward, _) => "unknown_endpoints = \"forward\"",
+            (UnknownEndpoints::Scan, OnUnparseable::Forward) => "on_unparseable = \"forward\"",
+            (UnknownEndpoints::Scan, OnUnparseable::Block) => {
+                return Err(Refusal::client(
+                    Some("on_unparseable"),
+                    format!(
+                        "Outpost cannot inspect a WebSocket to {}: it does not know this \
+                         endpoint (on_unparseable = \"block\").",
+                        req.uri().path()
+                    ),
+                ))
+            }
         };
+        // The slot first: a full audit queue refuses (or, by policy, serves
+        // unaudited) this socket as it does any call.
+        return Ok(Plan::Uninspected(
+            format!("a WebSocket endpoint Outpost does not know ({forward})"),
+            pipeline::audit_permit(state, policy, host)?,
+        ));
     }
     // Realtime names its model in the handshake.
     let model = req
