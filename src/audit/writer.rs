@@ -110,7 +110,7 @@ impl OpenLog {
             return Some(job);
         };
         let was_clean = sink.dirty_since.is_none();
-        sink.write_jobs(&mut vec![job]);
+        sink.write_job(job);
         if was_clean && sink.dirty_since.is_some() {
             self.dirty.notify_one();
         }
@@ -679,6 +679,15 @@ impl Sink {
         for ack in acks {
             let _ = ack.send(result.clone());
         }
+    }
+
+    /// Append one submitted job (a call writing its own record) and
+    /// acknowledge it.
+    fn write_job(&mut self, job: Job) {
+        let result = self
+            .append(vec![Entry::Event(job.event)])
+            .map_err(|e| e.to_string());
+        let _ = job.ack.send(result);
     }
 
     /// Chain, encode and append `entries` with one write.
