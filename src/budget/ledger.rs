@@ -63,6 +63,10 @@ pub const RESTORE_LOOKBACK: SignedDuration = SignedDuration::from_hours(24 * 32)
 /// Longest a commit waits for its fsync (a WAL checkpoint).
 pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a connection waits for another process's write lock (the
+/// writer thread's; a settle on the call's thread never waits).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Charges the request path may queue before `settle` waits for the writer.
 const QUEUE_CAPACITY: usize = 4096;
 
@@ -410,11 +414,23 @@ impl Ledger {
         let Some(conn) = guard.as_mut() else {
             return Some(job);
         };
-        let result = write_batch(conn, std::slice::from_ref(&job)).map_err(|e| {
-            tracing::error!("budget ledger: commit failed: {e}");
-            e.to_string()
-        });
+        // Never wait on the call's thread: with the file locked by another
+        // process (the CLI), the writer thread waits for it instead.
+        let _ = conn.busy_timeout(std::time::Duration::ZERO);
+        let written = write_batch(conn, std::slice::from_ref(&job));
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
         drop(guard);
+        let result = match written {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                return Some(job);
+            }
+            other => other.map_err(|e| {
+                tracing::error!("budget ledger: commit failed: {e}");
+                e.to_string()
+            }),
+        };
         let _ = self.shared.dirty.try_send(false);
         if let Job::Charges(_, ack) = job {
             ack.send(result);
@@ -654,7 +670,7 @@ fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
 fn connect(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path)?;
     // Another process (the CLI) may hold the write lock briefly.
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer. NORMAL: a commit is written to
     // the WAL, and fsynced at the next checkpoint (see `run_syncer`). A
     // small page cache: the ledger's working set is a few pages.
@@ -975,6 +991,27 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM charges", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1);
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_settle_never_waits_for_another_process_holding_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        // Another process (the CLI, say) holds the write lock.
+        let other = connect(&dir.path().join("budget/ledger.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.5).unwrap();
+        let started = std::time::Instant::now();
+        let committed = ledger.settle(hold, settlement(0.25, "r1"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "settle waited {:?} for the lock",
+            started.elapsed()
+        );
+        // Queued for the writer thread, which commits once the lock is free.
+        other.execute_batch("COMMIT").unwrap();
+        committed.wait().unwrap();
         writer.shutdown().unwrap();
     }
 
