@@ -701,3 +701,26 @@ fn a_session_silent_both_ways_is_closed_after_the_socket_idle_timeout() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn an_upgrade_the_provider_never_answers_gets_a_504() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).hang_upgrades().start();
+    let agent = start(&fake, &ca, |a| {
+        a.upstream_setting("response_timeout_secs = 1")
+    });
+    let refused = block_on(async {
+        tokio::time::timeout(
+            TIMEOUT,
+            connect(
+                agent.proxy_addr(),
+                &agent.ca_pem_path(),
+                "wss://api.openai.com/v1/responses",
+            ),
+        )
+        .await
+        .expect("the agent kept waiting for the provider")
+        .expect_err("no upgrade")
+    });
+    assert!(refused.contains("504"), "{refused}");
+}

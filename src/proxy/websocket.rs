@@ -319,9 +319,19 @@ async fn upgrade(
     };
     let upstream_req = Request::from_parts(parts, body);
 
-    let mut response = match sender.send_request(upstream_req).await {
-        Ok(response) => response,
-        Err(err) => return fail(ErrorKind::UpstreamUnavailable, err.to_string()),
+    let wait = state.upstream.response_timeout();
+    let mut response = match tokio::time::timeout(wait, sender.send_request(upstream_req)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => return fail(ErrorKind::UpstreamUnavailable, err.to_string()),
+        Err(_) => {
+            return fail(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "no answer to the upgrade within {} s ([upstream] response_timeout_secs)",
+                    wait.as_secs()
+                ),
+            )
+        }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = response.into_parts();

@@ -275,6 +275,7 @@ pub struct FakeWsBuilder<'a> {
     names: Vec<String>,
     script: Script,
     refuse_upgrades: Option<u16>,
+    hang_upgrades: bool,
 }
 
 impl FakeWsBuilder<'_> {
@@ -341,6 +342,13 @@ impl FakeWsBuilder<'_> {
         self
     }
 
+    /// Never answers a WebSocket upgrade (the request is read, the answer
+    /// never comes), so a test can check that a proxy stops waiting.
+    pub fn hang_upgrades(mut self) -> Self {
+        self.hang_upgrades = true;
+        self
+    }
+
     pub fn start(self) -> FakeWs {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -358,6 +366,7 @@ impl FakeWsBuilder<'_> {
         let shared = Arc::new(Shared {
             script: self.script,
             refuse_upgrades: self.refuse_upgrades,
+            hang_upgrades: self.hang_upgrades,
             sockets: Mutex::new(Vec::new()),
             http_requests: Mutex::new(Vec::new()),
             handshake_errors: Mutex::new(Vec::new()),
@@ -386,6 +395,7 @@ pub struct FakeWs {
 struct Shared {
     script: Script,
     refuse_upgrades: Option<u16>,
+    hang_upgrades: bool,
     sockets: Mutex<Vec<RecordedSocket>>,
     http_requests: Mutex<Vec<RecordedRequest>>,
     handshake_errors: Mutex<Vec<String>>,
@@ -420,6 +430,7 @@ impl FakeWs {
                 gemini_frames: FrameKind::Binary,
             },
             refuse_upgrades: None,
+            hang_upgrades: false,
         }
     }
 
@@ -774,6 +785,9 @@ async fn answer_upgrade(
     sni: Option<String>,
     shared: Arc<Shared>,
 ) -> Response<WsFakeBody> {
+    if shared.hang_upgrades {
+        std::future::pending::<()>().await;
+    }
     let (api, key) = match admit_upgrade(&req, shared.refuse_upgrades) {
         Ok(admitted) => admitted,
         Err((status, message)) => {
