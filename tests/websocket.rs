@@ -724,3 +724,24 @@ fn an_upgrade_the_provider_never_answers_gets_a_504() {
     });
     assert!(refused.contains("504"), "{refused}");
 }
+
+#[test]
+fn a_provider_that_refuses_the_upgrade_is_answered_with_its_status() {
+    let ca = TestCa::new();
+    let fake = FakeWs::tls(&ca).refuse_upgrades(401).start();
+    let agent = start(&fake, &ca, |a| a);
+    let refused = block_on(async {
+        tokio::time::timeout(
+            TIMEOUT,
+            connect(
+                agent.proxy_addr(),
+                &agent.ca_pem_path(),
+                "wss://api.openai.com/v1/responses",
+            ),
+        )
+        .await
+        .expect("answered")
+        .expect_err("no upgrade")
+    });
+    assert!(refused.contains("401"), "{refused}");
+}

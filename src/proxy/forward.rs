@@ -194,8 +194,8 @@ fn upstream_request(
 ) -> Result<Request<UpstreamBody>, http::Error> {
     let (mut parts, body) = req.into_parts();
     parts.uri = route.uri(parts.uri.path_and_query())?;
-    // The pooled client picks h1 or h2 per connection; it refuses an h2
-    // request on an h1 connection, and ignores the version on h2.
+    // Providers are spoken to over HTTP/1.1 (see `upstream`), whatever the
+    // client spoke; the pooled client refuses an h2 request on h1.
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(HOST);
@@ -207,7 +207,6 @@ fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-/// The upstream's response for the client: hop-by-hop headers dropped.
 /// The upstream's response as the client gets it: hop-by-hop headers
 /// dropped, and its body ended with an error after `idle` without a byte.
 pub fn client_response(response: Response<Incoming>, idle: Duration) -> Response<ProxyBody> {

@@ -24,12 +24,11 @@ use http::header::{
 };
 use http::uri::Scheme;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
-use super::forward::{strip_hop_by_hop, Route};
+use super::forward::{self, strip_hop_by_hop, Route};
 use super::pipeline;
 use super::record::{audited_path, CallSeen, Outcome, Received};
 use super::socket::{self, SessionStart};
@@ -42,7 +41,6 @@ use crate::policy::Policy;
 use crate::provider::socket::socket_api;
 use crate::provider::{Api, ApiCall, ErrorKind, Provider, ProviderEntry};
 use crate::refusal::Refusal;
-use crate::upstream::BoxError;
 
 /// Is this an HTTP/1.1 WebSocket upgrade request? A handshake is a `GET`
 /// without a body (RFC 6455 §4.1). Anything else carrying the upgrade
@@ -334,9 +332,7 @@ async fn upgrade(
         }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        return Response::from_parts(parts, body.map_err(BoxError::from).boxed());
+        return forward::client_response(response, state.upstream.body_idle_timeout());
     }
     let governed = matches!(plan, Some((Plan::Govern(_), ..)));
     if governed && response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS) {
