@@ -58,6 +58,9 @@ pub enum StartError {
     /// `[audit.export]` is unusable.
     #[error("`audit.export`: {0}")]
     Shipping(#[from] ship::ShipError),
+    /// The connection worker threads could not be started.
+    #[error("cannot start the connection workers: {0}")]
+    Workers(std::io::Error),
     /// `state_dir/agent.json` could not be written.
     #[error("cannot write state_dir/agent.json: {0}")]
     AgentFile(std::io::Error),
@@ -107,7 +110,14 @@ impl Running {
             audit.shutdown().await;
         }
         let state = self.state.clone();
-        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || state.budgets.shutdown()).await {
+        if let Ok(Err(err)) = tokio::task::spawn_blocking(move || {
+            // Connections still open after the grace are dropped with
+            // their workers, settling what they hold, before the ledger closes.
+            state.workers.stop();
+            state.budgets.shutdown()
+        })
+        .await
+        {
             tracing::error!("budget ledger did not close cleanly: {err}");
         }
         AgentFile::remove(&self.state_dir);
@@ -131,7 +141,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         );
     }
     let connector = Connector::from_config(&config.upstream)?;
-    let upstream = Upstream::new(connector.clone(), &config.upstream);
+    let workers = Arc::new(
+        crate::proxy::workers::Workers::start(crate::proxy::workers::default_count())
+            .map_err(StartError::Workers)?,
+    );
+    let upstream = Upstream::new(connector.clone(), &config.upstream, workers.count());
     let (audit, audit_writer) = if config.audit.enabled {
         let (log, writer) = crate::audit::writer::start_with_clock(
             &config.state_dir,
@@ -185,7 +199,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         upstream,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
+        workers,
         warned_uncovered: Default::default(),
+    });
+    // A reload that adds budgets opens the ledger on the reload's own
+    // (blocking) thread, before any call needs it.
+    let preparing = Arc::downgrade(&state);
+    state.policy.on_replace(move |policy| {
+        if let Some(state) = preparing.upgrade() {
+            if let Err(err) = state.budgets.prepare(policy) {
+                tracing::error!("budget ledger unavailable: {err}");
+            }
+        }
     });
     let sweeper = state.clone();
     tasks.spawn(async move {

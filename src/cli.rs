@@ -508,7 +508,11 @@ fn run_agent(config: &Config) -> anyhow::Result<()> {
         Some(path) => tracing::info!("config {}", path.display()),
         None => tracing::info!("no config file; running on embedded defaults"),
     }
+    // Client connections run on their own per-core workers
+    // (`proxy::workers`); this runtime accepts them and runs the admin
+    // endpoint, reloads and shipping.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -494,26 +494,32 @@ impl UpstreamIo {
     }
 }
 
-/// The pooled client for intercepted and plain-HTTP requests.
+/// The pooled client for intercepted and plain-HTTP requests: one pool per
+/// connection worker, so that a call and its upstream connection run on
+/// the same thread ([`crate::proxy::workers`]).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<Connector, UpstreamBody>,
+    clients: Arc<[Client<Connector, UpstreamBody>]>,
     connector: Connector,
     response_timeout: Duration,
     body_idle_timeout: Duration,
 }
 
 impl Upstream {
-    /// A pooled client over `connector`.
-    pub fn new(connector: Connector, config: &UpstreamConfig) -> Upstream {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(64)
-            .build(connector.clone());
+    /// `pools` pooled clients over `connector`.
+    pub fn new(connector: Connector, config: &UpstreamConfig, pools: usize) -> Upstream {
+        let clients = (0..pools.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(config.idle_timeout)
+                    .pool_max_idle_per_host(64)
+                    .build(connector.clone())
+            })
+            .collect();
         Upstream {
-            client,
+            clients,
             connector,
             response_timeout: config.response_timeout,
             body_idle_timeout: config.body_idle_timeout,
@@ -540,7 +546,8 @@ impl Upstream {
         &self,
         request: http::Request<UpstreamBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.client.request(request).await
+        let pool = &self.clients[crate::proxy::workers::current() % self.clients.len()];
+        pool.request(request).await
     }
 }
 

@@ -11,7 +11,7 @@
 //! [`PolicyStatus`] until a valid change replaces them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -42,7 +42,12 @@ pub struct PolicyStatus {
 pub struct PolicyHandle {
     current: ArcSwap<Policy>,
     status: ArcSwap<PolicyStatus>,
+    /// Run on each new policy before it goes in force (off the async
+    /// workers: reloads run on a blocking thread).
+    prepare: OnceLock<Prepare>,
 }
+
+type Prepare = Box<dyn Fn(&Policy) + Send + Sync>;
 
 impl PolicyHandle {
     /// A handle starting with `policy`.
@@ -51,7 +56,14 @@ impl PolicyHandle {
         PolicyHandle {
             current: ArcSwap::from_pointee(policy),
             status: ArcSwap::from_pointee(status),
+            prepare: OnceLock::new(),
         }
+    }
+
+    /// Run `prepare` on every policy before it is put in force (the budget
+    /// ledger opens there when a reload adds budgets). Set once.
+    pub fn on_replace(&self, prepare: impl Fn(&Policy) + Send + Sync + 'static) {
+        let _ = self.prepare.set(Box::new(prepare));
     }
 
     /// The policy in force (keep the `Arc` for the whole request).
@@ -61,6 +73,9 @@ impl PolicyHandle {
 
     /// Put `policy` in force (a reload, or a test pushing policy).
     pub fn replace(&self, policy: Policy) {
+        if let Some(prepare) = self.prepare.get() {
+            prepare(&policy);
+        }
         let status = Arc::new(status_of(&policy, Vec::new()));
         // Policy first: `status` must never name a version not yet in force
         // (tests, and operators, take it as proof of the reload).
@@ -161,4 +176,28 @@ pub fn spawn_watcher(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn the_replace_hook_sees_each_new_policy_before_it_is_in_force() {
+        let first = load::embedded_default().unwrap();
+        let handle = Arc::new(PolicyHandle::new(first));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (weak, log) = (Arc::downgrade(&handle), seen.clone());
+        handle.on_replace(move |policy| {
+            let in_force = weak.upgrade().unwrap().current().version.clone();
+            log.lock().unwrap().push((policy.version.clone(), in_force));
+        });
+        let mut next = load::embedded_default().unwrap();
+        next.version = "next".into();
+        let before = handle.current().version.clone();
+        handle.replace(next);
+        assert_eq!(handle.current().version, "next");
+        assert_eq!(*seen.lock().unwrap(), [("next".to_string(), before)]);
+    }
 }

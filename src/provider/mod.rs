@@ -43,7 +43,7 @@ pub use call::{
     TextSpan,
 };
 pub use json_path::{JsonPath, PathSegment};
-pub use response::response_texts;
+pub use response::{read_response, response_texts};
 pub use rewrite::rewrite_texts;
 pub use shape::ParseError;
 pub use sse::{SseError, SseEvent, SseParser};

@@ -59,8 +59,16 @@ pub fn response_usage(call: &ApiCall, body: &[u8]) -> Option<Usage> {
         return None;
     }
     let root: Value = serde_json::from_slice(body).ok()?;
+    usage_of(call, &root)
+}
+
+/// The usage the parsed response `root` reports (see [`response_usage`]).
+pub fn usage_of(call: &ApiCall, root: &Value) -> Option<Usage> {
+    if !call.api.metered() {
+        return None;
+    }
     match call.api.wire_format(call.provider) {
-        WireFormat::OpenAi => openai::response_usage(&root),
+        WireFormat::OpenAi => openai::response_usage(root),
         WireFormat::Anthropic => anthropic::usage(root.get("usage")?),
         WireFormat::Gemini => gemini::usage(root.get("usageMetadata")?),
     }

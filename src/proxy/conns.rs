@@ -40,6 +40,8 @@ pub struct Conn {
     serving: AtomicBool,
     /// Cancelled to close the connection.
     pub closed: CancellationToken,
+    /// Cancelled once its socket is closed (its [`Tracked`] dropped).
+    pub released: CancellationToken,
     epoch: Instant,
 }
 
@@ -111,13 +113,13 @@ impl Conns {
     }
 
     /// Admit a new connection: room is made by closing the longest-idle one
-    /// when the registry is full (the second value says one was closed, so
-    /// the caller can let it go before accepting more); `None` when every
+    /// when the registry is full (returned second, so the caller can wait
+    /// for its socket to close before accepting more); `None` when every
     /// one is busy.
-    pub fn admit(&self) -> Option<(Arc<Conn>, bool)> {
+    pub fn admit(&self) -> Option<(Arc<Conn>, Option<Arc<Conn>>)> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let evicted = open.len() >= self.max;
-        if evicted {
+        let mut evicted = None;
+        if open.len() >= self.max {
             let now = self.epoch.elapsed().as_millis() as u64;
             let victim = open
                 .values()
@@ -128,6 +130,7 @@ impl Conns {
             if let Some(conn) = open.remove(&victim) {
                 tracing::debug!("connection cap reached: closing the longest-idle connection");
                 conn.closed.cancel();
+                evicted = Some(conn);
             }
         }
         let conn = Arc::new(Conn {
@@ -137,6 +140,7 @@ impl Conns {
             busy: AtomicUsize::new(0),
             serving: AtomicBool::new(false),
             closed: CancellationToken::new(),
+            released: CancellationToken::new(),
             epoch: self.epoch,
         });
         open.insert(conn.id, conn.clone());
@@ -181,25 +185,35 @@ impl Conns {
 /// An I/O stream that marks its connection active on every byte.
 pub struct Tracked<S> {
     inner: S,
-    conn: Arc<Conn>,
+    // Dropped after `inner` (fields drop in order): the socket is closed
+    // by the time the connection is released.
+    conn: Release,
 }
 
 impl<S> Tracked<S> {
     /// `inner`, counted as `conn`'s bytes.
     pub fn new(inner: S, conn: Arc<Conn>) -> Tracked<S> {
-        Tracked { inner, conn }
+        Tracked {
+            inner,
+            conn: Release(conn),
+        }
     }
 }
 
-impl<S> Drop for Tracked<S> {
+/// Takes its connection out of the registry, and says it is released, when
+/// dropped.
+struct Release(Arc<Conn>);
+
+impl Drop for Release {
     fn drop(&mut self) {
         // The socket is closed: the connection no longer counts.
-        if let Some(registry) = self.conn.registry.upgrade() {
+        if let Some(registry) = self.0.registry.upgrade() {
             registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&self.conn.id);
+                .remove(&self.0.id);
         }
+        self.0.released.cancel();
     }
 }
 
@@ -212,7 +226,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.conn.saw_bytes();
+            self.conn.0.saw_bytes();
         }
         polled
     }
@@ -226,9 +240,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.saw_bytes();
+            self.conn.0.saw_bytes();
         }
         polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // TLS hands over several records at once: one writev, not one
+        // write per record.
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.conn.0.saw_bytes();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -273,13 +305,42 @@ mod tests {
         let third = conns.admit().unwrap().0;
         let _busy = first.busy();
         // Full: the new one closes the longest idle that is not busy.
-        let fourth = conns.admit().unwrap().0;
+        let (fourth, evicted) = conns.admit().unwrap();
+        assert_eq!(
+            evicted.map(|c| c.id),
+            Some(second.id),
+            "the evicted one is returned"
+        );
         assert!(!first.closed.is_cancelled(), "busy connections stay");
         assert!(second.closed.is_cancelled());
         assert!(!third.closed.is_cancelled());
         assert_eq!(conns.len(), 3);
         let _all_busy = (third.busy(), fourth.busy());
         assert!(conns.admit().is_none(), "every connection busy: refused");
+    }
+
+    #[test]
+    fn a_connection_is_released_only_after_its_socket_is_dropped() {
+        struct Socket(Arc<Conn>, Arc<AtomicBool>);
+        impl Drop for Socket {
+            fn drop(&mut self) {
+                // Still counted while the socket closes.
+                self.1
+                    .store(!self.0.released.is_cancelled(), Ordering::SeqCst);
+            }
+        }
+        let conns = Conns::new(3, Duration::from_secs(60));
+        let conn = conns.admit().unwrap().0;
+        let closed_first = Arc::new(AtomicBool::new(false));
+        let tracked = Tracked::new(Socket(conn.clone(), closed_first.clone()), conn.clone());
+        assert_eq!(conns.len(), 1);
+        drop(tracked);
+        assert!(
+            closed_first.load(Ordering::SeqCst),
+            "socket closed before the release"
+        );
+        assert!(conn.released.is_cancelled());
+        assert!(conns.is_empty());
     }
 
     /// A byte every 15 ms for 60 ms, through `tracked`, sweeping after each.

@@ -29,6 +29,9 @@ use super::{connect, forward, text_response, ProxyBody, ProxyState, Target};
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest wait for an evicted connection's socket to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(100);
+
 /// Accept until shutdown.
 pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
     loop {
@@ -42,14 +45,33 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
                     tracing::warn!(%peer, "every client connection is busy (limits.max_connections): refusing a new one");
                     continue;
                 };
-                if evicted {
-                    // Let the closed connection's task drop its socket
-                    // before this loop takes another descriptor.
-                    tokio::task::yield_now().await;
+                if let Some(evicted) = evicted {
+                    // Let the closed connection's worker drop its socket
+                    // before this loop takes another descriptor (bounded:
+                    // a connection not yet on its worker has no socket
+                    // to wait for).
+                    let _ = tokio::time::timeout(EVICTION_WAIT, evicted.released.cancelled()).await;
                 }
                 let _ = stream.set_nodelay(true);
                 tracing::trace!(%peer, "accepted");
-                state.tasks.spawn(serve_client(stream, conn, state.clone()));
+                // Moved to a worker's own runtime (deregistered here).
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::warn!(%peer, "cannot hand the connection to a worker: {err}");
+                        continue;
+                    }
+                };
+                let served = state.clone();
+                let tracker = state.tasks.clone();
+                state.workers.spawn(move || {
+                    tracker.track_future(async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => serve_client(stream, conn, served).await,
+                            Err(err) => tracing::warn!(%peer, "cannot serve the connection: {err}"),
+                        }
+                    })
+                });
             }
             Err(err) => {
                 // Out of file descriptors and similar: back off, keep serving.

@@ -27,6 +27,7 @@ pub mod respond;
 pub mod socket;
 pub mod spend;
 pub mod websocket;
+pub mod workers;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -116,6 +117,8 @@ pub struct ProxyState {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The threads client connections run on.
+    pub workers: Arc<workers::Workers>,
     /// Hosts already warned about (policy intercepts, CA cannot cover).
     pub warned_uncovered: Mutex<HashSet<String>>,
 }

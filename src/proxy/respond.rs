@@ -123,8 +123,8 @@ fn inspect_json(
     mut parts: http::response::Parts,
     bytes: Bytes,
 ) -> Result<(Response<ProxyBody>, ResponseFacts), Refusal> {
-    let usage = provider::response_usage(call, &bytes);
-    let texts = match provider::response_texts(call, &bytes) {
+    let (usage, texts) = provider::read_response(call, &bytes);
+    let texts = match texts {
         Ok(texts) => texts,
         Err(err)
             if policy.on_unparseable == OnUnparseable::Forward

@@ -116,10 +116,11 @@ impl Budgets {
         Ok(())
     }
 
-    /// Open the ledger if `policy` has budgets and it is not open yet (the
-    /// first budgeted call after a reload adds budgets), telling the async
-    /// runtime that this worker blocks (tokio's `block_in_place`), so other
-    /// calls on it move to another worker meanwhile.
+    /// Open the ledger if `policy` has budgets and it is not open yet. A
+    /// reload opens it before the policy goes in force
+    /// ([`crate::policy::watch::PolicyHandle::on_replace`]), so this opens
+    /// it on a call's worker only when that open failed; on a work-stealing
+    /// runtime the worker says it blocks (tokio's `block_in_place`).
     pub fn ready(&self, policy: &Policy) {
         if policy.spend.budgets.is_empty() || self.ledger.get().is_some() {
             return;
