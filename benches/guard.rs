@@ -58,7 +58,7 @@ const SENSITIVE: &[&str] = &[
     "My number is +1 (415) 555-0132 if anything breaks. ",
     "Charge card 4111 1111 1111 1111 exp 12/27. ",
     "Wire it to DE89 3704 0044 0532 0130 00 by Friday. ",
-    "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n",
+    "export AWS_ACCESS_KEY_ID=AKIAZ7VRSQ5TJX3KPM2W\n",
     // Split so that secret scanners reading this file do not flag it.
     concat!(
         "GITHUB_TOKEN=gh",

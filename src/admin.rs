@@ -296,6 +296,7 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                     "version": policy_status.version,
                     "sources": policy_status.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "errors": policy_status.errors,
+                    "notes": policy_status.notes,
                 },
             });
             json_response(StatusCode::OK, &body)

@@ -260,6 +260,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 fn initial_policy(config: &Config) -> Result<crate::policy::Policy, StartError> {
     match load::load_dir(&config.policy_dir) {
         Ok(policy) => {
+            for note in &policy.notes {
+                tracing::warn!("policy: {note}");
+            }
             tracing::info!(
                 version = %policy.version,
                 files = ?policy.sources,

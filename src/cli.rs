@@ -544,6 +544,9 @@ fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
                 policy.spend.budgets.len(),
                 policy.spend.rate_limits.len()
             );
+            for note in &policy.notes {
+                println!("note: {note}");
+            }
             Ok(())
         }
         Err(errors) => {

@@ -8,7 +8,8 @@
 //! - the network's prefix (IIN range) and length: Visa 4 (13, 16, 19),
 //!   Mastercard 51–55 and 2221–2720 (16), Amex 34/37 (15), Discover 6011,
 //!   644–649 and 65 (16–19), JCB 3528–3589 (16–19), Diners 36, 38 and
-//!   300–305 (14–19), UnionPay 62 (16–19);
+//!   300–305 (14–19), UnionPay 62 (16–19), UATP 1 (15), Dankort 5019
+//!   (16), Maestro UK 6759 (16–19);
 //! - the Luhn check digit.
 //!
 //! Groups are whole digit runs, so a card is never cut out of a longer run
@@ -147,7 +148,18 @@ fn network_accepts(digits: &[u8]) -> bool {
     let jcb = (3528..=3589).contains(&p4) && (16..=19).contains(&len);
     let diners = (matches!(p2, 36 | 38) || (300..=305).contains(&p3)) && (14..=19).contains(&len);
     let unionpay = p2 == 62 && (16..=19).contains(&len);
-    visa || mastercard || amex || discover || jcb || diners || unionpay
+    let uatp = p1 == 1 && len == 15;
+    let dankort = p4 == 5019 && len == 16;
+    let maestro_uk = p4 == 6759 && (16..=19).contains(&len);
+    visa || mastercard
+        || amex
+        || discover
+        || jcb
+        || diners
+        || unionpay
+        || uatp
+        || dankort
+        || maestro_uk
 }
 
 #[cfg(test)]
@@ -186,6 +198,10 @@ mod tests {
             "30569309025904",      // Diners
             "6200000000000005",    // UnionPay
             "6205500000000000004", // UnionPay, 19 digits
+            "122000000000003",     // UATP (AirPlus)
+            "5019717010103742",    // Dankort
+            "6759649826438453",    // Maestro UK
+            "6759000000000000005", // Maestro UK, 19 digits
         ] {
             assert_eq!(cards(&format!("card: {pan}.")), vec![pan], "{pan}");
         }
@@ -218,6 +234,13 @@ mod tests {
         assert!(cards("4111111111111112").is_empty(), "Luhn fails");
         assert!(cards("4111 1111 1111 1112").is_empty(), "Luhn fails");
         assert!(cards("1234567812345670").is_empty(), "Luhn ok, no network");
+        assert!(cards("1220000000000002").is_empty(), "UATP has 15 digits");
+        assert!(cards("122000000000004").is_empty(), "UATP, Luhn fails");
+        assert!(cards("50197170101037").is_empty(), "Dankort has 16 digits");
+        assert!(
+            cards("6759649826438454").is_empty(),
+            "Maestro UK, Luhn fails"
+        );
         assert!(
             cards("411111111111111").is_empty(),
             "Visa has no 15-digit PANs"

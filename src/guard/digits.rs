@@ -1,5 +1,6 @@
 //! The single pass over digit runs that feeds every number-shaped detector
-//! (card, phone, SSN, IPv4, IBAN).
+//! (cards, phones, IBANs, IPv4, national ids, wallets, MAC addresses; the
+//! table of them is `numbers.rs`).
 //!
 //! A *digit run* is a maximal sequence of ASCII digits. Finding runs is the
 //! hot loop of the number detectors, and prompts with code and logs have a

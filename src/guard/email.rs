@@ -6,7 +6,8 @@
 //! - the *domain* is the run of `A–Z a–z 0–9 . -` after it (at most 253
 //!   bytes, a trailing full stop dropped), at least two labels of 1–63
 //!   bytes that neither start nor end with `-`, and a top-level domain of
-//!   two or more letters.
+//!   two or more letters or in punycode (`xn--p1ai`, the ASCII form of
+//!   `.рф`; punycode labels below it, `xn--bcher-kva`, are plain labels).
 //!
 //! RFC 5322 allows much more (quoted local parts, IP literals); what people
 //! paste into prompts is this. Kept out: `@decorators`, `@scope/pkg`,
@@ -116,7 +117,19 @@ fn domain_ok(domain: &[u8]) -> bool {
     let retina = first.len() >= 2
         && first[first.len() - 1] == b'x'
         && first[..first.len() - 1].iter().all(u8::is_ascii_digit);
-    count >= 2 && last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic) && !retina
+    count >= 2 && tld_ok(last) && !retina
+}
+
+/// Two or more letters, or punycode: `xn--` and at least two letters,
+/// digits or dashes.
+fn tld_ok(tld: &[u8]) -> bool {
+    let letters = tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic);
+    let punycode = tld.len() >= 6
+        && tld[..4].eq_ignore_ascii_case(b"xn--")
+        && tld[4..]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+    letters || punycode
 }
 
 #[cfg(test)]
@@ -152,6 +165,26 @@ mod tests {
             emails("see ...alice@example.com"),
             vec!["alice@example.com"]
         );
+    }
+
+    #[test]
+    fn finds_punycode_domains() {
+        for addr in [
+            "user@xn--bcher-kva.example",
+            "info@xn--mller-kva.de",
+            "user@example.xn--p1ai",
+            "user@xn--80ak6aa92e.xn--p1ai",
+            "USER@EXAMPLE.XN--P1AI",
+        ] {
+            assert_eq!(emails(&format!("mail {addr}.")), vec![addr], "{addr}");
+        }
+        for text in [
+            "user@example.xn--1",
+            "user@example.xn--p",
+            "user@example.xn-p1ai",
+        ] {
+            assert!(emails(text).is_empty(), "{text}: {:?}", emails(text));
+        }
     }
 
     #[test]

@@ -755,6 +755,9 @@ mod contract_tests {
             keywords: vec!["acme_".into()],
             entropy: None,
             secret_group: None,
+            allowlists: Vec::new(),
+            examples: Vec::new(),
+            negatives: Vec::new(),
         };
         Scanner::compile(
             &builtins(&[Builtin::Secrets]),
@@ -875,11 +878,77 @@ mod contract_tests {
         "123 45 6789",
         "123456789",
         "123-45-678",
+        "078.05.1123",
+        // National ids, their pieces and context words.
+        "ITIN ",
+        "911-70-1234",
+        "passport ",
+        "A12345678",
+        "912803456",
+        "routing ",
+        "121000358",
+        "3222-7162-7",
+        "NHS ",
+        "943 476 5919",
+        "AB 12 34 56 C",
+        "AB123456C",
+        "nino ",
+        "tw987654a",
+        "12345678Z",
+        "1111111-G",
+        "dni ",
+        "X9613851N",
+        "Y8063915-Z",
+        "RSSMRA85T10A562S",
+        "RSSMRA85",
+        "pesel ",
+        "44051401359",
+        "131052-308T",
+        "311280-9200",
+        "hetu ",
+        "S1234567D",
+        "51 824 753 556",
+        "abn ",
+        "004 085 616",
+        "acn ",
+        "876 543 210",
+        "tfn ",
+        "2123 45670 1",
+        "medicare ",
+        "ABCPD1234Z",
+        "pan ",
+        "3123 4567 8909",
+        "aadhaar ",
+        "960121-1021413",
+        "rrn ",
+        // Wallets, MAC addresses, the newer IP and phone forms.
+        "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+        "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+        "bc1",
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        "0x",
+        "wallet ",
+        "00:1A:2B:3C:4D:5E",
+        "001a.2b3c.4d5e",
+        "00:1A",
+        "192.168.1.0/24",
+        "/24",
+        "fe80::1%eth0",
+        "%eth0",
+        "::1",
+        "2001:db8::/32",
+        "09-7625400",
+        "5019717010103742",
+        "DE89-3704-0044-0532-0130-00",
+        "LY83002048000020100120361",
+        "user@example.xn--p1ai",
         // Secrets and their prefixes.
         "ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3s12",
         "ghp_",
         "gh",
-        "AKIAIOSFODNN7EXAMPLE",
+        "AKIAZ7VRSQ5TJX3KPM2W",
         "AKIA",
         "sk-ant-api03-Zq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7tW2qE5rY9",
         "sk-",
@@ -901,7 +970,7 @@ mod contract_tests {
         "xoxb-2631234567-5012345678901-Zq8wX4vT7nR2mK9pL3sD6fH1",
         "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
         "aws_secret_access_key = ",
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ3kR8vT2m",
         "ſecret_key = ",
         "sk_live_51Hq8wX4vT7nR2mK9pL3sD6fH1jG5bC0eA8yU4iO7",
         "https://hooks.slack.com/services/T01ABCDEF23/B04GHIJKL56/Zq8wX4vT7nR2mK9pL3sD6fH1",
@@ -951,6 +1020,14 @@ mod contract_tests {
         ".eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
         "s",
         " 1111 1111",
+        "Z",
+        "-Z",
+        " C",
+        "/24",
+        "%eth0",
+        ":5E",
+        "-1",
+        "a",
     ];
 
     /// Fragments, runs of digits, base64 and hex, mostly with a separator
@@ -1043,7 +1120,7 @@ mod contract_tests {
             "ssn 123 45 6789 and 078-05-1121",
             "hosts 192.168.1.20 and 2001:db8::7 (1.2.3.4.5)",
             "mail ana.silva@example.com today",
-            "key AKIAIOSFODNN7EXAMPLE ok",
+            "key AKIAZ7VRSQ5TJX3KPM2W ok",
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2\n-----END RSA PRIVATE KEY-----\n",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fw",
             "export password = \"Xq7#mK2vR9pL4sW8\" ok",
@@ -1054,6 +1131,14 @@ mod contract_tests {
             "ssn 078-05-1121. at 255.255.255.255. or 4111111111111111.",
             "call 415-555-0132/3, 415-555-0132,9 or 415-555-0132:5",
             "v6 2001:0db8:85a3:0000:0000:8a2e:0370:7334 ok",
+            "ITIN 911-70-1234, passport A12345678, ABA routing 121000358.",
+            "NHS 943 476 5919 NINO AB 12 34 56 C nino tw987654a DNI 1111111-G X9613851N",
+            "cf RSSMRA85T10A562S PESEL 44051401359 HETU 131052-308T NRIC S1234567D.",
+            "ABN 51 824 753 556 ACN 004 085 616 TFN 876 543 210 Medicare 2123 45670 1",
+            "PAN ABCPD1234Z Aadhaar 3123 4567 8909 RRN 960121-1021413 and 9601211021413",
+            "pay 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa or bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "eth 0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed mac 00:1A:2B:3C:4D:5E 001a.2b3c.4d5e",
+            "net 192.168.1.0/24 fe80::1%eth0/64 [::1]:80 call 09-7625400 ssn 078.05.1123",
         ];
         let scanners = scanners();
         for text in samples {
@@ -1110,6 +1195,13 @@ mod contract_tests {
         assert!(hold("see gh") >= 2);
         assert!(hold("mail ana.silva@exam") >= "ana.silva@exam".len());
         assert!(hold("call +44 20 79") >= "+44 20 79".len());
+        assert!(hold("NINO AB 12 34") >= "AB 12 34".len());
+        assert!(hold("cf RSSMRA85T10A56") >= "RSSMRA85T10A56".len());
+        assert!(hold("pay 1A1zP1eP5QGefi2DM") >= "1A1zP1eP5QGefi2DM".len());
+        assert!(hold("mac 00:1A:2B:3C:4D") >= "00:1A:2B:3C:4D".len());
+        assert!(hold("HETU 131052-30") >= "131052-30".len());
+        assert!(hold("net 10.0.0.0/2") >= "10.0.0.0/2".len());
+        assert!(hold("at fe80::1%et") >= "fe80::1%et".len());
 
         let pem = "Here it is:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyu";
         let begin = pem.find("-----BEGIN").expect("has BEGIN");

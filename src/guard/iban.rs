@@ -2,11 +2,13 @@
 //!
 //! An IBAN is a country code (two letters), two check digits and a BBAN of
 //! letters and digits; the total length is fixed per country
-//! ([`COUNTRY_LENGTHS`]: every SEPA country and the other common IBAN
-//! countries of the SWIFT registry). Written compact
-//! (`DE89370400440532013000`) or printed in groups of four
-//! (`DE89 3704 0044 0532 0130 00`): a single space may follow any fourth
-//! character, nowhere else. Letters in either case.
+//! ([`COUNTRY_LENGTHS`]: every country of the SWIFT IBAN registry, release
+//! 100 of 2025, Libya, Somalia, Sudan, Burundi, Djibouti, the Falklands,
+//! Honduras, Mongolia, Nicaragua, Oman, Russia and Yemen included). Written
+//! compact (`DE89370400440532013000`) or printed in groups of four
+//! (`DE89 3704 0044 0532 0130 00`, `DE89-3704-0044-0532-0130-00`): a single
+//! space or dash, the same throughout, may follow any fourth character,
+//! nowhere else. Letters in either case.
 //!
 //! The candidate comes from the digit-run pass: a run of digits right after
 //! two letters that start a word. It is an IBAN if the country is known,
@@ -33,6 +35,7 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"BE", 16),
     (*b"BG", 22),
     (*b"BH", 22),
+    (*b"BI", 27),
     (*b"BR", 29),
     (*b"BY", 28),
     (*b"CH", 21),
@@ -40,12 +43,14 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"CY", 28),
     (*b"CZ", 24),
     (*b"DE", 22),
+    (*b"DJ", 27),
     (*b"DK", 18),
     (*b"DO", 28),
     (*b"EE", 20),
     (*b"EG", 29),
     (*b"ES", 24),
     (*b"FI", 18),
+    (*b"FK", 18),
     (*b"FO", 18),
     (*b"FR", 27),
     (*b"GB", 22),
@@ -54,6 +59,7 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"GL", 18),
     (*b"GR", 27),
     (*b"GT", 28),
+    (*b"HN", 28),
     (*b"HR", 21),
     (*b"HU", 28),
     (*b"IE", 22),
@@ -70,15 +76,19 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"LT", 20),
     (*b"LU", 20),
     (*b"LV", 21),
+    (*b"LY", 25),
     (*b"MC", 27),
     (*b"MD", 24),
     (*b"ME", 22),
     (*b"MK", 19),
+    (*b"MN", 20),
     (*b"MR", 27),
     (*b"MT", 31),
     (*b"MU", 30),
+    (*b"NI", 28),
     (*b"NL", 18),
     (*b"NO", 15),
+    (*b"OM", 23),
     (*b"PK", 24),
     (*b"PL", 28),
     (*b"PS", 29),
@@ -86,12 +96,15 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"QA", 29),
     (*b"RO", 24),
     (*b"RS", 22),
+    (*b"RU", 33),
     (*b"SA", 24),
     (*b"SC", 31),
+    (*b"SD", 18),
     (*b"SE", 24),
     (*b"SI", 19),
     (*b"SK", 24),
     (*b"SM", 27),
+    (*b"SO", 23),
     (*b"ST", 25),
     (*b"SV", 28),
     (*b"TL", 23),
@@ -101,6 +114,7 @@ const COUNTRY_LENGTHS: &[([u8; 2], usize)] = &[
     (*b"VA", 22),
     (*b"VG", 24),
     (*b"XK", 20),
+    (*b"YE", 30),
 ];
 
 const MAX_CHARS: usize = 34;
@@ -122,6 +136,7 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     chars[..2].copy_from_slice(&country);
     let mut count = 2;
     let mut pos = run.start;
+    let mut separator = None;
     while count < length {
         match bytes.get(pos) {
             Some(&b) if b.is_ascii_alphanumeric() => {
@@ -129,16 +144,24 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
                 count += 1;
                 pos += 1;
             }
-            // The printed form: a single space after every fourth character.
-            Some(b' ')
-                if count % 4 == 0 && bytes.get(pos + 1).is_some_and(u8::is_ascii_alphanumeric) =>
+            // The printed form: a single space or dash after every fourth
+            // character, the same one throughout.
+            Some(&sep @ (b' ' | b'-'))
+                if count % 4 == 0
+                    && separator.is_none_or(|s| s == sep)
+                    && bytes.get(pos + 1).is_some_and(u8::is_ascii_alphanumeric) =>
             {
+                separator = Some(sep);
                 pos += 1;
             }
             _ => return None,
         }
     }
-    if !number_ends_at(bytes, pos, b"") {
+    // `DE89-3704-…-00-1` goes on past the IBAN's length.
+    let dash_continues = separator == Some(b'-')
+        && bytes.get(pos) == Some(&b'-')
+        && bytes.get(pos + 1).is_some_and(u8::is_ascii_alphanumeric);
+    if !number_ends_at(bytes, pos, b"") || dash_continues {
         return None;
     }
     mod97_is_one(&chars[..length]).then_some(start..pos)
@@ -148,13 +171,16 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
 /// (the length if nowhere).
 ///
 /// A candidate is two letters starting a word, then a digit run, then
-/// letters, digits and single spaces up to the country's length, decided
-/// by the byte after: one that reads past the end lies in the trailing run
-/// of letters, digits and spaces, within [`MAX_LEN`]. Its first two bytes
-/// are letters and the third a digit, unless the end comes first.
+/// letters, digits and single spaces or dashes up to the country's length,
+/// decided by the byte after (two if it is a dash): one that reads past the
+/// end lies in the trailing run of letters, digits, spaces and dashes,
+/// within `MAX_LEN + 1`. Its first two bytes are letters and the third a
+/// digit, unless the end comes first.
 pub(crate) fn hold_from(bytes: &[u8]) -> usize {
     let n = bytes.len();
-    let run = trailing_run_start(bytes, MAX_LEN, |b| b.is_ascii_alphanumeric() || b == b' ');
+    let run = trailing_run_start(bytes, MAX_LEN + 1, |b| {
+        b.is_ascii_alphanumeric() || b == b' ' || b == b'-'
+    });
     let starts_here = |p: usize| {
         bytes[p].is_ascii_alphabetic()
             && bytes.get(p + 1).is_none_or(u8::is_ascii_alphabetic)
@@ -223,6 +249,21 @@ mod tests {
             "gb82west12345698765432",
             // Spaces where the print groups fall, even if some are missing.
             "DE89 37040044 0532 0130 00",
+            "DE89-3704-0044-0532-0130-00",
+            // The registry's recent additions.
+            "LY83 0020 4800 0020 1001 2036 1",
+            "LY83002048000020100120361",
+            "SO21 1000 0010 0100 0100 141",
+            "SD21 2901 0501 2340 01",
+            "BI42 1000 0100 0100 0033 2045 181",
+            "DJ21 0001 0000 0001 5400 0100 186",
+            "FK88 SC12 3456 7890 12",
+            "HN05 CABF 0000 0000 0000 0025 0005",
+            "MN12 1234 1234 5678 9123",
+            "NI45 BAPR 0000 0013 0000 0355 8124",
+            "OM81 0180 0000 0129 9123 456",
+            "RU02 0445 2560 0407 0281 0412 3456 7890 1",
+            "YE15 CBYE 0001 0188 6123 4567 8912 34",
         ] {
             assert_eq!(
                 ibans(&format!("IBAN: {iban}, thanks")),
@@ -235,14 +276,20 @@ mod tests {
     #[test]
     fn rejects_bad_checksums_lengths_and_contexts() {
         for text in [
-            "DE89 3704 0044 0532 0130 01", // checksum
-            "DE88370400440532013000",      // checksum
-            "DE8937040044053201300",       // one short
-            "DE893704004405320130001",     // one long
-            "DE89 370 40044 0532 0130 00", // a space not after a fourth char
-            "ZZ89370400440532013000",      // unknown country
-            "XDE89370400440532013000",     // inside a word
-            "DE89370400440532013000_x",    // continues a word
+            "DE89 3704 0044 0532 0130 01",     // checksum
+            "DE88370400440532013000",          // checksum
+            "DE8937040044053201300",           // one short
+            "DE893704004405320130001",         // one long
+            "DE89 370 40044 0532 0130 00",     // a space not after a fourth char
+            "ZZ89370400440532013000",          // unknown country
+            "XDE89370400440532013000",         // inside a word
+            "DE89370400440532013000_x",        // continues a word
+            "DE89-3704-0044-0532-0130-01",     // checksum, dashed
+            "DE89-3704 0044-0532-0130-00",     // mixed separators
+            "DE89--3704-0044-0532-0130-00",    // two dashes
+            "DE89-3704-0044-0532-0130-00-7",   // goes on
+            "LY83 0020 4800 0020 1001 2036",   // Libya is 25 long
+            "LY84 0020 4800 0020 1001 2036 1", // checksum
         ] {
             assert!(ibans(text).is_empty(), "{text}");
         }

@@ -10,8 +10,15 @@
 //! colons and dots around the colon, parsed with `std::net::Ipv6Addr`.
 //! Code is full of colons (`std::fmt`, `a::b`, `10:30:00`, `de:ad:be:ef`),
 //! so a token must also not continue a word and must have at least one
-//! decimal digit and four hex digits. That keeps out `Foo::bar`,
-//! `add::dec` and also the loopback `::1`, which identifies nothing.
+//! decimal digit and four hex digits. That keeps out `Foo::bar` and
+//! `add::dec`; the loopback `::1` is the one short form let in, since it is
+//! what people write for "this host" (`[::1]:8080`), and `a::1` is no code.
+//!
+//! Both report the whole written span: a CIDR prefix length
+//! (`192.168.1.0/24`, `2001:db8::/32`; at most 32 for v4 and 128 for v6)
+//! and an IPv6 zone id (`fe80::1%eth0`, up to 15 bytes of letters, digits,
+//! `_`, `-` and `.`). A prefix or zone that is not one (`10.0.0.0/123`) is
+//! left out and the address is reported alone.
 
 use std::net::Ipv6Addr;
 use std::ops::Range;
@@ -19,10 +26,14 @@ use std::ops::Range;
 use super::boundary::{byte_before, is_word_byte, number_ends_at, number_starts_at};
 use super::hold::{first_from, trailing_run_start};
 
-/// Longest IPv4 match in bytes: `255.255.255.255`.
-pub(crate) const IPV4_MAX_LEN: usize = 15;
-/// Longest IPv6 match in bytes: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
-pub(crate) const IPV6_MAX_LEN: usize = 45;
+/// Longest IPv4 match in bytes: `255.255.255.255/32`.
+pub(crate) const IPV4_MAX_LEN: usize = 15 + 3;
+/// Longest IPv6 address in bytes: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+const IPV6_ADDRESS_MAX_LEN: usize = 45;
+/// Longest zone id (an interface name: `IFNAMSIZ` less its NUL).
+const ZONE_MAX_LEN: usize = 15;
+/// Longest IPv6 match in bytes: an address, `%` and a zone, `/128`.
+pub(crate) const IPV6_MAX_LEN: usize = IPV6_ADDRESS_MAX_LEN + 1 + ZONE_MAX_LEN + 4;
 
 /// The IPv4 address starting at the digit run `run`, if any.
 pub(crate) fn find_ipv4_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
@@ -54,15 +65,43 @@ pub(crate) fn find_ipv4_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usiz
         }
         pos += len;
     }
-    number_ends_at(bytes, pos, b".").then_some(run.start..pos)
+    if !number_ends_at(bytes, pos, b".") {
+        return None;
+    }
+    Some(run.start..prefix_len_end(bytes, pos, 32).unwrap_or(pos))
+}
+
+/// End of the CIDR prefix length (`/0` to `/max`) at `at`, if one is there
+/// and is not part of a longer token (`/24.5`, `/24/8`, `/24x`).
+fn prefix_len_end(bytes: &[u8], at: usize, max: u32) -> Option<usize> {
+    if bytes.get(at) != Some(&b'/') {
+        return None;
+    }
+    let digits = bytes.get(at + 1..)?;
+    let len = digits
+        .iter()
+        .take(4)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let value = digits[..len]
+        .iter()
+        .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+    let end = at + 1 + len;
+    let ok = (1..=3).contains(&len)
+        && value <= max
+        && (len == 1 || digits[0] != b'0')
+        && number_ends_at(bytes, end, b"./");
+    ok.then_some(end)
 }
 
 /// Where an IPv4 address that more text could still change may start in
 /// `bytes` (the length if nowhere): the first digit of the trailing run of
-/// digits and dots, at most `IPV4_MAX_LEN + 1` back (`1.2.3.4.` becomes a
-/// version if a digit follows).
+/// digits, dots and slashes, at most `IPV4_MAX_LEN + 1` back (`1.2.3.4.`
+/// becomes a version if a digit follows, `1.2.3.4/2` may grow to `/24`).
 pub(crate) fn ipv4_hold_from(bytes: &[u8]) -> usize {
-    let run = trailing_run_start(bytes, IPV4_MAX_LEN + 1, |b| b.is_ascii_digit() || b == b'.');
+    let run = trailing_run_start(bytes, IPV4_MAX_LEN + 1, |b| {
+        b.is_ascii_digit() || b == b'.' || b == b'/'
+    });
     first_from(bytes, run, |b| b.is_ascii_digit())
 }
 
@@ -70,14 +109,17 @@ pub(crate) fn ipv4_hold_from(bytes: &[u8]) -> usize {
 /// `bytes` (the length if nowhere).
 ///
 /// A token is read from at most five hex digits before a colon through the
-/// hex digits, colons and dots after it, and decided by the byte after it:
-/// a token that reaches the end lies in the trailing run of those bytes,
-/// within [`IPV6_MAX_LEN`] (a longer one is rejected whatever follows).
-/// Without a colon in that run, one may still come: then only the last five
-/// hex digits can join it.
+/// hex digits, colons and dots after it, then a zone id and a prefix
+/// length, and decided by the byte after them (two if it is a dot or
+/// slash): a token that reaches the end lies in the trailing run of those
+/// bytes, within `IPV6_MAX_LEN + 1` (a longer one is rejected whatever
+/// follows). Without a colon in that run, one may still come: then only the
+/// last five hex digits can join it.
 pub(crate) fn ipv6_hold_from(bytes: &[u8]) -> usize {
-    let is_token_byte = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
-    let mut run = trailing_run_start(bytes, IPV6_MAX_LEN, is_token_byte);
+    let is_token_byte = |b: u8| {
+        b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'/' || b == b'%' || is_zone_byte(b)
+    };
+    let mut run = trailing_run_start(bytes, IPV6_MAX_LEN + 1, is_token_byte);
     if !bytes[run..].contains(&b':') {
         run = run.max(bytes.len().saturating_sub(5));
     }
@@ -102,7 +144,7 @@ pub(crate) fn find_ipv6_around(bytes: &[u8], colon: usize) -> Ipv6Token {
         start -= 1;
     }
     // Right: colons, hex digits and the dots of an embedded IPv4 suffix.
-    let limit = (start + IPV6_MAX_LEN + 1).min(bytes.len());
+    let limit = (start + IPV6_ADDRESS_MAX_LEN + 1).min(bytes.len());
     let mut end = colon;
     while end < limit && (is_hex(&bytes[end]) || bytes[end] == b':' || bytes[end] == b'.') {
         end += 1;
@@ -112,16 +154,40 @@ pub(crate) fn find_ipv6_around(bytes: &[u8], colon: usize) -> Ipv6Token {
     while end > colon && bytes[end - 1] == b'.' {
         end -= 1;
     }
-    let address = ipv6_token_ok(bytes, start, end).then_some(start..end);
+    let address = ipv6_token_ok(bytes, start, end).then(|| {
+        let end = zone_end(bytes, end).unwrap_or(end);
+        start..prefix_len_end(bytes, end, 128).unwrap_or(end)
+    });
     Ipv6Token {
+        end: address.as_ref().map_or(token_end, |a| a.end.max(token_end)),
         address,
-        end: token_end,
     }
+}
+
+fn is_zone_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// End of the zone id (`%eth0`) at `at`, if one is there; a full stop or
+/// dash ending the sentence is not part of it.
+fn zone_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'%') {
+        return None;
+    }
+    let tail = bytes.get(at + 1..)?;
+    let mut len = tail.iter().take_while(|&&b| is_zone_byte(b)).count();
+    if len > ZONE_MAX_LEN {
+        return None;
+    }
+    while len > 0 && matches!(tail[len - 1], b'.' | b'-') {
+        len -= 1;
+    }
+    (len > 0).then_some(at + 1 + len)
 }
 
 fn ipv6_token_ok(bytes: &[u8], start: usize, end: usize) -> bool {
     let token = &bytes[start..end];
-    if token.len() > IPV6_MAX_LEN
+    if token.len() > IPV6_ADDRESS_MAX_LEN
         || byte_before(bytes, start).is_some_and(|b| is_word_byte(b) || b == b':')
         || bytes
             .get(end)
@@ -130,7 +196,7 @@ fn ipv6_token_ok(bytes: &[u8], start: usize, end: usize) -> bool {
         return false;
     }
     let hex_digits = token.iter().filter(|b| b.is_ascii_hexdigit()).count();
-    if hex_digits < 4 || !token.iter().any(u8::is_ascii_digit) {
+    if (hex_digits < 4 || !token.iter().any(u8::is_ascii_digit)) && token != b"::1" {
         return false;
     }
     // The token is ASCII by construction, so this never fails; failing
@@ -174,13 +240,37 @@ mod tests {
     #[test]
     fn finds_ipv4_addresses() {
         assert_eq!(ipv4s("host 192.168.1.10 up"), vec!["192.168.1.10"]);
-        assert_eq!(ipv4s("10.0.0.1/24"), vec!["10.0.0.1"]);
+        assert_eq!(ipv4s("10.0.0.1/24"), vec!["10.0.0.1/24"]);
         assert_eq!(ipv4s("at 8.8.8.8."), vec!["8.8.8.8"]);
         assert_eq!(
             ipv4s("255.255.255.255,0.0.0.0"),
             vec!["255.255.255.255", "0.0.0.0"]
         );
         assert_eq!(ipv4s("[172.16.0.5]:8080"), vec!["172.16.0.5"]);
+    }
+
+    #[test]
+    fn ipv4_cidr_blocks_are_reported_whole() {
+        for block in [
+            "192.168.1.0/24",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "192.168.1.1/32",
+        ] {
+            assert_eq!(ipv4s(&format!("subnet {block}.")), vec![block], "{block}");
+        }
+        // Not a prefix length: the address alone.
+        for (text, address) in [
+            ("10.0.0.0/123", "10.0.0.0"),
+            ("10.0.0.0/33", "10.0.0.0"),
+            ("10.0.0.0/08", "10.0.0.0"),
+            ("10.0.0.0/24.5", "10.0.0.0"),
+            ("10.0.0.0/24/8", "10.0.0.0"),
+            ("10.0.0.0/24x", "10.0.0.0"),
+            ("10.0.0.0/", "10.0.0.0"),
+        ] {
+            assert_eq!(ipv4s(text), vec![address], "{text}");
+        }
     }
 
     #[test]
@@ -209,9 +299,40 @@ mod tests {
             "fe80::1",
             "::ffff:192.168.1.1",
             "2001:DB8:0:0:8:800:200C:417A",
+            "::1",
+            "2400:c401::5054:ff:fe1b:b031",
+            "2001:db8::192.168.1.1",
         ] {
             assert_eq!(ipv6s(&format!("addr {addr}.")), vec![addr], "{addr}");
             assert_eq!(ipv6s(&format!("[{addr}]:443")), vec![addr], "{addr}");
+        }
+        assert_eq!(ipv6s("connecting from ::1"), vec!["::1"]);
+    }
+
+    #[test]
+    fn ipv6_zones_and_prefixes_are_reported_whole() {
+        for addr in [
+            "fe80::1%eth0",
+            "fe80::1%en0",
+            "fe80::1%wlan0.100",
+            "2001:db8::/32",
+            "fe80::/10",
+            "::1/128",
+            "fe80::1%eth0/64",
+            "2001:db8::%eth0/128",
+            "::ffff:192.168.1.0/96",
+        ] {
+            assert_eq!(ipv6s(&format!("route {addr}.")), vec![addr], "{addr}");
+            assert_eq!(ipv6s(&format!("({addr})")), vec![addr], "{addr}");
+        }
+        for (text, address) in [
+            ("2001:db8::/9999", "2001:db8::"),
+            ("2001:db8::/129", "2001:db8::"),
+            ("fe80::1%", "fe80::1"),
+            ("fe80::1%eth0_is_a_long_name", "fe80::1"),
+            ("fe80::1%eth0/200", "fe80::1%eth0"),
+        ] {
+            assert_eq!(ipv6s(text), vec![address], "{text}");
         }
     }
 
@@ -224,7 +345,13 @@ mod tests {
             "10:30:00",
             "2024-01-15T10:30:00Z",
             "00:1A:2B:3C:4D:5E",
-            "::1",
+            "::",
+            "a::1",
+            "std::1",
+            ":::1",
+            "::1x",
+            "MyClass::toString",
+            "std::cout",
             "de:ad:be:ef",
             "xfe80::1",
             "2001:db8::1::2",

@@ -11,7 +11,9 @@
 //!   may mix, the first group (the country code) has 1–3 digits unless it
 //!   is the only group (`+14155550132`).
 //! - *National* (no `+`): 10–12 digits in at least two groups, one kind of
-//!   separator throughout. Rules that keep other numbers out:
+//!   separator throughout; or 9 digits after a two-digit trunk area code
+//!   `0d` in groups of three or more (`09-7625400`, `03-123-4567`: Israeli
+//!   and Seoul landlines). Rules that keep other numbers out:
 //!   - a bare run of digits is never a phone (ids, card numbers);
 //!   - with `.` only `415.555.0132`, `1.415.555.0132` and
 //!     `01.23.45.67.89` (so IPs and versions are not phones);
@@ -50,8 +52,9 @@ struct Chain {
     /// The first separator between two plain groups, if any. National
     /// numbers keep to it; international ones may mix separators.
     separator: Option<u8>,
-    /// First digit of the first group.
+    /// First and second digit of the first group.
     first_digit: u8,
+    second_digit: u8,
     end: usize,
 }
 
@@ -112,6 +115,7 @@ fn read_chain(
 ) -> Option<Chain> {
     let mut chain = Chain {
         first_digit: bytes.get(pos).copied().unwrap_or(b'0'),
+        second_digit: bytes.get(pos + 1).copied().unwrap_or(b'0'),
         ..Chain::default()
     };
     let mut in_paren = opens_paren;
@@ -177,7 +181,12 @@ fn international_shape_ok(chain: &Chain) -> bool {
 
 fn national_shape_ok(chain: &Chain) -> bool {
     let groups = &chain.groups[..chain.count];
-    if !NATIONAL_DIGITS.contains(&chain.digits) || chain.count < 2 {
+    let trunk_area_nine = chain.digits == 9
+        && groups[0] == 2
+        && chain.first_digit == b'0'
+        && (b'1'..=b'9').contains(&chain.second_digit)
+        && groups[1..].iter().all(|&g| g >= 3);
+    if !(NATIONAL_DIGITS.contains(&chain.digits) || trunk_area_nine) || chain.count < 2 {
         return false;
     }
     if groups[1..].iter().any(|&g| g < 2) || groups.iter().any(|&g| g > 8) {
@@ -253,6 +262,14 @@ mod tests {
             "030 12345678",
             "01 23 45 67 89",
             "01.23.45.67.89",
+            // Israel: mobile, landline, international.
+            "052-1234567",
+            "09-7625400",
+            "03-123-4567",
+            "(03) 123-4567",
+            "+972-52-123-4567",
+            "+972 52 123 4567",
+            "+972521234567",
         ] {
             assert_eq!(phones(&format!("call {number}.")), vec![number], "{number}");
         }
@@ -284,6 +301,10 @@ mod tests {
             "v415-555-0132",                            // inside a word
             "415-555-0132/3",                           // longer number
             "415-555-0132.5",                           // longer number
+            "12-1234567",                               // 9 digits, no trunk 0
+            "00-1234567",                               // 9 digits, no area
+            "09.762.5400",                              // 9 digits, dotted
+            "09-76-25-400",                             // 9 digits, short groups
             "123e4567-e89b-12d3-a456-426614174000",     // UUID
             "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", // git sha
         ] {

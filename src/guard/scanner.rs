@@ -13,11 +13,11 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use super::digits::digit_runs;
 use super::keywords::KeywordDetector;
+use super::numbers::{self, Dispatch, HoldFrom, NUMBER_DETECTORS};
 use super::pattern::PatternDetector;
 use super::secrets::{builtin_secret_rules, SecretHit, SecretMatcher, SecretRulesError};
-use super::{card, email, iban, ip, phone, ssn};
+use super::{email, ip};
 use super::{Builtin, DetectorSpec, Finding, RuleSpec, SecretRule};
 
 /// Why a policy's rules do not compile. Every variant but
@@ -137,46 +137,64 @@ pub enum SecretRuleProblem {
         /// Position of the keyword in the rule's list, from 0.
         position: usize,
     },
+    /// An allowlist regex does not compile.
+    #[error("invalid allowlist regex: {message}")]
+    InvalidAllowlistRegex {
+        /// The `regex` crate's error text.
+        message: String,
+    },
+    /// One of the rule's `examples` gives no hit of the rule.
+    #[error("example {example} is not found by the rule")]
+    ExampleNotFound {
+        /// 1-based position in `examples`.
+        example: usize,
+    },
+    /// One of the rule's `negatives` gives a hit of the rule.
+    #[error("negative {negative} is found by the rule")]
+    NegativeFound {
+        /// 1-based position in `negatives`.
+        negative: usize,
+    },
 }
 
 /// Which rules use each builtin detector (indexes into the rule slice).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BuiltinRules {
     email: Vec<usize>,
-    phone: Vec<usize>,
-    card: Vec<usize>,
-    iban: Vec<usize>,
-    ssn: Vec<usize>,
-    ipv4: Vec<usize>,
     ipv6: Vec<usize>,
     secrets: Vec<usize>,
+    /// Per row of [`NUMBER_DETECTORS`] (see `numbers.rs`).
+    numbers: Vec<Vec<usize>>,
+}
+
+impl Default for BuiltinRules {
+    fn default() -> BuiltinRules {
+        BuiltinRules {
+            email: Vec::new(),
+            ipv6: Vec::new(),
+            secrets: Vec::new(),
+            numbers: vec![Vec::new(); NUMBER_DETECTORS.len()],
+        }
+    }
 }
 
 impl BuiltinRules {
     fn add(&mut self, builtin: Builtin, rule: usize) {
         match builtin {
             Builtin::Email => self.email.push(rule),
-            Builtin::Phone => self.phone.push(rule),
-            Builtin::CreditCard => self.card.push(rule),
-            Builtin::Iban => self.iban.push(rule),
-            Builtin::UsSsn => self.ssn.push(rule),
-            Builtin::Ipv4 => self.ipv4.push(rule),
             Builtin::Ipv6 => self.ipv6.push(rule),
             Builtin::IpAddress => {
-                self.ipv4.push(rule);
+                self.add(Builtin::Ipv4, rule);
                 self.ipv6.push(rule);
             }
             Builtin::Secrets => self.secrets.push(rule),
+            // Every other builtin has a row (a test in `numbers.rs` checks).
+            number => {
+                if let Some(row) = numbers::row_of(number) {
+                    self.numbers[row].push(rule);
+                }
+            }
         }
-    }
-
-    /// Does any rule use a detector fed by the digit-run pass?
-    fn wants_digit_runs(&self) -> bool {
-        !(self.phone.is_empty()
-            && self.card.is_empty()
-            && self.iban.is_empty()
-            && self.ssn.is_empty()
-            && self.ipv4.is_empty())
     }
 }
 
@@ -184,6 +202,9 @@ impl BuiltinRules {
 #[derive(Debug)]
 pub struct Scanner {
     builtins: BuiltinRules,
+    /// Which number detectors each digit run goes to; `None` if no rule
+    /// uses one.
+    numbers: Option<Dispatch>,
     secrets: Arc<SecretMatcher>,
     patterns: Vec<PatternDetector>,
     keywords: Option<KeywordDetector>,
@@ -209,6 +230,9 @@ fn shared_secret_matcher(
         }
     }
     let matcher = Arc::new(SecretMatcher::compile(shipped.iter().chain(extra))?);
+    // An admin's examples are checked now, against every rule at once, as
+    // a scan runs them; the shipped rules' are checked by the tests.
+    matcher.check_examples(shipped.len(), extra)?;
     *last = Some((extra.to_vec(), matcher.clone()));
     Ok(matcher)
 }
@@ -267,11 +291,9 @@ impl Scanner {
             }
         };
         widen(&builtins.email, email::MAX_LEN);
-        widen(&builtins.phone, phone::MAX_LEN);
-        widen(&builtins.card, card::MAX_LEN);
-        widen(&builtins.iban, iban::MAX_LEN);
-        widen(&builtins.ssn, ssn::MAX_LEN);
-        widen(&builtins.ipv4, ip::IPV4_MAX_LEN);
+        for (rules, detector) in builtins.numbers.iter().zip(NUMBER_DETECTORS) {
+            widen(rules, detector.max_len);
+        }
         widen(&builtins.ipv6, ip::IPV6_MAX_LEN);
         widen(&builtins.secrets, secrets.max_len());
         for pattern in &patterns {
@@ -281,8 +303,10 @@ impl Scanner {
             max_match_len = max_match_len.max(keywords.max_len());
         }
 
+        let numbers = Dispatch::new(|row| !builtins.numbers[row].is_empty());
         Ok(Scanner {
             builtins,
+            numbers,
             secrets,
             patterns,
             keywords,
@@ -297,8 +321,8 @@ impl Scanner {
         if !self.builtins.email.is_empty() {
             self.find_emails(text, &mut out);
         }
-        if self.builtins.wants_digit_runs() {
-            self.find_numbers(text, &mut out);
+        if let Some(numbers) = &self.numbers {
+            self.find_numbers(numbers, text, &mut out);
         }
         if !self.builtins.ipv6.is_empty() {
             self.find_ipv6(text, &mut out);
@@ -348,8 +372,8 @@ impl Scanner {
     ///
     /// Bounds: at most `text.len()`, and at most [`Scanner::max_match_len`]
     /// for the built-in set. Two things can need more, because a decision
-    /// reads past the match: a scanner whose longest rule is `us_ssn` or
-    /// `ipv4` (`123-45-6789.` is no SSN if a digit follows: up to
+    /// reads past the match: a scanner whose longest rule is a number or id
+    /// detector (`123-45-6789.` is no SSN if a digit follows: up to
     /// `max_match_len() + 1`), and a secret rule whose matches need not
     /// contain one of its keywords (up to twice its longest match, see
     /// `hold.rs`).
@@ -362,18 +386,15 @@ impl Scanner {
     pub fn stream_hold(&self, text: &str) -> usize {
         let bytes = text.as_bytes();
         let b = &self.builtins;
-        type HoldFrom = fn(&[u8]) -> usize;
-        let hand_written: [(&[usize], HoldFrom); 7] = [
-            (&b.email, email::hold_from),
-            (&b.card, card::hold_from),
-            (&b.phone, phone::hold_from),
-            (&b.iban, iban::hold_from),
-            (&b.ssn, ssn::hold_from),
-            (&b.ipv4, ip::ipv4_hold_from),
-            (&b.ipv6, ip::ipv6_hold_from),
-        ];
+        let numbers = b
+            .numbers
+            .iter()
+            .zip(NUMBER_DETECTORS)
+            .map(|(rules, detector)| (rules.as_slice(), detector.hold_from));
+        let others: [(&[usize], HoldFrom); 2] =
+            [(&b.email, email::hold_from), (&b.ipv6, ip::ipv6_hold_from)];
         let mut from = text.len();
-        for (rules, hold_from) in hand_written {
+        for (rules, hold_from) in numbers.chain(others) {
             if !rules.is_empty() {
                 from = from.min(hold_from(bytes));
             }
@@ -400,33 +421,12 @@ impl Scanner {
         }
     }
 
-    /// The single pass over digit runs: each run is offered to each
-    /// number detector in use, unless that detector's last match already
-    /// covers it.
-    fn find_numbers(&self, text: &str, out: &mut Vec<Finding>) {
-        type FindAt = fn(&[u8], std::ops::Range<usize>) -> Option<std::ops::Range<usize>>;
-        let b = &self.builtins;
-        let detectors: [(&[usize], FindAt, Builtin); 5] = [
-            (&b.card, card::find_at, Builtin::CreditCard),
-            (&b.phone, phone::find_at, Builtin::Phone),
-            (&b.ssn, ssn::find_at, Builtin::UsSsn),
-            (&b.ipv4, ip::find_ipv4_at, Builtin::Ipv4),
-            (&b.iban, iban::find_at, Builtin::Iban),
-        ];
-        let kinds = detectors.map(|(_, _, builtin)| Cow::Borrowed(builtin.name()));
-        let mut resume = [0usize; 5];
-        let bytes = text.as_bytes();
-        for run in digit_runs(bytes) {
-            for (i, (rules, find_at, _)) in detectors.iter().enumerate() {
-                if rules.is_empty() || run.start < resume[i] {
-                    continue;
-                }
-                if let Some(m) = find_at(bytes, run.clone()) {
-                    resume[i] = m.end;
-                    push_for_rules(out, rules, m.start, m.end, kinds[i].clone());
-                }
-            }
-        }
+    /// The single pass over digit runs (see `numbers.rs`).
+    fn find_numbers(&self, numbers: &Dispatch, text: &str, out: &mut Vec<Finding>) {
+        numbers.for_each_match(text.as_bytes(), |row, m| {
+            let kind = Cow::Borrowed(NUMBER_DETECTORS[row].builtin.name());
+            push_for_rules(out, &self.builtins.numbers[row], m.start, m.end, kind);
+        });
     }
 
     fn find_ipv6(&self, text: &str, out: &mut Vec<Finding>) {
@@ -494,7 +494,7 @@ mod tests {
         request 550e8400-e29b-41d4-a716-446655440000, order 123-45-6789X. \
         Pay 4111 1111 1111 1111 or IBAN DE89 3704 0044 0532 0130 00, SSN 078-05-1121. \
         Server 192.168.1.20 and 2001:db8::7 run std::fmt at 10:30:00. \
-        export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n\
+        export AWS_ACCESS_KEY_ID=AKIAZ7VRSQ5TJX3KPM2W\n\
         card 4111111111111112 is a typo, so is DE89 3704 0044 0532 0130 01.";
 
     #[test]
@@ -510,7 +510,7 @@ mod tests {
                 ("us_ssn".to_string(), "078-05-1121"),
                 ("ipv4".to_string(), "192.168.1.20"),
                 ("ipv6".to_string(), "2001:db8::7"),
-                ("aws-access-key-id".to_string(), "AKIAIOSFODNN7EXAMPLE"),
+                ("aws-access-key-id".to_string(), "AKIAZ7VRSQ5TJX3KPM2W"),
             ]
         );
     }
@@ -614,6 +614,9 @@ mod tests {
             keywords: vec!["acme_".into()],
             entropy: None,
             secret_group: None,
+            allowlists: Vec::new(),
+            examples: Vec::new(),
+            negatives: Vec::new(),
         }
     }
 
@@ -692,6 +695,9 @@ mod tests {
             6
         );
         assert_eq!(only(DetectorSpec::Builtin(Builtin::UsSsn)), 11);
+        assert_eq!(only(DetectorSpec::Builtin(Builtin::MacAddress)), 17);
+        assert_eq!(only(DetectorSpec::Builtin(Builtin::CryptoWallet)), 90);
+        assert_eq!(only(DetectorSpec::Builtin(Builtin::Ipv4)), 18);
         assert_eq!(full_set().max_match_len(), MATCH_LEN_CAP);
     }
 
@@ -731,6 +737,75 @@ mod tests {
         );
     }
 
+    /// Kinds found before the national ids, wallets and MAC addresses came:
+    /// a sample of those may also be, say, a phone number.
+    const FIRST_KINDS: &[&str] = &["email", "phone", "credit_card", "iban", "ipv4", "ipv6"];
+
+    #[test]
+    fn the_full_set_finds_each_id_in_a_sentence() {
+        let scanner = full_set();
+        for (text, kind, matched) in [
+            ("ITIN 911-70-1234 on file", "us_itin", "911-70-1234"),
+            ("my passport no. A12345678.", "us_passport", "A12345678"),
+            (
+                "ABA routing number 121000358",
+                "us_bank_routing",
+                "121000358",
+            ),
+            ("NHS number 943 476 5919", "uk_nhs", "943 476 5919"),
+            ("NINO AB 12 34 56 C please", "uk_nino", "AB 12 34 56 C"),
+            ("Mi DNI es 12345678Z.", "es_nif", "12345678Z"),
+            ("Mi NIE es X9613851N", "es_nie", "X9613851N"),
+            (
+                "codice fiscale RSSMRA85T10A562S",
+                "it_fiscal_code",
+                "RSSMRA85T10A562S",
+            ),
+            ("PESEL: 44051401359", "pl_pesel", "44051401359"),
+            ("HETU 131052-308T", "fi_hetu", "131052-308T"),
+            ("NRIC S1234567D was processed", "sg_nric", "S1234567D"),
+            ("ABN 51 824 753 556", "au_abn", "51 824 753 556"),
+            ("ACN 004 085 616", "au_acn", "004 085 616"),
+            ("my TFN is 876 543 210", "au_tfn", "876 543 210"),
+            ("Medicare card 2123 45670 1", "au_medicare", "2123 45670 1"),
+            ("My PAN is ABCPD1234Z", "in_pan", "ABCPD1234Z"),
+            ("Aadhaar 3123 4567 8909", "in_aadhaar", "3123 4567 8909"),
+            ("His RRN is 960121-1021413", "kr_rrn", "960121-1021413"),
+            (
+                "send to 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+                "crypto_wallet",
+                "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+            ),
+            (
+                "to 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                "crypto_wallet",
+                "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            ),
+            (
+                "mac 00:1A:2B:3C:4D:5E up",
+                "mac_address",
+                "00:1A:2B:3C:4D:5E",
+            ),
+            ("listen on [::1]:8080", "ipv6", "::1"),
+            ("route fe80::1%eth0 and", "ipv6", "fe80::1%eth0"),
+            ("subnet 192.168.1.0/24 only", "ipv4", "192.168.1.0/24"),
+            ("card 5019717010103742", "credit_card", "5019717010103742"),
+            ("call 09-7625400", "phone", "09-7625400"),
+            ("SSN 078.05.1123", "us_ssn", "078.05.1123"),
+        ] {
+            let findings = found(&scanner, text);
+            let ids: Vec<&(String, &str)> = findings
+                .iter()
+                .filter(|(k, _)| k == kind || !FIRST_KINDS.contains(&k.as_str()))
+                .collect();
+            assert_eq!(
+                ids,
+                vec![&(kind.to_string(), matched)],
+                "{text}: {findings:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_full_set_ignores_near_misses() {
         let scanner = full_set();
@@ -747,7 +822,18 @@ mod tests {
             "counts 1,234,567 and 1 234 567 890 and 3.14159",
             "ids 4155550132 20240115093000 1705312345678901234",
             "rust std::fmt::Display and a::b::c, time 10:30:00",
-            "mac 00:1A:2B:3C:4D:5E, loopback ::1, icon@2x.png, npm i pkg@1.2.3",
+            "icon@2x.png, npm i pkg@1.2.3, std::1 and a::1",
+            "commit 3f786850e387550fdab836ed7e6dc881de23001b, tree 1b2e5f5a",
+            "sha256 8f953371d3e85eddb89b05ed6b9e680791055315c73e1025ab5dba7bb2aee189",
+            "uuid 123e4567-e89b-12d3-a456-426614174000",
+            "released 1.24.3, 10.0.19045.3803 and v2.3.1-rc.1",
+            "at 1705312345678 and 20240115T103000Z, 2024-01-15 10:30:00.123",
+            "order 123456789, ref 876543210, invoice 004085616, id 2123456701",
+            "ids 44051401359 9601211021413 400123456787 121000358",
+            "parts AB123456 and X-12345 and SKU ABCPD1234Z",
+            "hash 0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+            "macs de:ad:be:ef:ca:fe 00:11:22:33:44:55 24-01-15-10-30-00",
+            "thousands 1 234 567 and 12 345 678 901 and 123 456 789",
         ] {
             assert!(
                 found(&scanner, text).is_empty(),

@@ -1,11 +1,12 @@
 //! US Social Security numbers.
 //!
 //! - `ddd-dd-dddd` is reported wherever it appears.
-//! - `ddd dd dddd` and bare `ddddddddd` are reported only when a context
-//!   word (`ssn`, `social security`, `soc sec`, `ss#`; any case) appears in
-//!   the [`CONTEXT_WINDOW`] bytes before the number. Without context, nine
-//!   digits are more often a ZIP+4, an order id or part of a phone number
-//!   than an SSN, and a guardrail that cries wolf gets turned off.
+//! - `ddd dd dddd`, `ddd.dd.dddd` and bare `ddddddddd` are reported only
+//!   when a context word (`ssn`, `social security`, `soc sec`, `ss#`; any
+//!   case, whole words, see `context.rs`) appears in the 48 bytes before
+//!   the number. Without context, nine digits are more often a ZIP+4, an
+//!   order id or part of a phone number than an SSN, and a guardrail that
+//!   cries wolf gets turned off.
 //!
 //! Validity, from the SSA's rules (still true after the 2011
 //! randomisation): area not `000`, `666` or `900`–`999`; group not `00`;
@@ -15,13 +16,12 @@
 use std::ops::Range;
 
 use super::boundary::{digit_run_end, number_ends_at, number_starts_at};
+use super::context;
 use super::hold::{first_from, trailing_run_start};
 
 /// Longest SSN match in bytes: `ddd-dd-dddd`.
 pub(crate) const MAX_LEN: usize = 11;
 
-/// How far before the number a context word may be, in bytes.
-pub(crate) const CONTEXT_WINDOW: usize = 48;
 /// Lowercase; compared ASCII-case-insensitively.
 const CONTEXT_WORDS: &[&[u8]] = &[b"ssn", b"social security", b"soc sec", b"soc. sec", b"ss#"];
 /// Bytes that, next to a digit, continue a number into this one.
@@ -32,7 +32,7 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     let end = match run.len() {
         3 => {
             let sep = *bytes.get(run.end)?;
-            if sep != b'-' && sep != b' ' {
+            if !matches!(sep, b'-' | b' ' | b'.') {
                 return None;
             }
             let group = run.end + 1;
@@ -42,7 +42,7 @@ pub(crate) fn find_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
             }
             let serial = group_end + 1;
             let serial_end = digit_run_end(bytes, serial);
-            if serial_end - serial != 4 || (sep == b' ' && !has_context(bytes, run.start)) {
+            if serial_end - serial != 4 || (sep != b'-' && !has_context(bytes, run.start)) {
                 return None;
             }
             serial_end
@@ -79,12 +79,7 @@ pub(crate) fn hold_from(bytes: &[u8]) -> usize {
 
 /// Does a context word appear in the bytes just before `start`?
 fn has_context(bytes: &[u8], start: usize) -> bool {
-    let before = &bytes[start.saturating_sub(CONTEXT_WINDOW)..start];
-    CONTEXT_WORDS.iter().any(|word| {
-        before
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    })
+    context::appears_before(bytes, start, CONTEXT_WORDS)
 }
 
 #[cfg(test)]
@@ -110,9 +105,20 @@ mod tests {
     fn finds_spaced_and_bare_ssns_only_with_context() {
         assert_eq!(ssns("SSN: 123456789"), vec!["123456789"]);
         assert_eq!(ssns("Social Security no. 123 45 6789"), vec!["123 45 6789"]);
+        assert_eq!(ssns("SSN 078 05 1123"), vec!["078 05 1123"]);
+        assert_eq!(ssns("my ssn: 078.05.1123."), vec!["078.05.1123"]);
         assert!(ssns("order 123456789 shipped").is_empty());
         assert!(ssns("room 123 45 6789").is_empty());
-        let far = format!("ssn {} 123456789", "x".repeat(CONTEXT_WINDOW));
+        assert!(ssns("078 05 1123").is_empty(), "spaced needs context");
+        assert!(
+            ssns("v078.05.1123 and 078.05.1123").is_empty(),
+            "dotted needs context"
+        );
+        assert!(
+            ssns("classname 123456789").is_empty(),
+            "`ssn` inside a word"
+        );
+        let far = format!("ssn {} 123456789", "x".repeat(context::WINDOW));
         assert!(ssns(&far).is_empty(), "context word too far away");
     }
 
@@ -141,6 +147,9 @@ mod tests {
             "1234-45-6789",
             "123-456-7890",
             "2024-01-15",
+            "ssn 693-09.4444",
+            "ssn 078.05.1123.4",
+            "ssn 1.078.05.1123",
         ] {
             assert!(ssns(text).is_empty(), "{text}");
         }

@@ -39,7 +39,7 @@ use toml::Spanned;
 use super::intercept::{HostPattern, InterceptList};
 use super::model::{
     RawAudit, RawBudget, RawGuardrail, RawIntercept, RawModelRules, RawModels, RawPolicy,
-    RawRateLimit, RawSecretRule,
+    RawRateLimit, RawSecretRule, RawSecretSource,
 };
 use super::rules::*;
 use crate::budget::pricing::{PriceEntry, PriceTable, Unpriced};
@@ -135,6 +135,21 @@ fn read_unlinked(path: &Path) -> Result<Layer, Located> {
         path: path.to_path_buf(),
         text,
     })
+}
+
+/// Read a file a policy names (a `[[secret_sources]]` file), with the
+/// same ownership and mode check as the policy's own files.
+fn read_trusted(path: &Path) -> Result<String, Located> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let opened = file.metadata().map_err(|e| io_error(path, &e))?;
+    if let Some(why) = untrusted(&opened) {
+        return Err(located(path, why));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| io_error(path, &e))?;
+    Ok(text)
 }
 
 #[cfg(unix)]
@@ -281,6 +296,9 @@ struct Merged {
     /// Secret rule id → the file that defined it.
     secret_sources: Vec<(String, PathBuf)>,
     secret_ids: HashMap<String, Seen>,
+    /// Files `[[secret_sources]]` read, with their text (for the version).
+    source_files: Vec<(PathBuf, String)>,
+    notes: Vec<Located>,
     budgets: Vec<BudgetRule>,
     budget_ids: HashMap<String, Seen>,
     rate_limits: Vec<RateLimitRule>,
@@ -350,6 +368,7 @@ impl Merged {
         }
         self.add_guardrails(ctx, raw.guardrails);
         self.add_secret_rules(ctx, raw.secret_rules);
+        self.add_secret_sources(ctx, raw.secret_sources);
         self.add_budgets(ctx, raw.budgets);
         self.add_rate_limits(ctx, raw.rate_limits);
         self.add_unpriced(ctx, raw.unpriced);
@@ -473,6 +492,36 @@ impl Merged {
                     .push((rule.id.clone(), ctx.file.to_path_buf()));
                 self.secret_rules.push(rule);
             }
+        }
+    }
+
+    /// `[[secret_sources]]`: every usable rule of each file joins the
+    /// secret rules; what cannot be used is a note. A file that cannot be
+    /// read or parsed is an error of the policy file naming it.
+    fn add_secret_sources(&mut self, ctx: &mut Ctx<'_>, sources: Vec<RawSecretSource>) {
+        for source in sources {
+            let named = Path::new(source.gitleaks.get_ref());
+            let path = ctx.file.parent().unwrap_or(Path::new(".")).join(named);
+            let loaded = match super::gitleaks::load(&path, &read_trusted) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    ctx.error(
+                        Some(source.gitleaks.span()),
+                        format!("[[secret_sources]] gitleaks: {e}"),
+                    );
+                    continue;
+                }
+            };
+            for rule in loaded.rules {
+                let id = Spanned::new(source.gitleaks.span(), rule.id.clone());
+                if !unique_id(ctx, &mut self.secret_ids, "secret rule", &id) {
+                    continue;
+                }
+                self.secret_sources.push((rule.id.clone(), path.clone()));
+                self.secret_rules.push(rule);
+            }
+            self.notes.extend(loaded.notes);
+            self.source_files.extend(loaded.files);
         }
     }
 
@@ -613,10 +662,11 @@ impl Merged {
             &first,
         )?;
         let mut hash = Sha256::new();
-        for layer in layers {
-            hash.update(layer.path.to_string_lossy().as_bytes());
+        let sources = self.source_files.iter().map(|(path, text)| (path, text));
+        for (path, text) in layers.iter().map(|l| (&l.path, &l.text)).chain(sources) {
+            hash.update(path.to_string_lossy().as_bytes());
             hash.update([0]);
-            hash.update(layer.text.as_bytes());
+            hash.update(text.as_bytes());
             hash.update([0]);
         }
         let version: String = hash.finalize()[..6]
@@ -659,6 +709,7 @@ impl Merged {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
                 max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
             },
+            notes: self.notes,
         })
     }
 }
@@ -722,6 +773,9 @@ fn secret_rule(ctx: &mut Ctx<'_>, rule: RawSecretRule) -> Option<SecretRule> {
         keywords: rule.keywords,
         entropy: rule.entropy,
         secret_group: rule.secret_group,
+        allowlists: rule.allowlists,
+        examples: rule.examples,
+        negatives: rule.negatives,
     })
 }
 

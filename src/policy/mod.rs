@@ -9,6 +9,7 @@
 //! - [`intercept`]: host patterns (model-name globs are [`crate::glob`]).
 
 pub mod decide;
+pub mod gitleaks;
 pub mod intercept;
 pub mod load;
 pub mod model;

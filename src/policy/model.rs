@@ -38,6 +38,9 @@ pub struct RawPolicy {
     /// Extra secret-detection rules (gitleaks-like), used by `detect = "secrets"`.
     #[serde(default)]
     pub secret_rules: Vec<RawSecretRule>,
+    /// Files of secret rules in other formats (gitleaks').
+    #[serde(default)]
+    pub secret_sources: Vec<RawSecretSource>,
     /// Spending limits.
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
@@ -135,6 +138,23 @@ pub struct RawSecretRule {
     pub entropy: Option<f64>,
     /// Capture group holding the secret.
     pub secret_group: Option<usize>,
+    /// Values not reported.
+    #[serde(default)]
+    pub allowlists: Vec<crate::guard::Allowlist>,
+    /// Texts the rule must find a secret in (checked on load).
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Texts the rule must find nothing in (checked on load).
+    #[serde(default)]
+    pub negatives: Vec<String>,
+}
+
+/// One `[[secret_sources]]` entry: a file of secret rules to load.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretSource {
+    /// A gitleaks config (its `[[rules]]`); relative to the policy file.
+    pub gitleaks: Spanned<String>,
 }
 
 /// One `[[budgets]]` entry.

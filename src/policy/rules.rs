@@ -52,6 +52,10 @@ pub struct Policy {
     pub spend: SpendPolicy,
     /// Audit settings.
     pub audit: AuditSettings,
+    /// What the policy's files name but could not be used, each at its
+    /// place (a gitleaks rule whose regex does not compile): logged on load
+    /// and shown by status. Not errors: the rest is in force.
+    pub notes: Vec<crate::located::Located>,
 }
 
 impl std::fmt::Debug for Policy {

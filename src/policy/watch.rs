@@ -36,6 +36,8 @@ pub struct PolicyStatus {
     pub loaded_at: SystemTime,
     /// Problems of the latest attempted reload, if it failed.
     pub errors: Vec<String>,
+    /// What the policy in force names but could not use (not errors).
+    pub notes: Vec<String>,
 }
 
 /// The policy in force and its load status.
@@ -102,6 +104,7 @@ fn status_of(policy: &Policy, errors: Vec<String>) -> PolicyStatus {
         sources: policy.sources.clone(),
         loaded_at: SystemTime::now(),
         errors,
+        notes: policy.notes.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -112,6 +115,9 @@ pub fn reload(dir: &Path, handle: &PolicyHandle) -> bool {
             let changed = policy.version != handle.current().version;
             let had_errors = !handle.status().errors.is_empty();
             if changed {
+                for note in &policy.notes {
+                    tracing::warn!("policy: {note}");
+                }
                 tracing::info!(
                     version = %policy.version,
                     files = policy.sources.len(),
