@@ -105,6 +105,20 @@ fn digit_bits(word: u64) -> u64 {
     (digits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
+/// What `find_at` finds starting at each digit run of `text`: the test
+/// driver of every digit-run detector.
+#[cfg(test)]
+pub(crate) fn found_by_runs(
+    find_at: fn(&[u8], Range<usize>) -> Option<Range<usize>>,
+    text: &str,
+) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    digit_runs(bytes)
+        .filter_map(|run| find_at(bytes, run))
+        .map(|m| &text[m])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

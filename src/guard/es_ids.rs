@@ -124,18 +124,9 @@ fn expected_letter(number: u32) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs as found;
     use super::*;
 
-    type FindAt = fn(&[u8], Range<usize>) -> Option<Range<usize>>;
-
-    fn found(find_at: FindAt, text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        digit_runs(bytes)
-            .filter_map(|run| find_at(bytes, run))
-            .map(|m| &text[m])
-            .collect()
-    }
 
     #[test]
     fn finds_nifs() {
