@@ -135,7 +135,6 @@ mod tests {
     use super::super::digits::found_by_runs as found;
     use super::*;
 
-
     #[test]
     fn finds_abns() {
         fn abns(text: &str) -> Vec<&str> {

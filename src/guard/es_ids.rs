@@ -127,7 +127,6 @@ mod tests {
     use super::super::digits::found_by_runs as found;
     use super::*;
 
-
     #[test]
     fn finds_nifs() {
         fn nifs(text: &str) -> Vec<&str> {

@@ -128,7 +128,6 @@ mod tests {
     use super::super::digits::found_by_runs as found;
     use super::*;
 
-
     #[test]
     fn finds_pans_only_with_context() {
         fn pans(text: &str) -> Vec<&str> {

@@ -134,7 +134,6 @@ mod tests {
     use super::super::digits::found_by_runs as found;
     use super::*;
 
-
     #[test]
     fn finds_itins() {
         fn itins(text: &str) -> Vec<&str> {
