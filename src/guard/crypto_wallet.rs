@@ -221,23 +221,11 @@ fn eip55_valid(hex: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs_resuming;
     use super::*;
 
     fn wallets(text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        let mut resume = 0;
-        let mut out = Vec::new();
-        for run in digit_runs(bytes) {
-            if run.start < resume {
-                continue;
-            }
-            if let Some(m) = find_at(bytes, run) {
-                resume = m.end;
-                out.push(&text[m]);
-            }
-        }
-        out
+        found_by_runs_resuming(find_at, text)
     }
 
     #[test]

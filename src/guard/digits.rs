@@ -119,6 +119,28 @@ pub(crate) fn found_by_runs(
         .collect()
 }
 
+/// Like [`found_by_runs`], for detectors whose match can span later digit
+/// runs (letters between them): a run inside the last match is skipped.
+#[cfg(test)]
+pub(crate) fn found_by_runs_resuming(
+    find_at: fn(&[u8], Range<usize>) -> Option<Range<usize>>,
+    text: &str,
+) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut resume = 0;
+    let mut out = Vec::new();
+    for run in digit_runs(bytes) {
+        if run.start < resume {
+            continue;
+        }
+        if let Some(m) = find_at(bytes, run) {
+            resume = m.end;
+            out.push(&text[m]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

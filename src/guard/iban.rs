@@ -214,15 +214,11 @@ fn mod97_is_one(iban: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs;
     use super::*;
 
     fn ibans(text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        digit_runs(bytes)
-            .filter_map(|run| find_at(bytes, run))
-            .map(|m| &text[m])
-            .collect()
+        found_by_runs(find_at, text)
     }
 
     #[test]

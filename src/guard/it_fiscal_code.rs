@@ -127,23 +127,11 @@ pub(crate) fn hold_from(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs_resuming;
     use super::*;
 
     fn codes(text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        let mut resume = 0;
-        let mut out = Vec::new();
-        for run in digit_runs(bytes) {
-            if run.start < resume {
-                continue;
-            }
-            if let Some(m) = find_at(bytes, run) {
-                resume = m.end;
-                out.push(&text[m]);
-            }
-        }
-        out
+        found_by_runs_resuming(find_at, text)
     }
 
     #[test]

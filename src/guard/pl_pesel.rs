@@ -52,15 +52,11 @@ pub(crate) fn hold_from(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs;
     use super::*;
 
     fn pesels(text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        digit_runs(bytes)
-            .filter_map(|run| find_at(bytes, run))
-            .map(|m| &text[m])
-            .collect()
+        found_by_runs(find_at, text)
     }
 
     #[test]

@@ -84,15 +84,11 @@ fn has_context(bytes: &[u8], start: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs;
     use super::*;
 
     fn ssns(text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        digit_runs(bytes)
-            .filter_map(|run| find_at(bytes, run))
-            .map(|m| &text[m])
-            .collect()
+        found_by_runs(find_at, text)
     }
 
     #[test]

@@ -153,26 +153,8 @@ pub(crate) fn nino_hold_from(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::digits::digit_runs;
+    use super::super::digits::found_by_runs_resuming as found;
     use super::*;
-
-    type FindAt = fn(&[u8], Range<usize>) -> Option<Range<usize>>;
-
-    fn found(find_at: FindAt, text: &str) -> Vec<&str> {
-        let bytes = text.as_bytes();
-        let mut resume = 0;
-        let mut out = Vec::new();
-        for run in digit_runs(bytes) {
-            if run.start < resume {
-                continue;
-            }
-            if let Some(m) = find_at(bytes, run) {
-                resume = m.end;
-                out.push(&text[m]);
-            }
-        }
-        out
-    }
 
     #[test]
     fn finds_nhs_numbers_with_context() {
