@@ -89,8 +89,8 @@ struct RawRule {
 #[serde(rename_all = "camelCase")]
 struct RawAllowlist {
     description: Option<String>,
-    condition: Option<String>,
-    regex_target: Option<String>,
+    condition: Option<Spanned<String>>,
+    regex_target: Option<Spanned<String>>,
     #[serde(default)]
     regexes: Vec<Spanned<String>>,
     #[serde(default)]
@@ -182,13 +182,32 @@ fn add_file(
             ));
             continue;
         }
-        if let Err(e) = regex::Regex::new(regex.get_ref()) {
+        let compiled = match regex::Regex::new(regex.get_ref()) {
+            Ok(compiled) => compiled,
+            Err(e) => {
+                loaded.notes.push(note(
+                    Some(regex.span()),
+                    format!(
+                        "rule `{id}`: its regex does not compile in Outpost's engine (Rust regex): {}; not loaded",
+                        one_line(&e.to_string())
+                    ),
+                ));
+                continue;
+            }
+        };
+        // `captures_len` counts group 0, the whole match.
+        let groups = compiled.captures_len() - 1;
+        if let Some(group) = raw.secret_group.filter(|&g| g > groups) {
             loaded.notes.push(note(
                 Some(regex.span()),
-                format!(
-                    "rule `{id}`: its regex does not compile in Outpost's engine (Rust regex): {}; not loaded",
-                    one_line(&e.to_string())
-                ),
+                format!("rule `{id}`: secretGroup {group} does not exist (the regex has {groups} groups); not loaded"),
+            ));
+            continue;
+        }
+        if let Some(entropy) = raw.entropy.filter(|e| !(0.0..=8.0).contains(e)) {
+            loaded.notes.push(note(
+                Some(span.clone()),
+                format!("rule `{id}`: entropy {entropy} is not between 0 and 8 bits; not loaded"),
             ));
             continue;
         }
@@ -210,7 +229,7 @@ fn add_file(
             description: raw.description,
             regex: regex.into_inner(),
             keywords: raw.keywords.into_iter().filter(|k| !k.is_empty()).collect(),
-            entropy: raw.entropy.filter(|e| (0.0..=8.0).contains(e)),
+            entropy: raw.entropy,
             secret_group: raw.secret_group.filter(|&g| g > 0),
             allowlists,
             examples: Vec::new(),
@@ -224,22 +243,24 @@ type NoteAt = (Option<std::ops::Range<usize>>, String);
 /// One gitleaks allowlist as Outpost's, `None` when it can never allow a
 /// prompt's match.
 fn allowlist(rule: &str, raw: RawAllowlist) -> Result<Option<Allowlist>, NoteAt> {
-    let condition = match raw.condition.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let condition_at = raw.condition.as_ref().map(Spanned::span);
+    let condition = match raw.condition.as_ref().map(|c| c.get_ref().to_ascii_uppercase()).as_deref() {
         None | Some("OR") => AllowCondition::Or,
         Some("AND") => AllowCondition::And,
         Some(other) => {
             return Err((
-                None,
+                condition_at,
                 format!("rule `{rule}`: allowlist condition {other:?} is neither OR nor AND; allowlist not loaded"),
             ))
         }
     };
-    let target = match raw.regex_target.as_deref() {
+    let target_at = raw.regex_target.as_ref().map(Spanned::span);
+    let target = match raw.regex_target.as_ref().map(|t| t.get_ref().as_str()) {
         None | Some("secret") => AllowTarget::Secret,
         Some("match") | Some("line") => AllowTarget::Match,
         Some(other) => {
             return Err((
-                None,
+                target_at,
                 format!(
                 "rule `{rule}`: allowlist regexTarget {other:?} is unknown; allowlist not loaded"
             ),
@@ -389,6 +410,39 @@ regexes = ['''(?i)unit[_-]?test''']
             kinds("unit_test acme_k3j9x2m7q1z8w4v6b5n0c2l9"),
             ["gitleaks:acme-api-token"]
         );
+    }
+
+    #[test]
+    fn a_rule_the_engine_would_refuse_is_a_note_not_a_broken_policy() {
+        let text = "[[rules]]\nid = \"grouped\"\nregex = 'acme_([0-9]{8})'\nsecretGroup = 2\n\n\
+                    [[rules]]\nid = \"noisy\"\nregex = 'acme_[0-9]{8}'\nentropy = 9.5\n\n\
+                    [[rules]]\nid = \"allowed\"\nregex = 'acme_[0-9]{8}'\n\
+                    allowlists = [{ condition = \"XOR\", stopwords = [\"x\"] }]\n";
+        let loaded = load(Path::new("/g.toml"), &|_| Ok(text.to_string())).unwrap();
+        let notes: Vec<String> = loaded.notes.iter().map(ToString::to_string).collect();
+        assert_eq!(notes.len(), 3, "{notes:#?}");
+        assert!(
+            notes[0]
+                .starts_with("/g.toml:3:9: gitleaks: rule `grouped`: secretGroup 2 does not exist"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].starts_with("/g.toml:7:6: gitleaks: rule `noisy`: entropy 9.5"),
+            "{}",
+            notes[1]
+        );
+        assert!(
+            notes[2].starts_with("/g.toml:14:29: gitleaks: rule `allowed`: allowlist condition"),
+            "{}",
+            notes[2]
+        );
+        // The rule with the bad allowlist loads without it; the whole
+        // set still compiles.
+        let ids: Vec<&str> = loaded.rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["gitleaks:allowed"]);
+        let no_rules: [crate::guard::RuleSpec; 0] = [];
+        crate::guard::Scanner::compile(&no_rules, &loaded.rules).unwrap();
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Workers {
             .workers
             .iter()
             .min_by_key(|w| w.load.load(Ordering::Relaxed))
+            // `start` makes at least one.
             .expect("at least one worker");
         let load = worker.load.clone();
         load.fetch_add(1, Ordering::Relaxed);
