@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::keywords::KeywordDetector;
 use super::numbers::{self, Dispatch, HoldFrom, NUMBER_DETECTORS};
 use super::pattern::PatternDetector;
-use super::secrets::{builtin_secret_rules, SecretHit, SecretMatcher, SecretRulesError};
+use super::secrets::{shipped_secret_rules, SecretHit, SecretMatcher, SecretRulesError};
 use super::{email, ip};
 use super::{Builtin, DetectorSpec, Finding, RuleSpec, SecretRule};
 
@@ -281,8 +281,7 @@ impl Scanner {
         } else {
             Some(KeywordDetector::compile(keyword_rules)?)
         };
-        let shipped = builtin_secret_rules()?;
-        let secrets = shared_secret_matcher(&shipped, extra_secret_rules)?;
+        let secrets = shared_secret_matcher(shipped_secret_rules()?, extra_secret_rules)?;
 
         let mut max_match_len = 0;
         let mut widen = |used: &[usize], len: usize| {

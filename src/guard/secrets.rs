@@ -122,7 +122,7 @@ pub enum AllowTarget {
 
 /// `policy/secrets.toml` does not parse: a bug in Outpost, caught by its
 /// tests, never the admin's fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("built-in secret rules (policy/secrets.toml) do not parse: {0}")]
 pub struct SecretRulesError(#[from] toml::de::Error);
 
@@ -144,6 +144,17 @@ pub fn builtin_secret_rules() -> Result<Vec<SecretRule>, SecretRulesError> {
         rule.allowlists.extend(file.allowlists.iter().cloned());
     }
     Ok(rules)
+}
+
+/// [`builtin_secret_rules`], parsed once per process: every policy load
+/// compiles two scanners, and the file is 160 KB of TOML.
+pub(crate) fn shipped_secret_rules() -> Result<&'static [SecretRule], SecretRulesError> {
+    static SHIPPED: std::sync::OnceLock<Result<Vec<SecretRule>, SecretRulesError>> =
+        std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(builtin_secret_rules)
+        .as_deref()
+        .map_err(Clone::clone)
 }
 
 /// A secret rule ready to run.
