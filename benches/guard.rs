@@ -10,12 +10,50 @@
 //! and 1 MB; for each, the median of several timed runs, single thread.
 //! Then each builtin alone on 100 KB, to show where the time goes.
 //!
+//! Memory: the live heap of the compiled full set (a counting allocator),
+//! after the prompts above, and after every shipped secret rule's examples
+//! have been scanned too, so that every rule's regex has run once (rule
+//! regexes and stream-hold regexes are compiled on first use).
+//!
 //! Run: `cargo bench --bench guard`. Prints a table; no harness.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use outpost::guard::{Builtin, DetectorSpec, RuleSpec, Scanner};
+
+/// The system allocator, counting the bytes live.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: each method forwards to `System` with the caller's arguments
+// unchanged, which upholds `GlobalAlloc`'s contract; the counter is only
+// arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_mb() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / 1e6
+}
 
 /// Timed runs per measurement; the median is reported.
 const RUNS: usize = 11;
@@ -148,7 +186,11 @@ fn main() {
     println!("cpu: {}", cpu_model());
     println!();
 
+    let heap_before = live_mb();
+    let started = Instant::now();
     let full = scanner_for(Builtin::ALL);
+    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let heap_compiled = live_mb() - heap_before;
     println!("full built-in set ({} detectors)", Builtin::ALL.len());
     println!("{:>8}  {:>10}  {:>9}", "size", "MB/s", "findings");
     for (label, size) in [("1 KB", 1_000), ("100 KB", 100_000), ("1 MB", 1_000_000)] {
@@ -159,6 +201,26 @@ fn main() {
             throughput(&full, &text)
         );
     }
+
+    let heap_prompts = live_mb() - heap_before;
+    let rules = match outpost::guard::builtin_secret_rules() {
+        Ok(rules) => rules,
+        Err(e) => panic!("the shipped secret rules must parse: {e}"),
+    };
+    for text in rules
+        .iter()
+        .flat_map(|r| r.examples.iter().chain(&r.negatives))
+    {
+        black_box(full.scan(text));
+        black_box(full.stream_hold(text));
+    }
+    let heap_all = live_mb() - heap_before;
+    println!();
+    println!(
+        "full set heap: {heap_compiled:.1} MB compiled ({compile_ms:.0} ms), \
+         {heap_prompts:.1} MB after the prompts, {heap_all:.1} MB after every \
+         secret rule's examples (every regex compiled)"
+    );
 
     println!();
     println!("each builtin alone, 100 KB");

@@ -676,6 +676,9 @@ fn init_stderr_logging(default: &str) {
         .try_init();
 }
 
+/// Log lines queued for the log file's writer thread.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// stderr plus a daily-rolling file under `state_dir/logs`. The guard flushes
 /// the file writer when dropped.
 fn init_daemon_logging(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
@@ -697,7 +700,13 @@ fn init_daemon_logging(config: &Config) -> Option<tracing_appender::non_blocking
         });
     match appender {
         Ok(appender) => {
-            let (writer, guard) = tracing_appender::non_blocking(appender);
+            // The queue's slots are allocated up front (the default of
+            // 128,000 lines is 4 MB); the log is lossy when full, so that a
+            // burst never blocks the proxy. Audit records do not go here.
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .lossy(true)
+                .finish(appender);
             let file = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)

@@ -46,10 +46,12 @@
 //! within the cap of the end, and settled clipped after that.
 
 use aho_corasick::{AhoCorasick, MatchKind};
+#[cfg(test)]
 use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Class, Hir, HirKind, Look, Repetition};
 
 use super::boundary::floor_char_boundary;
+use super::lazy::LazyRegex;
 
 /// Most anchors one regex may have; beyond that it counts as unanchored.
 const MAX_ANCHORS: usize = 64;
@@ -152,8 +154,9 @@ pub(crate) struct RegexHold {
     uses: Vec<Vec<AnchorUse>>,
     /// Every anchor, for anchors cut off by the end.
     partial: PrefixSet,
-    /// Per rule, the viability regex, when one was built.
-    viable: Vec<Option<Regex>>,
+    /// Per rule, the viability regex, when one is needed; compiled on
+    /// first use.
+    viable: Vec<Option<LazyRegex>>,
     /// Largest lookback of the anchored uses: how much of the end to search.
     region: usize,
     /// Largest lookback of the rules without anchors: they hold that much.
@@ -189,7 +192,8 @@ impl RegexHold {
                 .as_ref()
                 .is_some_and(|a| a.iter().any(|&(_, bound)| bound));
             let regex = if needs_viable {
-                viability_regex(spec.pattern)
+                viability_pattern(spec.pattern)
+                    .map(|pattern| LazyRegex::new(pattern, Some(VIABLE_SIZE_LIMIT)))
             } else {
                 None
             };
@@ -267,7 +271,8 @@ impl RegexHold {
     }
 
     fn is_viable(&self, rule: usize, text: &str, at: usize) -> bool {
-        match (&self.viable[rule], text.get(at..)) {
+        let regex = self.viable[rule].as_ref().and_then(LazyRegex::get);
+        match (regex, text.get(at..)) {
             (Some(regex), Some(rest)) => regex.is_match(rest),
             _ => true,
         }
@@ -492,17 +497,23 @@ fn dedup(strings: &mut Vec<Vec<u8>>) {
 /// `\A(?:P)\z` where `P` matches exactly the prefixes of the matches of
 /// `pattern`, with every assertion dropped (so a cut through `\b` or `$`
 /// is always viable). `None` if it would be too large.
+#[cfg(test)]
 fn viability_regex(pattern: &str) -> Option<Regex> {
+    RegexBuilder::new(&viability_pattern(pattern)?)
+        .size_limit(VIABLE_SIZE_LIMIT)
+        .build()
+        .ok()
+}
+
+/// The pattern of [`viability_regex`]; `None` if `pattern` does not parse.
+fn viability_pattern(pattern: &str) -> Option<String> {
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
     let anchored = Hir::concat(vec![
         Hir::look(Look::Start),
         prefix_language(&hir),
         Hir::look(Look::End),
     ]);
-    RegexBuilder::new(&anchored.to_string())
-        .size_limit(VIABLE_SIZE_LIMIT)
-        .build()
-        .ok()
+    Some(anchored.to_string())
 }
 
 fn optional(hir: Hir) -> Hir {
@@ -661,6 +672,33 @@ mod tests {
                 rule.id
             );
         }
+    }
+
+    #[test]
+    fn viability_regexes_are_compiled_when_an_anchor_ends_a_text() {
+        let rules = crate::guard::builtin_secret_rules().expect("parses");
+        let specs: Vec<HoldSpec<'_>> = rules
+            .iter()
+            .map(|rule| HoldSpec {
+                pattern: &rule.regex,
+                reach: 100,
+                keywords: Some(&rule.keywords),
+            })
+            .collect();
+        let hold = RegexHold::new(&specs);
+        let compiled = |hold: &RegexHold| {
+            hold.viable
+                .iter()
+                .flatten()
+                .filter(|v| v.is_compiled())
+                .count()
+        };
+        assert_eq!(compiled(&hold), 0);
+        assert_eq!(hold.hold_from("ghp_Zq8wX4vT7nR2"), 0);
+        let after = compiled(&hold);
+        assert!((1..5).contains(&after), "{after}");
+        assert_eq!(hold.hold_from("ghp_Zq8wX4vT7nR2"), 0);
+        assert_eq!(compiled(&hold), after);
     }
 
     #[test]

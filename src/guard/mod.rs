@@ -73,6 +73,7 @@ mod it_fiscal_code;
 mod keyword_finder;
 mod keywords;
 mod kr_rrn;
+mod lazy;
 mod limits;
 mod mac_address;
 mod numbers;

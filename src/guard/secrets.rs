@@ -35,6 +35,7 @@ use serde::Deserialize;
 use super::boundary::{ceil_char_boundary, floor_char_boundary};
 use super::hold::{HoldSpec, RegexHold};
 use super::keyword_finder::KeywordFinder;
+use super::lazy::LazyRegex;
 use super::limits::{capped_regex_max_len, clip_to_cap};
 use super::scanner::{CompileError, SecretRuleProblem};
 
@@ -161,7 +162,8 @@ pub(crate) fn shipped_secret_rules() -> Result<&'static [SecretRule], SecretRule
 #[derive(Debug)]
 struct CompiledRule {
     id: String,
-    regex: Regex,
+    /// Compiled on first use: most rules' keywords never occur.
+    regex: LazyRegex,
     entropy: Option<f64>,
     secret_group: Option<usize>,
     /// Longest match reported, in bytes (capped, see `limits`).
@@ -376,12 +378,22 @@ impl SecretMatcher {
     ) {
         let rule = &self.rules[index];
         let haystack = &text[..window.end];
+        let Some(regex) = rule.regex.get() else {
+            // It compiled when the policy loaded, so this cannot happen;
+            // if it did, the window is reported rather than let through.
+            tracing::error!(rule = %rule.id, "secret rule's regex failed to compile on use");
+            out.push(SecretHit {
+                rule: index,
+                span: clip_to_cap(text, window),
+            });
+            return;
+        };
         let cut = window.end < text.len();
         let mut at = window.start;
         while at <= haystack.len() {
             let (whole, secret) = match rule.secret_group {
                 Some(group) => {
-                    let Some(captures) = rule.regex.captures_at(haystack, at) else {
+                    let Some(captures) = regex.captures_at(haystack, at) else {
                         break;
                     };
                     let Some(whole) = captures.get(0) else { break };
@@ -390,7 +402,7 @@ impl SecretMatcher {
                     (whole.range(), secret.range())
                 }
                 None => {
-                    let Some(m) = rule.regex.find_at(haystack, at) else {
+                    let Some(m) = regex.find_at(haystack, at) else {
                         break;
                     };
                     (m.range(), m.range())
@@ -448,6 +460,7 @@ fn compile_rule<'a>(
             }));
         }
     }
+    // Compiled here to check it, and again on first use (see `lazy.rs`).
     let regex = Regex::new(&rule.regex).map_err(|e| {
         invalid(SecretRuleProblem::InvalidRegex {
             message: e.to_string(),
@@ -490,7 +503,7 @@ fn compile_rule<'a>(
     Ok(CompiledRule {
         id: rule.id.clone(),
         reach: capped_regex_max_len(&rule.regex),
-        regex,
+        regex: LazyRegex::new(rule.regex.as_str(), None),
         entropy: rule.entropy,
         secret_group: rule.secret_group,
         allowlists,
@@ -693,6 +706,31 @@ mod tests {
             assert!(rule.description.is_some(), "{} has no description", rule.id);
         }
         builtin();
+    }
+
+    #[test]
+    fn a_rules_regex_is_compiled_only_when_its_keyword_occurs() {
+        let matcher = builtin();
+        let compiled = |m: &SecretMatcher| {
+            m.rules
+                .iter()
+                .filter(|r| r.regex.is_compiled())
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(compiled(&matcher), Vec::<String>::new());
+        assert_eq!(ids(&matcher, "nothing to see here"), Vec::<String>::new());
+        assert_eq!(compiled(&matcher), Vec::<String>::new());
+        let key = "AKIAZ7QK4XHM2WV5PJ3N";
+        assert_eq!(ids(&matcher, key), ["aws-access-key-id"]);
+        let rules = compiled(&matcher);
+        assert!(
+            rules.contains(&"aws-access-key-id".to_string()),
+            "{rules:?}"
+        );
+        assert!(rules.len() < 5, "{rules:?}");
+        // Compiled once, it gives the same answer again.
+        assert_eq!(ids(&matcher, key), ["aws-access-key-id"]);
     }
 
     #[test]
