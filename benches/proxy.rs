@@ -14,9 +14,15 @@
 //! shown is the median over the rounds, so a noisy moment of a shared
 //! machine lands on one round of every path rather than on one path.
 //!
+//! Each proxy's CPU time per call (user + system, all its threads, from
+//! `/proc/PID/stat`) is shown beside its latency: the latency of a shared
+//! 2-core machine is mostly CPU.
+//!
 //! Run: `cargo bench --bench proxy` (release build). `OUTPOST_BENCH_SECS`
 //! sets seconds per cell (default 2), `OUTPOST_BENCH_ROUNDS` the rounds
-//! (default 3).
+//! (default 3), `OUTPOST_BENCH_PATHS` which paths run besides direct (a
+//! comma-separated list of the names in the table; default all), e.g. to
+//! profile one of them.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -148,16 +154,38 @@ fn main() {
         (Path::Proxy, "policy"),
         (Path::ProxyLimits, "budgets"),
     ];
+    let only: Option<Vec<String>> = std::env::var("OUTPOST_BENCH_PATHS")
+        .ok()
+        .map(|v| v.split(',').map(|p| p.trim().to_string()).collect());
+    let runs =
+        |name: &str| name == "direct" || only.as_ref().is_none_or(|o| o.iter().any(|p| p == name));
+    let pid = |path: Path| match path {
+        Path::Direct => None,
+        Path::Peer => Some(peer.child.id()),
+        Path::ProxyNoAudit => Some(agent_no_audit.pid()),
+        Path::Proxy => Some(agent.pid()),
+        Path::ProxyLimits => Some(agent_limits.pid()),
+    };
     for stream in [false, true] {
         for concurrency in [1usize, 8] {
             // Every path once per round, rounds interleaved, so that a noisy
             // moment of the machine lands on one round of every path.
             let mut cells: Vec<Vec<CellResult>> = PATHS.iter().map(|_| Vec::new()).collect();
             for _ in 0..rounds {
-                for (i, (path, _)) in PATHS.iter().enumerate() {
-                    let cell =
-                        runtime.block_on(run_cell(&endpoints, *path, stream, concurrency, cell));
-                    cells[i].push(cell);
+                for (i, (path, name)) in PATHS.iter().enumerate() {
+                    let result = if runs(name) {
+                        runtime.block_on(run_cell(
+                            &endpoints,
+                            *path,
+                            pid(*path),
+                            stream,
+                            concurrency,
+                            cell,
+                        ))
+                    } else {
+                        CellResult::default()
+                    };
+                    cells[i].push(result);
                 }
             }
             let medians: Vec<CellResult> = cells.iter().map(|c| CellResult::median(c)).collect();
@@ -172,12 +200,15 @@ fn main() {
                 }
             );
             println!(
-                "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11}",
-                "path", "p50", "p99", "added", "first", "req/s", "vs direct"
+                "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>9}",
+                "path", "p50", "p99", "added", "first", "req/s", "vs direct", "cpu/call"
             );
             for ((_, name), m) in PATHS.iter().zip(&medians) {
+                if !runs(name) {
+                    continue;
+                }
                 println!(
-                    "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>11.2}",
+                    "  {:<8} {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>11.2} {:>9}",
                     name,
                     us(m.p50),
                     us(m.p99),
@@ -185,7 +216,11 @@ fn main() {
                     us(m.first),
                     m.rps,
                     m.rps / direct.rps,
+                    m.cpu_per_call.map_or("-".to_string(), us),
                 );
+            }
+            if only.is_some() {
+                continue;
             }
             let (peer, policy, budgets) = (&medians[1], &medians[3], &medians[4]);
             println!(
@@ -221,12 +256,15 @@ fn main() {
     );
 }
 
+#[derive(Default)]
 struct CellResult {
     p50: Duration,
     p99: Duration,
     /// p50 time to the first body byte.
     first: Duration,
     rps: f64,
+    /// The proxy's CPU time (user + system) per call; `None` for direct.
+    cpu_per_call: Option<Duration>,
 }
 
 impl CellResult {
@@ -241,6 +279,7 @@ impl CellResult {
             p99: mid(cells.iter().map(|c| c.p99).collect()),
             first: mid(cells.iter().map(|c| c.first).collect()),
             rps: mid(cells.iter().map(|c| c.rps).collect()),
+            cpu_per_call: mid(cells.iter().map(|c| c.cpu_per_call).collect()),
         }
     }
 }
@@ -248,6 +287,7 @@ impl CellResult {
 async fn run_cell(
     endpoints: &Arc<Endpoints>,
     path: Path,
+    pid: Option<u32>,
     stream: bool,
     concurrency: usize,
     duration: Duration,
@@ -265,6 +305,8 @@ async fn run_cell(
             worker(&endpoints, path, body, measure_from, end).await
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = pid.map(cpu_time);
     let mut samples = Vec::new();
     let mut firsts = Vec::new();
     for w in workers {
@@ -280,7 +322,25 @@ async fn run_cell(
         p99: pct(&samples, 0.99),
         first: pct(&firsts, 0.50),
         rps: samples.len() as f64 / duration.as_secs_f64(),
+        cpu_per_call: pid
+            .zip(cpu_from)
+            .map(|(pid, from)| (cpu_time(pid).saturating_sub(from)) / samples.len().max(1) as u32),
     }
+}
+
+/// CPU time (user + system, every thread) of process `pid` so far, from
+/// `/proc/PID/stat` (in ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at
+    // field 3, the state; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 async fn worker(

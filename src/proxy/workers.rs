@@ -34,6 +34,24 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// How often [`keep_timer_awake`] ticks.
+const TIMER_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ticks forever, so that the runtime's timer always has a wake-up within
+/// [`TIMER_TICK`]. tokio's timer writes to its driver's eventfd whenever a
+/// timer is set earlier than the driver's next wake-up, to wake it; a call
+/// sets several long timers (hyper's header read timeout for the next
+/// request, the body idle timeouts), and without a nearer wake-up each of
+/// them cost a syscall and an extra turn of the event loop, about one per
+/// call.
+async fn keep_timer_awake() {
+    let mut ticker = tokio::time::interval(TIMER_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+    }
+}
+
 struct Worker {
     handle: Handle,
     /// Connections running on it.
@@ -68,7 +86,12 @@ impl Workers {
                     .name(format!("outpost-worker-{index}"))
                     .spawn(move || {
                         INDEX.with(|i| i.set(index));
-                        runtime.block_on(stop.cancelled());
+                        runtime.block_on(async {
+                            tokio::select! {
+                                () = stop.cancelled() => {}
+                                () = keep_timer_awake() => {}
+                            }
+                        });
                         // Whatever is still running is dropped with the runtime.
                     })?,
             );
