@@ -297,6 +297,7 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                     "sources": policy_status.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "errors": policy_status.errors,
                     "notes": policy_status.notes,
+                    "baseline": policy_status.baseline,
                 },
             });
             json_response(StatusCode::OK, &body)

@@ -257,8 +257,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 /// and redacts card numbers), the errors are logged and shown by `status`,
 /// and the first valid save replaces it. Refusing to start instead would
 /// break every HTTPS client pointed at the proxy over a typo.
+/// The policy the agent enforces: the shipped baseline, the managed
+/// bundle in force, and the files of `policy_dir`, merged so that each
+/// layer only tightens the ones below it.
+pub fn load_policy(config: &Config) -> Result<crate::policy::Policy, Vec<Located>> {
+    load::load_dir(&config.policy_dir)
+}
+
+/// [`load_policy`] for the watcher.
+fn policy_loader(config: &Config) -> watch::Loader {
+    let config = config.clone();
+    std::sync::Arc::new(move || load_policy(&config))
+}
+
 fn initial_policy(config: &Config) -> Result<crate::policy::Policy, StartError> {
-    match load::load_dir(&config.policy_dir) {
+    match load_policy(config) {
         Ok(policy) => {
             for note in &policy.notes {
                 tracing::warn!("policy: {note}");
@@ -341,8 +354,9 @@ fn watch_policy(config: &Config, policy: &Arc<PolicyHandle>, shutdown: &Cancella
     }
     // A start-up failure is still pending in the status: re-run the load so
     // the errors show there.
-    watch::reload(&dir, policy);
-    if let Err(err) = watch::spawn_watcher(dir.clone(), policy.clone(), shutdown.clone()) {
+    let load = policy_loader(config);
+    watch::reload(&load, policy);
+    if let Err(err) = watch::spawn_watcher(dir.clone(), load, policy.clone(), shutdown.clone()) {
         tracing::warn!(
             "cannot watch policy_dir {}: {err}; policy will not hot-reload",
             dir.display()

@@ -136,6 +136,13 @@ enum PolicyCommand {
         /// A `.toml` file or a directory of them.
         path: Option<PathBuf>,
     },
+    /// Print the effective policy (baseline, managed bundle and policy_dir
+    /// merged) and the layer and place each rule comes from.
+    Show {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,6 +224,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check { path }) => {
             init_stderr_logging("warn");
             check_policy(&config, path.as_deref())
+        }
+        Command::Policy(PolicyCommand::Show { json }) => {
+            init_stderr_logging("warn");
+            show_policy(&config, json)
         }
         Command::Audit(command) => {
             init_stderr_logging("warn");
@@ -309,7 +320,7 @@ fn run_budget(config: &Config, command: BudgetCommand) -> anyhow::Result<()> {
 
 /// The policy's budgets, as the agent would load them.
 fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::BudgetRule>> {
-    let policy = load::load_dir(&config.policy_dir).map_err(|errors| Exit {
+    let policy = crate::app::load_policy(config).map_err(|errors| Exit {
         code: EXIT_CONFIG,
         message: errors
             .iter()
@@ -527,7 +538,7 @@ fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
     } else {
         load::read_layer(path)
             .map_err(|e| vec![e])
-            .and_then(|layer| load::load_layers(&[layer]))
+            .and_then(|layer| load::load_stack(Vec::new(), vec![layer]))
     };
     match result {
         Ok(policy) => {
@@ -566,9 +577,31 @@ fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
     }
 }
 
+/// `outpost policy show`: what the agent would enforce, from the files it
+/// would load (an invalid set is the check's errors and exit code).
+fn show_policy(config: &Config, json: bool) -> anyhow::Result<()> {
+    let policy = crate::app::load_policy(config).map_err(|errors| Exit {
+        code: EXIT_CHECK_FAILED,
+        message: errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::policy::show::to_json(&policy))?
+        );
+    } else {
+        print!("{}", crate::policy::show::to_text(&policy));
+    }
+    Ok(())
+}
+
 /// The intercept list in force: `policy_dir`'s, else the embedded default's.
 fn intercept_list(config: &Config) -> anyhow::Result<InterceptList> {
-    match load::load_dir(&config.policy_dir) {
+    match crate::app::load_policy(config) {
         Ok(policy) => Ok(policy.intercept),
         Err(errors) => {
             for e in &errors {

@@ -273,7 +273,9 @@ fn uninspected_forwards_still_meet_the_budget_and_are_recorded() {
         |a| {
             a.policy_file(
                 "10-forward.toml",
-                "on_unparseable = \"forward\"\ndefault_output_tokens = 100\n\
+                // Forwarding what cannot be parsed loosens the baseline's
+                // `block`: only a policy without the baseline can.
+                "baseline = false\non_unparseable = \"forward\"\ndefault_output_tokens = 100\n\
                  [[budgets]]\nid = \"tiny\"\nper = \"user\"\nlimit_usd = 0.025\nwindow = \"day\"\n",
             )
         },

@@ -489,7 +489,8 @@ fn on_unparseable_forward_passes_bodies_uninspected() {
         |a| {
             a.policy_file(
                 "10-fail-open.toml",
-                "on_unparseable = \"forward\"\nmax_body_bytes = 2048\n",
+                // Failing open loosens the baseline: only without it.
+                "baseline = false\non_unparseable = \"forward\"\nmax_body_bytes = 2048\n",
             )
         },
     );
@@ -531,4 +532,70 @@ fn over_size_body_is_blocked_by_default() {
     assert_eq!(out.status, 400, "{}", out.describe());
     assert!(out.text().contains("max_body_bytes"), "{}", out.describe());
     assert!(stack.fake.requests().is_empty());
+}
+
+#[test]
+fn a_budget_file_keeps_the_baseline_and_policy_show_says_where_each_rule_is_from() {
+    let budget =
+        "[[budgets]]\nid = \"team-day\"\nper = \"user\"\nlimit_usd = 50.0\nwindow = \"day\"\n";
+    let stack = Stack::start_with(|f| f, |a| a.policy_file("50-budget.toml", budget));
+    // The baseline's secret block still applies next to the new file.
+    let result = call(
+        &stack.agent,
+        "openai",
+        false,
+        "gpt-4o-mini",
+        &format!("my token is {GITHUB_TOKEN}"),
+    );
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-secrets"),
+        "{result}"
+    );
+    assert!(stack.fake.requests().is_empty());
+    assert_eq!(policy_status(&stack.agent)["baseline"], "on");
+
+    let shown = stack.agent.cli(&["policy", "show", "--json"]);
+    assert_eq!(shown.code, Some(0), "{}", shown.describe());
+    let shown: Value = serde_json::from_str(&shown.stdout_text()).expect("JSON");
+    let rule = |id: &str| {
+        shown["rules"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not shown: {shown:#}"))
+    };
+    assert_eq!(rule("no-secrets")["layer"], "baseline");
+    let team = rule("team-day");
+    assert_eq!(team["layer"], "local");
+    let at = team["at"].as_str().unwrap_or_default();
+    assert!(at.ends_with("50-budget.toml:2:6"), "{at}");
+    assert_eq!(shown["baseline"], "on");
+
+    // Turning the baseline off is explicit, and shows.
+    let policy_dir = stack.agent.policy_dir();
+    std::fs::write(
+        policy_dir.join("50-budget.toml"),
+        format!("baseline = false\n{budget}"),
+    )
+    .unwrap();
+    wait_until("the reload", WAIT_LIMIT, || {
+        policy_status(&stack.agent)["baseline"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("off (baseline = false at"))
+    });
+    let text = stack.agent.cli(&["policy", "show"]);
+    assert!(
+        text.stdout_text().contains("baseline: off"),
+        "{}",
+        text.describe()
+    );
+    assert!(
+        !text.stdout_text().contains("no-secrets"),
+        "{}",
+        text.describe()
+    );
 }

@@ -524,8 +524,12 @@ fn input_sent_without_a_response_is_still_recorded() {
 fn allowed_audio_is_sent_and_recorded_as_unscanned() {
     let ca = TestCa::new();
     let fake = FakeWs::tls(&ca).start();
-    let policy = include_str!("../policy/default.toml")
-        .replace("unscanned_audio = \"block\"", "unscanned_audio = \"allow\"");
+    // Allowing unscanned audio loosens the baseline: only without it.
+    let policy = format!(
+        "baseline = false\n{}",
+        include_str!("../policy/default.toml")
+            .replace("unscanned_audio = \"block\"", "unscanned_audio = \"allow\"")
+    );
     let agent = start(&fake, &ca, |a| a.policy_file("10-audio.toml", &policy));
     block_on(async {
         tokio::time::timeout(TIMEOUT, async {
@@ -564,8 +568,11 @@ fn an_unknown_socket_path_under_forward_is_bridged_with_a_record() {
         .fake_upstream(&fake)
         .policy_file(
             "10-forward.toml",
-            &include_str!("../policy/default.toml")
-                .replace("on_unparseable = \"block\"", "on_unparseable = \"forward\""),
+            &format!(
+                "baseline = false\n{}",
+                include_str!("../policy/default.toml")
+                    .replace("on_unparseable = \"block\"", "on_unparseable = \"forward\"")
+            ),
         )
         .start();
     let echo = block_on(async {

@@ -315,6 +315,18 @@ pub enum DetectorSpec {
     Keywords(Vec<String>),
 }
 
+impl DetectorSpec {
+    /// How `outpost policy show` names it: `secrets`, `pattern "…"`,
+    /// `keywords [a, b]`.
+    pub fn describe(&self) -> String {
+        match self {
+            DetectorSpec::Builtin(b) => b.name().to_string(),
+            DetectorSpec::Pattern(p) => format!("pattern {p:?}"),
+            DetectorSpec::Keywords(k) => format!("keywords [{}]", k.join(", ")),
+        }
+    }
+}
+
 /// One guardrail rule as the scanner needs it: the policy's rule id (for
 /// error messages) and its detector.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -194,13 +194,7 @@ mod tests {
     use crate::provider::{self, Provider};
 
     fn policy(files: &[(&str, &str)]) -> Policy {
-        let layers: Vec<Layer> = files
-            .iter()
-            .map(|(p, t)| Layer {
-                path: (*p).into(),
-                text: (*t).into(),
-            })
-            .collect();
+        let layers: Vec<Layer> = files.iter().map(|(p, t)| Layer::local(*p, *t)).collect();
         load_layers(&layers).unwrap()
     }
 

@@ -93,6 +93,16 @@ impl fmt::Display for HostPattern {
 /// The hosts Outpost intercepts, minus those it must tunnel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterceptList {
+    /// Every pattern to intercept, of every group.
+    hosts: Vec<HostPattern>,
+    groups: Vec<InterceptGroup>,
+}
+
+/// One policy layer's hosts, with the excludes that apply to them (its
+/// own and those of the layers below it: a higher layer cannot exclude a
+/// host a lower one intercepts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct InterceptGroup {
     hosts: Vec<HostPattern>,
     exclude: Vec<HostPattern>,
 }
@@ -100,7 +110,24 @@ pub struct InterceptList {
 impl InterceptList {
     /// Build from patterns (already parsed).
     pub fn new(hosts: Vec<HostPattern>, exclude: Vec<HostPattern>) -> InterceptList {
-        InterceptList { hosts, exclude }
+        InterceptList::layered(vec![(hosts, exclude)])
+    }
+
+    /// Build from groups of (hosts, the excludes that apply to them): a
+    /// host is intercepted if one group's hosts match it and that group's
+    /// excludes do not.
+    pub fn layered(groups: Vec<(Vec<HostPattern>, Vec<HostPattern>)>) -> InterceptList {
+        let mut hosts: Vec<HostPattern> = Vec::new();
+        for pattern in groups.iter().flat_map(|(h, _)| h) {
+            if !hosts.contains(pattern) {
+                hosts.push(pattern.clone());
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(hosts, exclude)| InterceptGroup { hosts, exclude })
+            .collect();
+        InterceptList { hosts, groups }
     }
 
     /// The `[intercept]` table of the shipped default policy.
@@ -117,8 +144,9 @@ impl InterceptList {
         if host.parse::<IpAddr>().is_ok() {
             return false;
         }
-        self.hosts.iter().any(|p| p.matches(&host))
-            && !self.exclude.iter().any(|p| p.matches(&host))
+        self.groups.iter().any(|g| {
+            g.hosts.iter().any(|p| p.matches(&host)) && !g.exclude.iter().any(|p| p.matches(&host))
+        })
     }
 
     /// The patterns to intercept.

@@ -51,6 +51,42 @@ use crate::located::{parse_toml, Located};
 /// Label used as the file name of the embedded default policy.
 pub const EMBEDDED_LABEL: &str = "<embedded policy/default.toml>";
 
+/// Which layer a policy file belongs to. Layers merge in this order, and
+/// each can only tighten what the layers below it set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerKind {
+    /// The shipped default (`policy/default.toml`, embedded).
+    Baseline,
+    /// A file of the managed bundle in force; `label` names the bundle
+    /// (`managed v7`).
+    Managed {
+        /// How status and errors name the bundle.
+        label: String,
+    },
+    /// A file of `policy_dir`.
+    Local,
+}
+
+impl LayerKind {
+    /// Merge order: baseline, managed, local.
+    fn rank(&self) -> u8 {
+        match self {
+            LayerKind::Baseline => 0,
+            LayerKind::Managed { .. } => 1,
+            LayerKind::Local => 2,
+        }
+    }
+
+    /// How people see the layer: `baseline`, `managed v7`, `local`.
+    pub fn label(&self) -> &str {
+        match self {
+            LayerKind::Baseline => "baseline",
+            LayerKind::Managed { label } => label,
+            LayerKind::Local => "local",
+        }
+    }
+}
+
 /// One policy file's text.
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -58,6 +94,19 @@ pub struct Layer {
     pub path: PathBuf,
     /// Its contents.
     pub text: String,
+    /// Its layer.
+    pub kind: LayerKind,
+}
+
+impl Layer {
+    /// A local policy file.
+    pub fn local(path: impl Into<PathBuf>, text: impl Into<String>) -> Layer {
+        Layer {
+            path: path.into(),
+            text: text.into(),
+            kind: LayerKind::Local,
+        }
+    }
 }
 
 /// The embedded default as a layer.
@@ -65,6 +114,7 @@ pub fn default_layer() -> Layer {
     Layer {
         path: PathBuf::from(EMBEDDED_LABEL),
         text: super::DEFAULT_POLICY.to_string(),
+        kind: LayerKind::Baseline,
     }
 }
 
@@ -131,10 +181,7 @@ fn read_unlinked(path: &Path) -> Result<Layer, Located> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| io_error(path, &e))?;
-    Ok(Layer {
-        path: path.to_path_buf(),
-        text,
-    })
+    Ok(Layer::local(path, text))
 }
 
 /// Read a file a policy names (a `[[secret_sources]]` file), with the
@@ -204,10 +251,7 @@ fn located(path: &Path, message: String) -> Located {
 /// Read one file as a layer.
 pub fn read_layer(path: &Path) -> Result<Layer, Located> {
     std::fs::read_to_string(path)
-        .map(|text| Layer {
-            path: path.to_path_buf(),
-            text,
-        })
+        .map(|text| Layer::local(path, text))
         .map_err(|e| io_error(path, &e))
 }
 
@@ -220,10 +264,11 @@ fn io_error(path: &Path, e: &std::io::Error) -> Located {
     }
 }
 
-/// Load the policy of `dir` (the embedded default when it has no files).
+/// Load the policy of `dir` as the agent would with no managed bundle:
+/// the baseline and `dir`'s files.
 pub fn load_dir(dir: &Path) -> Result<Policy, Vec<Located>> {
     let layers = read_dir_layers(dir)?;
-    load_layers(&layers)
+    load_stack(Vec::new(), layers)
 }
 
 /// The embedded default policy.
@@ -231,7 +276,46 @@ pub fn embedded_default() -> Result<Policy, Vec<Located>> {
     load_layers(&[])
 }
 
-/// Validate and merge `layers` (none = the embedded default).
+/// Validate and merge the baseline, `managed` and `local` layers, in that
+/// order. The baseline is in force unless a layer says `baseline = false`
+/// (which a managed layer can forbid with `lock_baseline = true`).
+pub fn load_stack(managed: Vec<Layer>, local: Vec<Layer>) -> Result<Policy, Vec<Located>> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for layer in managed.iter().chain(&local) {
+        match parse_toml::<RawPolicy>(&layer.path, &layer.text) {
+            Ok(raw) => parsed.push((layer, raw)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let baseline = baseline_state(&parsed, &mut errors);
+    let base = default_layer();
+    if baseline == Baseline::On {
+        match parse_toml::<RawPolicy>(&base.path, &base.text) {
+            Ok(raw) => parsed.insert(0, (&base, raw)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut merged = Merged {
+        baseline,
+        ..Merged::default()
+    };
+    merge(&mut merged, parsed, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut layers: Vec<Layer> = Vec::new();
+    if merged.baseline == Baseline::On {
+        layers.push(base.clone());
+    }
+    layers.extend(managed);
+    layers.extend(local);
+    merged.finish(&layers)
+}
+
+/// Validate and merge exactly `layers`, in order (none = the embedded
+/// default alone). Each layer is treated as its `kind` says; no baseline is
+/// added.
 pub fn load_layers(layers: &[Layer]) -> Result<Policy, Vec<Located>> {
     let default;
     let layers = if layers.is_empty() {
@@ -248,32 +332,111 @@ pub fn load_layers(layers: &[Layer]) -> Result<Policy, Vec<Located>> {
             Err(e) => errors.push(e),
         }
     }
-    let mut merged = Merged::default();
-    for (layer, raw) in parsed {
-        let mut ctx = Ctx {
-            file: &layer.path,
-            text: &layer.text,
-            errors: &mut errors,
-        };
-        merged.add(&mut ctx, raw);
-    }
+    let mut merged = Merged {
+        baseline: if layers.iter().any(|l| l.kind == LayerKind::Baseline) {
+            Baseline::On
+        } else {
+            Baseline::NotLoaded
+        },
+        ..Merged::default()
+    };
+    merge(&mut merged, parsed, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
     merged.finish(layers)
 }
 
+fn merge(merged: &mut Merged, parsed: Vec<(&Layer, RawPolicy)>, errors: &mut Vec<Located>) {
+    for (layer, raw) in parsed {
+        let mut ctx = Ctx {
+            file: &layer.path,
+            text: &layer.text,
+            layer: &layer.kind,
+            errors,
+            notes: Vec::new(),
+        };
+        merged.add(&mut ctx, raw);
+        merged.notes.append(&mut ctx.notes);
+    }
+}
+
+/// Whether the baseline is in force, from the layers' `baseline` and
+/// `lock_baseline` keys; misuse of either is an error at the key.
+fn baseline_state(parsed: &[(&Layer, RawPolicy)], errors: &mut Vec<Located>) -> Baseline {
+    let mut locked_by: Option<Located> = None;
+    for (layer, raw) in parsed {
+        let Some(lock) = &raw.lock_baseline else {
+            continue;
+        };
+        if !matches!(layer.kind, LayerKind::Managed { .. }) {
+            errors.push(Located::span(
+                &layer.path,
+                &layer.text,
+                Some(lock.span()),
+                "`lock_baseline`: only the managed bundle may lock the baseline",
+            ));
+        } else if *lock.get_ref() {
+            locked_by = Some(Located::span(
+                &layer.path,
+                &layer.text,
+                Some(lock.span()),
+                "",
+            ));
+        }
+    }
+    let mut off_by = None;
+    for (layer, raw) in parsed {
+        let Some(flag) = &raw.baseline else { continue };
+        if *flag.get_ref() {
+            continue;
+        }
+        let at = Located::span(&layer.path, &layer.text, Some(flag.span()), "");
+        match &locked_by {
+            Some(lock) if layer.kind == LayerKind::Local => errors.push(Located {
+                message: format!(
+                    "`baseline = false`: the managed policy locks the baseline on ({}:{}:{}); \
+                     a local file cannot turn it off",
+                    lock.file.display(),
+                    lock.line,
+                    lock.col
+                ),
+                ..at
+            }),
+            Some(_) => errors.push(Located {
+                message: "`baseline = false` contradicts `lock_baseline = true`".to_string(),
+                ..at
+            }),
+            None => {
+                off_by.get_or_insert(at);
+            }
+        }
+    }
+    match off_by {
+        Some(at) => Baseline::Off { by: at },
+        None => Baseline::On,
+    }
+}
+
 /// Where problems are collected while reading one layer.
 struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    layer: &'a LayerKind,
     errors: &'a mut Vec<Located>,
+    notes: Vec<Located>,
 }
 
 impl Ctx<'_> {
     fn error(&mut self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
         self.errors
             .push(Located::span(self.file, self.text, span, message));
+    }
+
+    /// A note (not an error) at `span`.
+    fn note(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.notes
+            .push(Located::span(self.file, self.text, Some(span), message));
     }
 
     fn locate(&self, span: std::ops::Range<usize>) -> Located {
@@ -284,11 +447,31 @@ impl Ctx<'_> {
 /// Where a rule id was first defined (for duplicate-id errors).
 struct Seen {
     at: Located,
+    layer: LayerKind,
+}
+
+/// What [`claim_id`] found.
+enum Claim {
+    /// A new id: add the rule.
+    New,
+    /// The id of a rule of a lower layer: the rule may only repeat it.
+    Lower(Seen),
+    /// Empty, or a duplicate within the layer (reported).
+    Bad,
 }
 
 #[derive(Default)]
 struct Merged {
-    intercept: Option<(Vec<HostPattern>, Vec<HostPattern>)>,
+    baseline: Baseline,
+    /// Per layer that sets hosts: its rank, hosts and excludes.
+    intercept: Vec<(u8, Vec<HostPattern>, Vec<HostPattern>)>,
+    origins: Vec<RuleOrigin>,
+    /// What the baseline sets that is a default, not a floor: the
+    /// managed and local layers may set another value.
+    baseline_defaults: BaselineDefaults,
+    /// Rank of the layer whose `[audit] content` is in force (managed
+    /// decides over local, local over the baseline).
+    audit_content_authority: Option<u8>,
     models: ModelRules,
     guardrails: Vec<Guardrail>,
     guardrail_ids: HashMap<String, Seen>,
@@ -316,19 +499,33 @@ struct Merged {
     max_content_chars: Option<usize>,
 }
 
-/// Record `id` in `seen`, or report it as a duplicate.
-fn unique_id(
+/// Sizes the baseline sets as defaults.
+#[derive(Default)]
+struct BaselineDefaults {
+    max_body_bytes: Option<u64>,
+    default_output_tokens: Option<u64>,
+    max_content_chars: Option<usize>,
+}
+
+/// Record `id` in `seen`, or report it as a duplicate within its layer.
+fn claim_id(
     ctx: &mut Ctx<'_>,
     seen: &mut HashMap<String, Seen>,
     kind: &str,
     id: &Spanned<String>,
-) -> bool {
+) -> Claim {
     let name = id.get_ref();
     if name.trim().is_empty() {
         ctx.error(Some(id.span()), format!("{kind} id must not be empty"));
-        return false;
+        return Claim::Bad;
     }
     if let Some(first) = seen.get(name) {
+        if first.layer.rank() < ctx.layer.rank() {
+            return Claim::Lower(Seen {
+                at: first.at.clone(),
+                layer: first.layer.clone(),
+            });
+        }
         let at = &first.at;
         ctx.error(
             Some(id.span()),
@@ -339,15 +536,64 @@ fn unique_id(
                 at.col
             ),
         );
-        return false;
+        return Claim::Bad;
     }
     seen.insert(
         name.clone(),
         Seen {
             at: ctx.locate(id.span()),
+            layer: ctx.layer.clone(),
         },
     );
-    true
+    Claim::New
+}
+
+/// [`claim_id`] for rules that are only added (gitleaks rules): a lower
+/// layer's id is a duplicate too.
+fn unique_id(
+    ctx: &mut Ctx<'_>,
+    seen: &mut HashMap<String, Seen>,
+    kind: &str,
+    id: &Spanned<String>,
+) -> bool {
+    match claim_id(ctx, seen, kind, id) {
+        Claim::New => true,
+        Claim::Bad => false,
+        Claim::Lower(first) => {
+            ctx.error(
+                Some(id.span()),
+                redefined(kind, id.get_ref(), &first, ctx.layer),
+            );
+            false
+        }
+    }
+}
+
+/// A higher layer defines a rule with the id of a lower layer's rule and
+/// different content.
+fn redefined(kind: &str, id: &str, first: &Seen, layer: &LayerKind) -> String {
+    let at = &first.at;
+    let by = match &first.layer {
+        LayerKind::Baseline => "the baseline".to_string(),
+        other => format!("the {} policy", other.label()),
+    };
+    let hint = match (layer, &first.layer) {
+        (LayerKind::Local, LayerKind::Baseline) => {
+            "; give this one another id, or turn the baseline off with `baseline = false`"
+        }
+        _ => "; give this one another id",
+    };
+    format!(
+        "{kind} `{id}` is already defined by {by} ({}:{}:{}) and a {} file can only add \
+         rules, not change that one{hint}",
+        at.file.display(),
+        at.line,
+        at.col,
+        match layer {
+            LayerKind::Managed { .. } => "managed",
+            _ => "local",
+        }
+    )
 }
 
 impl Merged {
@@ -387,6 +633,10 @@ impl Merged {
             ctx.error(Some(v.span()), "`max_body_bytes` must be at least 1");
             return;
         }
+        if *ctx.layer == LayerKind::Baseline {
+            self.baseline_defaults.max_body_bytes = Some(n);
+            return;
+        }
         self.max_body_bytes = Some(self.max_body_bytes.map_or(n, |m| m.min(n)));
     }
 
@@ -396,6 +646,12 @@ impl Merged {
         match v.get_ref().as_str() {
             "block" => self.on_unparseable = Some(OnUnparseable::Block),
             "forward" => {
+                if self
+                    .on_unparseable
+                    .is_some_and(|v| v != OnUnparseable::Forward)
+                {
+                    ctx.note(v.span(), "`on_unparseable = \"forward\"` has no effect: a layer below or an earlier file says \"block\"");
+                }
                 self.on_unparseable.get_or_insert(OnUnparseable::Forward);
             }
             other => ctx.error(
@@ -411,6 +667,12 @@ impl Merged {
         match v.get_ref().as_str() {
             "block" => self.unscanned_audio = Some(UnscannedAudio::Block),
             "allow" => {
+                if self
+                    .unscanned_audio
+                    .is_some_and(|v| v != UnscannedAudio::Allow)
+                {
+                    ctx.note(v.span(), "`unscanned_audio = \"allow\"` has no effect: a layer below or an earlier file says \"block\"");
+                }
                 self.unscanned_audio.get_or_insert(UnscannedAudio::Allow);
             }
             other => ctx.error(
@@ -426,6 +688,12 @@ impl Merged {
         match v.get_ref().as_str() {
             "block" => self.on_audit_backlog = Some(OnAuditBacklog::Block),
             "allow" => {
+                if self
+                    .on_audit_backlog
+                    .is_some_and(|v| v != OnAuditBacklog::Allow)
+                {
+                    ctx.note(v.span(), "`on_audit_backlog = \"allow\"` has no effect: a layer below or an earlier file says \"block\"");
+                }
                 self.on_audit_backlog.get_or_insert(OnAuditBacklog::Allow);
             }
             other => ctx.error(
@@ -448,9 +716,26 @@ impl Merged {
         // an empty `[intercept]` table still means "intercept nothing".
         let sets_hosts = raw_hosts.is_some() || raw_exclude.is_some();
         if sets_hosts || unknown_endpoints.is_none() {
-            let (hosts, exclude) = self.intercept.get_or_insert_with(Default::default);
-            add_host_patterns(ctx, "hosts", raw_hosts.unwrap_or_default(), hosts);
-            add_host_patterns(ctx, "exclude", raw_exclude.unwrap_or_default(), exclude);
+            let rank = ctx.layer.rank();
+            let (mut hosts, mut exclude) = (Vec::new(), Vec::new());
+            for (key, raw, into) in [
+                ("hosts", raw_hosts, &mut hosts),
+                ("exclude", raw_exclude, &mut exclude),
+            ] {
+                let raw = raw.unwrap_or_default();
+                let kind = if key == "hosts" {
+                    "intercept host"
+                } else {
+                    "intercept exclude"
+                };
+                for item in &raw {
+                    if let Ok(p) = HostPattern::parse(item.get_ref()) {
+                        self.origin(ctx, kind, &p.to_string(), String::new(), item.span());
+                    }
+                }
+                add_host_patterns(ctx, key, raw, into);
+            }
+            self.intercept.push((rank, hosts, exclude));
         }
         if let Some(v) = unknown_endpoints {
             self.add_unknown_endpoints(ctx, v);
@@ -472,11 +757,61 @@ impl Merged {
         });
     }
 
-    /// `[[guardrails]]`: a union; ids are unique across layers.
+    /// Remember where a rule of the merged policy came from.
+    fn origin(
+        &mut self,
+        ctx: &Ctx<'_>,
+        kind: &'static str,
+        id: &str,
+        summary: String,
+        span: std::ops::Range<usize>,
+    ) {
+        self.origins.push(RuleOrigin {
+            kind,
+            id: id.to_string(),
+            summary,
+            layer: ctx.layer.label().to_string(),
+            at: ctx.locate(span),
+        });
+    }
+
+    /// `[[guardrails]]`: a union; ids are unique within a layer, and a
+    /// higher layer may repeat a lower layer's rule only unchanged.
     fn add_guardrails(&mut self, ctx: &mut Ctx<'_>, rules: Vec<RawGuardrail>) {
         for rule in rules {
-            if let Some(g) = guardrail(ctx, rule, &mut self.guardrail_ids) {
-                self.guardrails.push(g);
+            let id = rule.id.clone();
+            let claim = claim_id(ctx, &mut self.guardrail_ids, "guardrail", &id);
+            let Some(g) = guardrail(ctx, rule) else {
+                continue;
+            };
+            match claim {
+                Claim::New => {
+                    let summary = format!(
+                        "{} {} on {}",
+                        g.detector.describe(),
+                        g.action.name(),
+                        directions(g.on_request, g.on_response)
+                    );
+                    self.origin(ctx, "guardrail", &g.id, summary, id.span());
+                    self.guardrails.push(g);
+                }
+                Claim::Lower(first) => {
+                    let same = self.guardrails.iter().any(|e| {
+                        e.id == g.id
+                            && e.detector == g.detector
+                            && e.action == g.action
+                            && e.on_request == g.on_request
+                            && e.on_response == g.on_response
+                            && e.message == g.message
+                    });
+                    if !same {
+                        ctx.error(
+                            Some(id.span()),
+                            redefined("guardrail", &g.id, &first, ctx.layer),
+                        );
+                    }
+                }
+                Claim::Bad => {}
             }
         }
     }
@@ -484,13 +819,28 @@ impl Merged {
     /// `[[secret_rules]]`: a union; each remembers the file that defined it.
     fn add_secret_rules(&mut self, ctx: &mut Ctx<'_>, rules: Vec<RawSecretRule>) {
         for rule in rules {
-            if !unique_id(ctx, &mut self.secret_ids, "secret rule", &rule.id) {
+            let id = rule.id.clone();
+            let claim = claim_id(ctx, &mut self.secret_ids, "secret rule", &id);
+            let Some(rule) = secret_rule(ctx, rule) else {
                 continue;
-            }
-            if let Some(rule) = secret_rule(ctx, rule) {
-                self.secret_sources
-                    .push((rule.id.clone(), ctx.file.to_path_buf()));
-                self.secret_rules.push(rule);
+            };
+            match claim {
+                Claim::New => {
+                    let summary = format!("regex {:?}", rule.regex);
+                    self.origin(ctx, "secret rule", &rule.id, summary, id.span());
+                    self.secret_sources
+                        .push((rule.id.clone(), ctx.file.to_path_buf()));
+                    self.secret_rules.push(rule);
+                }
+                Claim::Lower(first) => {
+                    if !self.secret_rules.contains(&rule) {
+                        ctx.error(
+                            Some(id.span()),
+                            redefined("secret rule", &rule.id, &first, ctx.layer),
+                        );
+                    }
+                }
+                Claim::Bad => {}
             }
         }
     }
@@ -512,39 +862,99 @@ impl Merged {
                     continue;
                 }
             };
+            let mut count = 0;
             for rule in loaded.rules {
                 let id = Spanned::new(source.gitleaks.span(), rule.id.clone());
                 if !unique_id(ctx, &mut self.secret_ids, "secret rule", &id) {
                     continue;
                 }
+                count += 1;
                 self.secret_sources.push((rule.id.clone(), path.clone()));
                 self.secret_rules.push(rule);
             }
+            let summary = format!("{count} gitleaks rules from {}", path.display());
+            self.origin(
+                ctx,
+                "secret source",
+                source.gitleaks.get_ref(),
+                summary,
+                source.gitleaks.span(),
+            );
             self.notes.extend(loaded.notes);
             self.source_files.extend(loaded.files);
         }
     }
 
-    /// `[[budgets]]`: a union; ids are unique across layers.
+    /// `[[budgets]]`: a union; a higher layer may repeat a lower layer's
+    /// budget only unchanged (so it cannot raise it).
     fn add_budgets(&mut self, ctx: &mut Ctx<'_>, budgets: Vec<RawBudget>) {
         for b in budgets {
-            if !unique_id(ctx, &mut self.budget_ids, "budget", &b.id) {
+            let id = b.id.clone();
+            let claim = claim_id(ctx, &mut self.budget_ids, "budget", &id);
+            let Some(rule) = budget_rule(ctx, b) else {
                 continue;
-            }
-            if let Some(rule) = budget_rule(ctx, b) {
-                self.budgets.push(rule);
+            };
+            match claim {
+                Claim::New => {
+                    let summary = format!(
+                        "{} USD per {} per {}",
+                        rule.limit_usd,
+                        rule.per.name(),
+                        rule.window.name()
+                    );
+                    self.origin(ctx, "budget", &rule.id, summary, id.span());
+                    self.budgets.push(rule);
+                }
+                Claim::Lower(first) => {
+                    let same = self
+                        .budgets
+                        .iter()
+                        .any(|e| e.id == rule.id && format!("{e:?}") == format!("{rule:?}"));
+                    if !same {
+                        ctx.error(
+                            Some(id.span()),
+                            redefined("budget", &rule.id, &first, ctx.layer),
+                        );
+                    }
+                }
+                Claim::Bad => {}
             }
         }
     }
 
-    /// `[[rate_limits]]`: a union; ids are unique across layers.
+    /// `[[rate_limits]]`: as budgets.
     fn add_rate_limits(&mut self, ctx: &mut Ctx<'_>, limits: Vec<RawRateLimit>) {
         for r in limits {
-            if !unique_id(ctx, &mut self.rate_ids, "rate limit", &r.id) {
+            let id = r.id.clone();
+            let claim = claim_id(ctx, &mut self.rate_ids, "rate limit", &id);
+            let Some(rule) = rate_limit_rule(ctx, r) else {
                 continue;
-            }
-            if let Some(rule) = rate_limit_rule(ctx, r) {
-                self.rate_limits.push(rule);
+            };
+            match claim {
+                Claim::New => {
+                    let summary = format!(
+                        "{} requests, {} tokens per {} per {}",
+                        rule.requests.map_or("any".to_string(), |n| n.to_string()),
+                        rule.tokens.map_or("any".to_string(), |n| n.to_string()),
+                        rule.per.name(),
+                        format!("{:?}", rule.window).to_lowercase()
+                    );
+                    self.origin(ctx, "rate limit", &rule.id, summary, id.span());
+                    self.rate_limits.push(rule);
+                }
+                Claim::Lower(first) => {
+                    let same = self
+                        .rate_limits
+                        .iter()
+                        .any(|e| e.id == rule.id && format!("{e:?}") == format!("{rule:?}"));
+                    if !same {
+                        ctx.error(
+                            Some(id.span()),
+                            redefined("rate limit", &rule.id, &first, ctx.layer),
+                        );
+                    }
+                }
+                Claim::Bad => {}
             }
         }
     }
@@ -566,6 +976,10 @@ impl Merged {
         let n = *v.get_ref();
         if n == 0 {
             ctx.error(Some(v.span()), "`default_output_tokens` must be at least 1");
+            return;
+        }
+        if *ctx.layer == LayerKind::Baseline {
+            self.baseline_defaults.default_output_tokens = Some(n);
             return;
         }
         // A larger reservation is the tighter one.
@@ -590,7 +1004,17 @@ impl Merged {
         }
         if let Some(c) = audit.content {
             if let Some(content) = audit_content(ctx, &c) {
-                self.audit_content = Some(content);
+                // The managed layer decides over local files, and both over
+                // the baseline; within a layer, the last file.
+                let authority = match ctx.layer {
+                    LayerKind::Baseline => 0,
+                    LayerKind::Local => 1,
+                    LayerKind::Managed { .. } => 2,
+                };
+                if self.audit_content_authority.is_none_or(|a| authority >= a) {
+                    self.audit_content = Some(content);
+                    self.audit_content_authority = Some(authority);
+                }
             }
         }
     }
@@ -602,6 +1026,10 @@ impl Merged {
                 Some(value.span()),
                 "`audit.max_content_chars` must be at least 1",
             );
+            return;
+        }
+        if *ctx.layer == LayerKind::Baseline {
+            self.baseline_defaults.max_content_chars = Some(n);
             return;
         }
         self.max_content_chars = Some(self.max_content_chars.map_or(n, |m| m.min(n)));
@@ -618,6 +1046,8 @@ impl Merged {
                 allow: models.allow,
                 deny: models.deny,
             },
+            None,
+            &mut self.origins,
         );
         for (name, rules) in models.providers {
             if !super::known_provider_name(&name) {
@@ -633,18 +1063,42 @@ impl Merged {
             let index = match self.models.providers.iter().position(|(n, _)| *n == name) {
                 Some(i) => i,
                 None => {
-                    self.models.providers.push((name, ModelRules::default()));
+                    self.models
+                        .providers
+                        .push((name.clone(), ModelRules::default()));
                     self.models.providers.len() - 1
                 }
             };
-            add_model_rules(ctx, &mut self.models.providers[index].1, rules.into_inner());
+            add_model_rules(
+                ctx,
+                &mut self.models.providers[index].1,
+                rules.into_inner(),
+                Some(&name),
+                &mut self.origins,
+            );
         }
     }
 
     fn finish(self, layers: &[Layer]) -> Result<Policy, Vec<Located>> {
-        let intercept = match self.intercept {
-            Some((hosts, exclude)) => InterceptList::new(hosts, exclude),
-            None => InterceptList::embedded_default().map_err(|e| vec![e])?,
+        let intercept = if self.intercept.is_empty() {
+            InterceptList::embedded_default().map_err(|e| vec![e])?
+        } else {
+            // A layer's excludes apply to its own hosts and to those of
+            // the layers above it, never to a lower layer's.
+            let groups = self
+                .intercept
+                .iter()
+                .map(|(rank, hosts, _)| {
+                    let exclude = self
+                        .intercept
+                        .iter()
+                        .filter(|(r, _, _)| r <= rank)
+                        .flat_map(|(_, _, e)| e.iter().cloned())
+                        .collect();
+                    (hosts.clone(), exclude)
+                })
+                .collect();
+            InterceptList::layered(groups)
         };
         let first = layers.first().map(|l| l.path.clone()).unwrap_or_default();
         let request_scan = compile_scan(
@@ -688,12 +1142,16 @@ impl Merged {
         Ok(Policy {
             version,
             sources: layers.iter().map(|l| l.path.clone()).collect(),
+            source_layers: layers.iter().map(|l| l.kind.label().to_string()).collect(),
             intercept,
             models: self.models,
             guardrails: self.guardrails,
             request_scan,
             response_scan,
-            max_body_bytes: self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes: self
+                .max_body_bytes
+                .or(self.baseline_defaults.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             on_unparseable: self.on_unparseable.unwrap_or(OnUnparseable::Block),
             unscanned_audio: self.unscanned_audio.unwrap_or(UnscannedAudio::Block),
             on_audit_backlog: self.on_audit_backlog.unwrap_or(OnAuditBacklog::Block),
@@ -703,13 +1161,21 @@ impl Merged {
                 rate_limits: self.rate_limits,
                 prices: Arc::new(prices),
                 unpriced: self.unpriced.unwrap_or_default(),
-                default_output_tokens: self.default_output_tokens.unwrap_or(DEFAULT_OUTPUT_TOKENS),
+                default_output_tokens: self
+                    .default_output_tokens
+                    .or(self.baseline_defaults.default_output_tokens)
+                    .unwrap_or(DEFAULT_OUTPUT_TOKENS),
             },
             audit: AuditSettings {
                 content: self.audit_content.unwrap_or(AuditContent::Hash),
-                max_content_chars: self.max_content_chars.unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
+                max_content_chars: self
+                    .max_content_chars
+                    .or(self.baseline_defaults.max_content_chars)
+                    .unwrap_or(DEFAULT_MAX_CONTENT_CHARS),
             },
             notes: self.notes,
+            baseline: self.baseline,
+            origins: self.origins,
         })
     }
 }
@@ -974,7 +1440,29 @@ fn audit_content(ctx: &mut Ctx<'_>, value: &Spanned<String>) -> Option<AuditCont
     }
 }
 
-fn add_model_rules(ctx: &mut Ctx<'_>, into: &mut ModelRules, raw: RawModelRules) {
+fn add_model_rules(
+    ctx: &mut Ctx<'_>,
+    into: &mut ModelRules,
+    raw: RawModelRules,
+    provider: Option<&str>,
+    origins: &mut Vec<RuleOrigin>,
+) {
+    let scope = provider.map_or(String::new(), |p| format!("for {p}"));
+    let mut note = |kind: &'static str, g: &Spanned<String>| {
+        origins.push(RuleOrigin {
+            kind,
+            id: g.get_ref().clone(),
+            summary: scope.clone(),
+            layer: ctx.layer.label().to_string(),
+            at: ctx.locate(g.span()),
+        })
+    };
+    for g in raw.allow.iter().flatten() {
+        note("model allow", g);
+    }
+    for g in &raw.deny {
+        note("model deny", g);
+    }
     let source = ctx.file.to_path_buf();
     let mut glob = |g: &Spanned<String>, key: &str| {
         if g.get_ref().trim().is_empty() {
@@ -1053,13 +1541,11 @@ fn scope(ctx: &mut Ctx<'_>, per: &Spanned<String>, table: &str) -> Option<Scope>
 /// One `[[guardrails]]` entry, or `None` once what is wrong with it is
 /// reported. Detector, action and directions are all checked, so one entry
 /// can report several problems.
-fn guardrail(
-    ctx: &mut Ctx<'_>,
-    raw: RawGuardrail,
-    seen: &mut HashMap<String, Seen>,
-) -> Option<Guardrail> {
+fn guardrail(ctx: &mut Ctx<'_>, raw: RawGuardrail) -> Option<Guardrail> {
     let id = raw.id.get_ref().clone();
-    let unique = unique_id(ctx, seen, "guardrail", &raw.id);
+    if id.trim().is_empty() {
+        return None;
+    }
     let detector = guardrail_detector(ctx, &id, &raw.id, raw.detect, raw.pattern, raw.keywords);
     let action = guardrail_action(ctx, &id, &raw.action);
     let (on_request, on_response) = match &raw.on {
@@ -1075,7 +1561,16 @@ fn guardrail(
         message: raw.message,
         source: ctx.file.to_path_buf(),
     })
-    .filter(|_| unique)
+}
+
+/// `request`, `response` or `request and response`.
+fn directions(request: bool, response: bool) -> &'static str {
+    match (request, response) {
+        (true, true) => "request and response",
+        (true, false) => "request",
+        (false, true) => "response",
+        (false, false) => "nothing",
+    }
 }
 
 /// Exactly one of `detect`, `pattern` or `keywords`.
@@ -1282,10 +1777,7 @@ mod tests {
     }
 
     fn layer(name: &str, text: &str) -> Layer {
-        Layer {
-            path: PathBuf::from(name),
-            text: text.to_string(),
-        }
+        Layer::local(PathBuf::from(name), text)
     }
 
     fn errors(layers: &[Layer]) -> Vec<String> {
@@ -1295,6 +1787,165 @@ mod tests {
             .iter()
             .map(|e| e.to_string())
             .collect()
+    }
+
+    fn managed(name: &str, text: &str) -> Layer {
+        Layer {
+            path: PathBuf::from(name),
+            text: text.to_string(),
+            kind: LayerKind::Managed {
+                label: "managed v3".to_string(),
+            },
+        }
+    }
+
+    fn stack_errors(managed: Vec<Layer>, local: Vec<Layer>) -> Vec<String> {
+        match load_stack(managed, local) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const BUDGET: &str =
+        "[[budgets]]\nid = \"team\"\nper = \"user\"\nlimit_usd = 5.0\nwindow = \"day\"\n";
+
+    #[test]
+    fn adding_a_budget_file_keeps_the_baselines_guardrails() {
+        let policy = load_stack(Vec::new(), vec![layer("50-budget.toml", BUDGET)]).unwrap();
+        assert_eq!(policy.baseline, Baseline::On);
+        let ids: Vec<&str> = policy.guardrails.iter().map(|g| g.id.as_str()).collect();
+        for id in ["no-secrets", "card-numbers", "us-ssn"] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        assert_eq!(policy.spend.budgets.len(), 1);
+        assert!(policy.intercept.intercepts("api.openai.com"));
+        let baseline = policy
+            .origins
+            .iter()
+            .find(|o| o.id == "no-secrets")
+            .unwrap();
+        assert_eq!(baseline.layer, "baseline");
+        let budget = policy.origins.iter().find(|o| o.id == "team").unwrap();
+        assert_eq!((budget.layer.as_str(), budget.at.line), ("local", 2));
+        assert_eq!(budget.at.file, PathBuf::from("50-budget.toml"));
+    }
+
+    #[test]
+    fn baseline_false_turns_the_baseline_off_and_says_where() {
+        let text = format!("baseline = false\n{BUDGET}");
+        let policy = load_stack(Vec::new(), vec![layer("10-own.toml", &text)]).unwrap();
+        match &policy.baseline {
+            Baseline::Off { by } => assert_eq!((by.line, by.col), (1, 12)),
+            other => panic!("baseline {other:?}"),
+        }
+        assert!(policy.guardrails.is_empty());
+        assert!(policy.baseline.to_string().contains("10-own.toml:1:12"));
+        // Still intercepting: with no host list anywhere, the shipped one.
+        assert!(policy.intercept.intercepts("api.anthropic.com"));
+    }
+
+    #[test]
+    fn a_managed_lock_keeps_the_baseline_on_against_local_files() {
+        let lock = managed("managed/10-lock.toml", "lock_baseline = true\n");
+        let off = layer("local.toml", "baseline = false\n");
+        let errors = stack_errors(vec![lock.clone()], vec![off]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("local.toml:1:12:"), "{errors:?}");
+        assert!(
+            errors[0].contains("managed/10-lock.toml:1:17"),
+            "{errors:?}"
+        );
+        // The managed layer itself may turn it off only without the lock.
+        let managed_off = managed("managed/20.toml", "baseline = false\n");
+        assert!(load_stack(vec![managed_off], Vec::new()).is_ok());
+        let errors = stack_errors(Vec::new(), vec![layer("l.toml", "lock_baseline = true\n")]);
+        assert!(errors[0].contains("only the managed bundle"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_local_file_cannot_loosen_the_managed_layer() {
+        let base = managed(
+            "managed/10-base.toml",
+            "[models]\ndeny = [\"gpt-4*\"]\n\n\
+             [[guardrails]]\nid = \"no-tickets\"\npattern = \"TICKET-[0-9]+\"\naction = \"block\"\n\n\
+             [intercept]\nhosts = [\"llm.corp.example\"]\n\n\
+             [[budgets]]\nid = \"team\"\nper = \"user\"\nlimit_usd = 5.0\nwindow = \"day\"\n",
+        );
+        // Re-allowing a denied model: the deny still applies.
+        let allow = layer("a.toml", "[models]\nallow = [\"gpt-4o\"]\n");
+        let policy = load_stack(vec![base.clone()], vec![allow]).unwrap();
+        assert!(super::super::decide::check_model(&policy, "openai", "gpt-4o").is_err());
+        // Weakening a managed guardrail under its id is refused...
+        let weaker = layer(
+            "b.toml",
+            "[[guardrails]]\nid = \"no-tickets\"\npattern = \"TICKET-[0-9]+\"\naction = \"warn\"\n",
+        );
+        let errors = stack_errors(vec![base.clone()], vec![weaker]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("b.toml:2:6:"), "{errors:?}");
+        assert!(
+            errors[0].contains("the managed v3 policy (managed/10-base.toml:5:6)"),
+            "{errors:?}"
+        );
+        // ...and under another id it only adds a rule: the block stays.
+        let other = layer(
+            "c.toml",
+            "[[guardrails]]\nid = \"mine\"\npattern = \"TICKET-[0-9]+\"\naction = \"warn\"\n",
+        );
+        let policy = load_stack(vec![base.clone()], vec![other]).unwrap();
+        let blocking = policy
+            .guardrails
+            .iter()
+            .find(|g| g.id == "no-tickets")
+            .unwrap();
+        assert_eq!(blocking.action, Action::Block);
+        // Raising a managed budget is refused; repeating it unchanged is not.
+        let raised = layer("d.toml", &BUDGET.replace("5.0", "500.0"));
+        let errors = stack_errors(vec![base.clone()], vec![raised]);
+        assert!(
+            errors[0].contains("budget `team` is already defined"),
+            "{errors:?}"
+        );
+        assert!(load_stack(vec![base.clone()], vec![layer("e.toml", BUDGET)]).is_ok());
+        // Excluding a managed host does not stop its interception.
+        let exclude = layer(
+            "f.toml",
+            "[intercept]\nhosts = [\"api.local.example\"]\nexclude = [\"llm.corp.example\", \"api.openai.com\", \"api.local.example\"]\n",
+        );
+        let policy = load_stack(vec![base], vec![exclude]).unwrap();
+        assert!(policy.intercept.intercepts("llm.corp.example"));
+        assert!(policy.intercept.intercepts("api.openai.com"));
+        assert!(!policy.intercept.intercepts("api.local.example"));
+    }
+
+    #[test]
+    fn a_copy_of_the_default_in_policy_dir_is_not_a_conflict() {
+        let copy = layer("00-default.toml", crate::policy::DEFAULT_POLICY);
+        let policy = load_stack(Vec::new(), vec![copy]).unwrap();
+        let baseline = embedded_default().unwrap();
+        assert_eq!(policy.guardrails.len(), baseline.guardrails.len());
+    }
+
+    #[test]
+    fn the_baselines_sizes_are_defaults_and_its_switches_are_floors() {
+        let local = layer(
+            "big.toml",
+            "max_body_bytes = 67108864\non_unparseable = \"forward\"\n[audit]\ncontent = \"none\"\n",
+        );
+        let policy = load_stack(Vec::new(), vec![local]).unwrap();
+        assert_eq!(policy.max_body_bytes, 64 << 20);
+        assert_eq!(policy.on_unparseable, OnUnparseable::Block);
+        let note = policy.notes[0].to_string();
+        assert!(
+            note.starts_with("big.toml:2:18:") && note.contains("no effect"),
+            "{note}"
+        );
+        assert_eq!(policy.audit.content, AuditContent::None);
+        // The managed layer's audit content decides over a local file's.
+        let full = managed("m.toml", "[audit]\ncontent = \"full\"\n");
+        let none = layer("n.toml", "[audit]\ncontent = \"none\"\n");
+        let policy = load_stack(vec![full], vec![none]).unwrap();
+        assert_eq!(policy.audit.content, AuditContent::Full);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod intercept;
 pub mod load;
 pub mod model;
 pub mod rules;
+pub mod show;
 pub mod stream;
 pub mod watch;
 

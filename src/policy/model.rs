@@ -18,6 +18,11 @@ pub use crate::budget::pricing::PriceEntry;
 pub struct RawPolicy {
     /// Format version; only 1 exists.
     pub version: Option<Spanned<u32>>,
+    /// `false` turns the shipped baseline layer off (it is on by default).
+    pub baseline: Option<Spanned<bool>>,
+    /// In the managed layer: `true` forbids local files to turn the
+    /// baseline off.
+    pub lock_baseline: Option<Spanned<bool>>,
     /// Largest request or response body Outpost inspects (bytes).
     pub max_body_bytes: Option<Spanned<u64>>,
     /// What to do with a body a known endpoint cannot parse, or one over

@@ -26,6 +26,8 @@ pub struct Policy {
     pub version: String,
     /// The files merged, in order (or the embedded default's label).
     pub sources: Vec<PathBuf>,
+    /// The layer of each of `sources`: `baseline`, `managed v7`, `local`.
+    pub source_layers: Vec<String>,
     /// Hosts to intercept.
     pub intercept: InterceptList,
     /// Model allow/deny.
@@ -56,6 +58,57 @@ pub struct Policy {
     /// place (a gitleaks rule whose regex does not compile): logged on load
     /// and shown by status. Not errors: the rest is in force.
     pub notes: Vec<crate::located::Located>,
+    /// Whether the shipped baseline layer is part of this policy.
+    pub baseline: Baseline,
+    /// Where each rule came from, in merge order (`outpost policy show`).
+    pub origins: Vec<RuleOrigin>,
+}
+
+/// Whether the shipped baseline is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Baseline {
+    /// In force, below the other layers.
+    #[default]
+    On,
+    /// Turned off by `baseline = false` at `by`.
+    Off {
+        /// The key that turned it off.
+        by: crate::located::Located,
+    },
+    /// Not part of this merge (a single file checked on its own, tests).
+    NotLoaded,
+}
+
+impl std::fmt::Display for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Baseline::On => f.write_str("on"),
+            Baseline::Off { by } => write!(
+                f,
+                "off (baseline = false at {}:{}:{})",
+                by.file.display(),
+                by.line,
+                by.col
+            ),
+            Baseline::NotLoaded => f.write_str("not loaded"),
+        }
+    }
+}
+
+/// One rule of the merged policy and the layer and place that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOrigin {
+    /// `guardrail`, `secret rule`, `budget`, `rate limit`, `model allow`,
+    /// `model deny`, `intercept host`, `intercept exclude`.
+    pub kind: &'static str,
+    /// The rule's id, or the pattern.
+    pub id: String,
+    /// A one-line summary of what it does.
+    pub summary: String,
+    /// `baseline`, `managed v7` or `local`.
+    pub layer: String,
+    /// File, line and column of its definition.
+    pub at: crate::located::Located,
 }
 
 impl std::fmt::Debug for Policy {

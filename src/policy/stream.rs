@@ -473,13 +473,7 @@ mod tests {
     use crate::provider::Provider;
 
     fn policy(toml: &str) -> Arc<Policy> {
-        Arc::new(
-            load_layers(&[Layer {
-                path: "p.toml".into(),
-                text: toml.into(),
-            }])
-            .unwrap(),
-        )
+        Arc::new(load_layers(&[Layer::local("p.toml", toml)]).unwrap())
     }
 
     fn chat_call() -> ApiCall {

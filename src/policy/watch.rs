@@ -10,7 +10,7 @@
 //! good policy stays in force, and the errors stay visible in
 //! [`PolicyStatus`] until a valid change replaces them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,6 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::load;
 use super::rules::Policy;
 
 /// Quiet time after the last file event before reloading.
@@ -38,6 +37,9 @@ pub struct PolicyStatus {
     pub errors: Vec<String>,
     /// What the policy in force names but could not use (not errors).
     pub notes: Vec<String>,
+    /// Whether the shipped baseline is in force (`on`, or `off (…)` naming
+    /// the key that turned it off).
+    pub baseline: String,
 }
 
 /// The policy in force and its load status.
@@ -105,12 +107,18 @@ fn status_of(policy: &Policy, errors: Vec<String>) -> PolicyStatus {
         loaded_at: SystemTime::now(),
         errors,
         notes: policy.notes.iter().map(ToString::to_string).collect(),
+        baseline: policy.baseline.to_string(),
     }
 }
 
-/// Reload `dir` into `handle` now. Returns whether a new version went in force.
-pub fn reload(dir: &Path, handle: &PolicyHandle) -> bool {
-    match load::load_dir(dir) {
+/// How the agent loads its policy (the baseline, the managed bundle and
+/// `policy_dir`; see `app::load_policy`).
+pub type Loader = Arc<dyn Fn() -> Result<Policy, Vec<crate::located::Located>> + Send + Sync>;
+
+/// Load the policy with `load` and put it in `handle` now if it is valid.
+/// Returns whether a new version went in force.
+pub fn reload(load: &Loader, handle: &PolicyHandle) -> bool {
+    match load() {
         Ok(policy) => {
             let changed = policy.version != handle.current().version;
             let had_errors = !handle.status().errors.is_empty();
@@ -148,6 +156,7 @@ pub fn reload(dir: &Path, handle: &PolicyHandle) -> bool {
 /// exist (the agent creates it at start-up).
 pub fn spawn_watcher(
     dir: PathBuf,
+    load: Loader,
     handle: Arc<PolicyHandle>,
     shutdown: CancellationToken,
 ) -> Result<(), notify::Error> {
@@ -176,9 +185,8 @@ pub fn spawn_watcher(
                     Err(_) => break,
                 }
             }
-            let dir = dir.clone();
-            let handle = handle.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&dir, &handle)).await;
+            let (load, handle) = (load.clone(), handle.clone());
+            let _ = tokio::task::spawn_blocking(move || reload(&load, &handle)).await;
         }
     });
     Ok(())
@@ -191,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_replace_hook_sees_each_new_policy_before_it_is_in_force() {
-        let first = load::embedded_default().unwrap();
+        let first = super::super::load::embedded_default().unwrap();
         let handle = Arc::new(PolicyHandle::new(first));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (weak, log) = (Arc::downgrade(&handle), seen.clone());
@@ -199,7 +207,7 @@ mod tests {
             let in_force = weak.upgrade().unwrap().current().version.clone();
             log.lock().unwrap().push((policy.version.clone(), in_force));
         });
-        let mut next = load::embedded_default().unwrap();
+        let mut next = super::super::load::embedded_default().unwrap();
         next.version = "next".into();
         let before = handle.current().version.clone();
         handle.replace(next);

@@ -732,14 +732,8 @@ mod tests {
     /// The shipped default policy, with `extra` as a second file.
     fn policy(extra: &str) -> Policy {
         load_layers(&[
-            Layer {
-                path: "default.toml".into(),
-                text: crate::policy::DEFAULT_POLICY.into(),
-            },
-            Layer {
-                path: "extra.toml".into(),
-                text: extra.into(),
-            },
+            Layer::local("default.toml", crate::policy::DEFAULT_POLICY),
+            Layer::local("extra.toml", extra),
         ])
         .unwrap()
     }
@@ -747,11 +741,7 @@ mod tests {
     /// A policy of `text` alone (layers only tighten: the default's
     /// `on_unparseable = "block"` cannot be loosened by a second file).
     fn alone(text: &str) -> Policy {
-        load_layers(&[Layer {
-            path: "only.toml".into(),
-            text: text.into(),
-        }])
-        .unwrap()
+        load_layers(&[Layer::local("only.toml", text)]).unwrap()
     }
 
     fn openai() -> ProviderEntry {

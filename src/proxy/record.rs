@@ -745,11 +745,8 @@ mod tests {
             .replace("content = \"hash\"", &format!("content = \"{content}\""))
             .replace("max_content_chars = 4096", "max_content_chars = 200");
         let policy = Arc::new(
-            crate::policy::load::load_layers(&[crate::policy::load::Layer {
-                path: "p.toml".into(),
-                text,
-            }])
-            .unwrap(),
+            crate::policy::load::load_layers(&[crate::policy::load::Layer::local("p.toml", text)])
+                .unwrap(),
         );
         let mut outcome = Outcome::begin(
             None,

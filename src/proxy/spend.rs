@@ -530,11 +530,7 @@ mod tests {
     use crate::policy::load::{load_layers, Layer};
 
     fn policy(text: &str) -> Policy {
-        load_layers(&[Layer {
-            path: "t.toml".into(),
-            text: text.into(),
-        }])
-        .expect("valid policy")
+        load_layers(&[Layer::local("t.toml", text)]).expect("valid policy")
     }
 
     fn chat(model: &str, max_tokens: Option<u64>) -> ApiCall {
