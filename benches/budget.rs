@@ -185,14 +185,13 @@ fn admit_request_path(threads: usize, cell: Duration) -> Vec<Duration> {
     use outpost::policy::load::{load_layers, Layer};
     use outpost::proxy::spend::Budgets;
 
-    let policy = load_layers(&[Layer {
-        path: "bench.toml".into(),
-        text: "[[budgets]]\nid = \"user-day\"\nper = \"user\"\nlimit_usd = 1e9\nwindow = \"day\"\nwarn_at = 0.9\n\
+    let policy = load_layers(&[Layer::local(
+        "bench.toml",
+        "[[budgets]]\nid = \"user-day\"\nper = \"user\"\nlimit_usd = 1e9\nwindow = \"day\"\nwarn_at = 0.9\n\
                [[budgets]]\nid = \"device-month\"\nper = \"device\"\nlimit_usd = 1e9\nwindow = \"month\"\n\
                [[budgets]]\nid = \"all-week\"\nper = \"all\"\nlimit_usd = 1e9\nwindow = \"week\"\ntime_zone = \"Europe/Berlin\"\n\
-               [[rate_limits]]\nid = \"rpm\"\nper = \"user\"\nrequests = 1000000000\ntokens = 1000000000000\nwindow = \"minute\"\n"
-            .into(),
-    }])
+               [[rate_limits]]\nid = \"rpm\"\nper = \"user\"\nrequests = 1000000000\ntokens = 1000000000000\nwindow = \"minute\"\n",
+    )])
     .expect("bench policy");
     let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(23);
     let body = serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 256,
