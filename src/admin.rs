@@ -175,6 +175,8 @@ pub struct AdminState {
     pub proxy: Arc<ProxyState>,
     /// The token `POST` requests must carry.
     pub token: String,
+    /// The managed-policy sync, when `[sync]` is configured.
+    pub sync: Option<crate::sync::SyncStatusHandle>,
 }
 
 /// Serve admin requests until shutdown: at most [`MAX_ADMIN_CONNECTIONS`]
@@ -298,6 +300,11 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
                     "errors": policy_status.errors,
                     "notes": policy_status.notes,
                     "baseline": policy_status.baseline,
+                },
+                "managed": match &state.sync {
+                    Some(sync) => serde_json::to_value(crate::sync::status_now(sync, state.proxy.clock.now()))
+                        .unwrap_or_default(),
+                    None => json!({"version": null, "last_result": "no [sync] configured: baseline and local files only"}),
                 },
             });
             json_response(StatusCode::OK, &body)

@@ -176,6 +176,22 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     watch_policy(config, &policy, &shutdown);
+    let sync = match &config.sync {
+        Some(sync) => {
+            let syncer = crate::sync::Syncer::new(
+                config,
+                sync,
+                policy.clone(),
+                policy_loader(config),
+                audit.clone(),
+                clock.clone(),
+            )?;
+            let status = syncer.status();
+            tasks.spawn(syncer.run(shutdown.clone()));
+            Some(status)
+        }
+        None => None,
+    };
     if let Some(audit) = &audit {
         start_shipping(config, audit, connector, &clock, &shutdown, &tasks)?;
     }
@@ -235,6 +251,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             admin_addr,
             proxy: state,
             token: agent_file.token,
+            sync,
         }),
     ));
     // Always shown, whatever the log level: scripts using port 0 read these.
@@ -261,7 +278,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 /// bundle in force, and the files of `policy_dir`, merged so that each
 /// layer only tightens the ones below it.
 pub fn load_policy(config: &Config) -> Result<crate::policy::Policy, Vec<Located>> {
-    load::load_dir(&config.policy_dir)
+    let managed = crate::sync::stored_layers(config).unwrap_or_else(|e| {
+        tracing::error!("{e}; running without the managed layer");
+        Vec::new()
+    });
+    let local = load::read_dir_layers(&config.policy_dir)?;
+    load::load_stack(managed, local)
 }
 
 /// [`load_policy`] for the watcher.

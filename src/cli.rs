@@ -57,6 +57,39 @@ enum Command {
     /// Budgets (`state_dir/budget/ledger.db`).
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Signed policy bundles for the managed layer (`[sync]`).
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Make a signing key: DIR/bundle.key (private, 0600) and DIR/bundle.pub
+    /// (the line to list in `[sync] public_keys`).
+    Keygen {
+        /// Directory to write the two files to.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Pack and sign the policy files of a directory into one bundle file,
+    /// to publish on any static server.
+    Build {
+        /// Directory of policy `*.toml` files.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The `bundle.key` to sign with.
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle's version: agents take only a higher one than theirs.
+        #[arg(long)]
+        version: u64,
+        /// Agents refuse the bundle this many seconds after it is built.
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+        /// The bundle file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,8 +247,17 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        Command::Bundle(command) => {
+            // Publishing runs where the policy is written, with no agent config.
+            init_stderr_logging("warn");
+            return run_bundle(command);
+        }
+        other => other,
+    };
     let config = config::load(cli.config.as_deref())?;
-    match cli.command {
+    match command {
+        Command::Bundle(command) => run_bundle(command),
         Command::Run => run_agent(&config),
         Command::Ca(command) => {
             init_stderr_logging("warn");
@@ -575,6 +617,105 @@ fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
             .into())
         }
     }
+}
+
+fn run_bundle(command: BundleCommand) -> anyhow::Result<()> {
+    use crate::sync::bundle;
+    match command {
+        BundleCommand::Keygen { out } => {
+            let (key_path, public) = bundle::keygen(&out)?;
+            println!(
+                "wrote {} (private: keep it off the devices)",
+                key_path.display()
+            );
+            println!("wrote {}", out.join("bundle.pub").display());
+            println!(
+                "key id {}; list this line in [sync] public_keys:",
+                public.id()
+            );
+            println!("{}", public.to_line());
+            Ok(())
+        }
+        BundleCommand::Build {
+            policy,
+            key,
+            version,
+            expires_in_secs,
+            out,
+        } => {
+            let key = bundle::SigningKey::read(&key)?;
+            let layers = load::read_dir_layers(&policy)
+                .and_then(|layers| {
+                    if layers.is_empty() {
+                        Err(vec![crate::located::Located {
+                            file: policy.clone(),
+                            line: 1,
+                            col: 1,
+                            message: "no *.toml policy files here".to_string(),
+                        }])
+                    } else {
+                        Ok(layers)
+                    }
+                })
+                .map_err(|errors| policy_errors(&errors))?;
+            let now = Clock::system().now();
+            let expires_at = expires_in_secs
+                .map(|secs| {
+                    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+                    now.checked_add(jiff::SignedDuration::from_secs(secs))
+                })
+                .transpose()
+                .context("--expires-in-secs is too far in the future")?;
+            let payload = bundle::Payload {
+                version,
+                issued_at: now,
+                expires_at,
+                key_id: String::new(),
+                files: layers
+                    .iter()
+                    .map(|layer| bundle::BundleFile {
+                        name: layer
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        text: layer.text.clone(),
+                    })
+                    .collect(),
+            };
+            // The policy an agent would make of it with no local files.
+            load::load_stack(crate::sync::layers_of(&payload), Vec::new())
+                .map_err(|errors| policy_errors(&errors))?;
+            let bytes = key.sign(payload);
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("{}: cannot write", out.display()))?;
+            println!(
+                "wrote {}: version {version}, {} file{}, key {}{}",
+                out.display(),
+                layers.len(),
+                if layers.len() == 1 { "" } else { "s" },
+                key.public().id(),
+                expires_at.map_or(String::new(), |t| format!(", expires {t}"))
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Policy problems as an error with the check's exit code.
+fn policy_errors(errors: &[crate::located::Located]) -> anyhow::Error {
+    for e in errors {
+        println!("{e}");
+    }
+    Exit {
+        code: EXIT_CHECK_FAILED,
+        message: format!(
+            "{} problem{} in policy",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        ),
+    }
+    .into()
 }
 
 /// `outpost policy show`: what the agent would enforce, from the files it

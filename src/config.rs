@@ -110,6 +110,24 @@ pub struct Config {
     pub websocket: WebSocketMode,
     /// Bounds on what a client can hold.
     pub limits: Limits,
+    /// `[sync]`: where the managed policy bundle is pulled from; `None`
+    /// when no `url` is set.
+    pub sync: Option<SyncConfig>,
+}
+
+/// `[sync]`: the signed managed-policy bundle.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// The bundle's URL (`https://…`, any static file server).
+    pub url: http::Uri,
+    /// Pinned signing keys (`ed25519:<base64>` lines); listing two rotates.
+    pub public_keys: Vec<crate::sync::bundle::PublicKey>,
+    /// Time between polls (a tenth of it is added as jitter).
+    pub interval: Duration,
+    /// A whole fetch, connect to last byte.
+    pub timeout: Duration,
+    /// A CA file trusted for the server besides the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[limits]`: what one local client may hold of the agent.
@@ -329,6 +347,18 @@ struct RawConfig {
     websocket: RawWebSocket,
     #[serde(default)]
     limits: RawLimits,
+    sync: Option<RawSync>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    public_keys: Vec<Spanned<String>>,
+    interval_secs: Option<Spanned<u64>>,
+    timeout_secs: Option<Spanned<u64>>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -538,7 +568,68 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
         audit,
         websocket: raw.websocket.mode,
         limits: limits(file, text, raw.limits)?,
+        sync: match raw.sync {
+            Some(sync) => sync_config(file, text, base, sync)?,
+            None => None,
+        },
     })
+}
+
+/// `[sync]`; `None` without a `url`.
+fn sync_config(
+    file: &Path,
+    text: &str,
+    base: &Path,
+    raw: RawSync,
+) -> Result<Option<SyncConfig>, Located> {
+    let at = |span, message: String| Located::span(file, text, Some(span), message);
+    let Some(url) = raw.url else {
+        if let Some(key) = raw.public_keys.first() {
+            return Err(at(
+                key.span(),
+                "`sync.public_keys` without `sync.url`".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let uri: http::Uri = url.get_ref().parse().map_err(|_| {
+        at(
+            url.span(),
+            format!("`sync.url`: not a URL: {:?}", url.get_ref()),
+        )
+    })?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none_or(str::is_empty) {
+        return Err(at(
+            url.span(),
+            format!(
+                "`sync.url`: expected an https:// URL of the bundle, got {:?}",
+                url.get_ref()
+            ),
+        ));
+    }
+    if raw.public_keys.is_empty() {
+        return Err(at(
+            url.span(),
+            "`sync.public_keys`: list the bundle signing key (the line of `bundle.pub`); \
+             a bundle is never used unverified"
+                .into(),
+        ));
+    }
+    let mut public_keys = Vec::new();
+    for key in &raw.public_keys {
+        let parsed = crate::sync::bundle::PublicKey::parse(key.get_ref())
+            .map_err(|e| at(key.span(), format!("`sync.public_keys`: {e}")))?;
+        public_keys.push(parsed);
+    }
+    let interval = positive_secs(file, text, "sync.interval_secs", raw.interval_secs, 60)?;
+    let timeout = positive_secs(file, text, "sync.timeout_secs", raw.timeout_secs, 30)?;
+    Ok(Some(SyncConfig {
+        url: uri,
+        public_keys,
+        interval,
+        timeout,
+        ca_file: raw.ca_file.map(|p| absolutize(base, p)),
+    }))
 }
 
 fn limits(file: &Path, text: &str, raw: RawLimits) -> Result<Limits, Located> {

@@ -21,5 +21,6 @@ pub mod policy;
 pub mod provider;
 pub mod proxy;
 pub mod refusal;
+pub mod sync;
 pub mod tls;
 pub mod upstream;

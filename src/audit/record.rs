@@ -47,6 +47,10 @@ pub enum Kind {
     /// torn last line moved aside at start, records that could not be
     /// written, a replaced HMAC key. `error` says what.
     Repair,
+    /// A managed-policy sync: a bundle put in force (`decision` allow,
+    /// `policy_version` its version) or refused or not fetched (`decision`
+    /// error, `error` says why); `host` and `path` name the server.
+    Sync,
 }
 
 /// One rule that matched, with how often; never the matched text.

@@ -27,6 +27,15 @@ pub fn human_line(record: &AuditRecord) -> String {
             let _ = write!(line, "  REPAIR  {}", e.error.as_deref().unwrap_or(""));
             return line;
         }
+        Kind::Sync => {
+            let _ = write!(
+                line,
+                "  sync {}  {}",
+                e.policy_version.as_deref().unwrap_or("-"),
+                e.error.as_deref().unwrap_or("in force")
+            );
+            return line;
+        }
         Kind::Request => {}
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
@@ -81,6 +90,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Request => "request",
         Kind::Checkpoint => "checkpoint",
         Kind::Repair => "repair",
+        Kind::Sync => "sync",
     }
 }
 

@@ -798,6 +798,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Request => "request",
         Kind::Checkpoint => "checkpoint",
         Kind::Repair => "repair",
+        Kind::Sync => "sync",
     }
 }
 

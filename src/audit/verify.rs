@@ -45,6 +45,8 @@ pub struct VerifySummary {
     pub checkpoints: u64,
     /// Of which repair records (start-up found something; read them).
     pub repairs: u64,
+    /// Of which managed-policy sync records.
+    pub syncs: u64,
     /// seq of the first and last record checked.
     pub seqs: Option<(u64, u64)>,
     /// The first record checked is the genesis (seq 1).
@@ -70,6 +72,9 @@ impl fmt::Display for VerifySummary {
             self.checkpoints,
             self.repairs
         )?;
+        if self.syncs > 0 {
+            write!(f, ", {} syncs", self.syncs)?;
+        }
         if !self.from_genesis {
             write!(
                 f,
@@ -268,6 +273,7 @@ impl Checker<'_> {
             }
             Kind::Request => summary.requests += 1,
             Kind::Repair => summary.repairs += 1,
+            Kind::Sync => summary.syncs += 1,
         }
         self.since_checkpoint += 1;
         if self.since_checkpoint > self.max_gap {

@@ -45,6 +45,7 @@ pub struct AgentBuilder {
     policy_links: Vec<(String, PathBuf)>,
     audit: Vec<String>,
     fd_limit: Option<u32>,
+    sections: Vec<(String, Vec<String>)>,
 }
 
 impl AgentBuilder {
@@ -118,6 +119,15 @@ impl AgentBuilder {
         self
     }
 
+    /// A whole table, e.g. `[sync]` with its lines.
+    pub fn section(mut self, name: &str, lines: &[&str]) -> Self {
+        self.sections.push((
+            name.to_string(),
+            lines.iter().map(|l| l.to_string()).collect(),
+        ));
+        self
+    }
+
     /// A raw line in the `[audit]` table, e.g. `checkpoint_every = 4`.
     pub fn audit_setting(mut self, line: &str) -> Self {
         self.audit.push(line.to_string());
@@ -163,6 +173,13 @@ impl AgentBuilder {
         if !self.audit.is_empty() {
             toml += "\n[audit]\n";
             for line in &self.audit {
+                toml += line;
+                toml += "\n";
+            }
+        }
+        for (name, lines) in &self.sections {
+            toml += &format!("\n[{name}]\n");
+            for line in lines {
                 toml += line;
                 toml += "\n";
             }
@@ -338,6 +355,7 @@ impl Agent {
             policy_links: Vec::new(),
             fd_limit: None,
             audit: Vec::new(),
+            sections: Vec::new(),
         }
     }
 

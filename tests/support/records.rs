@@ -6,6 +6,14 @@ use std::path::Path;
 /// Every request record (kind = request) in the audit day files of `state`.
 /// A complete line that is not JSON fails the test.
 pub fn audit_records(state: &Path) -> Vec<Value> {
+    all_audit_records(state)
+        .into_iter()
+        .filter(|r| r["kind"] == "request")
+        .collect()
+}
+
+/// Every record, of every kind, in the audit day files of `state`.
+pub fn all_audit_records(state: &Path) -> Vec<Value> {
     let mut files: Vec<_> = std::fs::read_dir(state.join("audit"))
         .map(|dir| {
             dir.filter_map(|e| e.ok().map(|e| e.path()))
@@ -29,7 +37,6 @@ pub fn audit_records(state: &Path) -> Vec<Value> {
                 })
                 .collect::<Vec<_>>()
         })
-        .filter(|r| r["kind"] == "request")
         .collect()
 }
 
