@@ -124,6 +124,9 @@ impl Running {
     }
 }
 
+/// How often the gateway credential is read again.
+const GATEWAY_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Load everything, bind, and start serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let policy = Arc::new(PolicyHandle::new(initial_policy(config)?));
@@ -146,6 +149,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             .map_err(StartError::Workers)?,
     );
     let upstream = Upstream::new(connector.clone(), &config.upstream, workers.count());
+    let gateway_connector = connector.clone();
     let (audit, audit_writer) = if config.audit.enabled {
         let (log, writer) = crate::audit::writer::start_with_clock(
             &config.state_dir,
@@ -212,6 +216,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         budgets,
         leaves: LeafCache::with_clock(Arc::new(ca), clock.clone()),
         clock,
+        gateway: config
+            .gateway
+            .as_ref()
+            .map(|g| crate::gateway::Gateway::new(config, g, &gateway_connector, workers.count())),
         upstream,
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
@@ -228,6 +236,25 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         }
     });
+    if state.gateway.is_some() {
+        // `outpost login` while the agent runs takes effect within seconds.
+        let keys = state.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(GATEWAY_KEY_RELOAD) => {}
+                    () = keys.shutdown.cancelled() => break,
+                }
+                let state = keys.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(gateway) = &state.gateway {
+                        gateway.reload_key();
+                    }
+                })
+                .await;
+            }
+        });
+    }
     let sweeper = state.clone();
     tasks.spawn(async move {
         let mut every = tokio::time::interval(sweeper.conns.sweep_every());

@@ -60,6 +60,16 @@ enum Command {
     /// Signed policy bundles for the managed layer (`[sync]`).
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Store this device's credential for the company's AI gateway
+    /// (`[gateway]`), read from stdin: the OS keyring, or a 0600 file under
+    /// state_dir where there is none. Never put it in the config file.
+    Login {
+        /// Read the gateway key from stdin (its first line).
+        #[arg(long, required = true)]
+        gateway_key: bool,
+    },
+    /// Remove the stored gateway credential.
+    Logout,
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +268,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref())?;
     match command {
         Command::Bundle(command) => run_bundle(command),
+        Command::Login { gateway_key: _ } => {
+            init_stderr_logging("warn");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the gateway key from stdin")?;
+            let key = line.trim();
+            if key.is_empty() {
+                anyhow::bail!(
+                    "no gateway key on stdin (pipe it in: `outpost login --gateway-key < key.txt`)"
+                );
+            }
+            let location = crate::gateway::login(&config.state_dir, key, config.ca_key_store)?;
+            println!("gateway credential stored in {location}");
+            if config.gateway.is_none() {
+                println!("note: this config has no [gateway] url; calls go direct until it does");
+            }
+            Ok(())
+        }
+        Command::Logout => {
+            init_stderr_logging("warn");
+            if crate::gateway::logout(&config.state_dir)? {
+                println!("gateway credential removed");
+            } else {
+                println!("no gateway credential was stored");
+            }
+            Ok(())
+        }
         Command::Run => run_agent(&config),
         Command::Ca(command) => {
             init_stderr_logging("warn");

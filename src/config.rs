@@ -113,6 +113,28 @@ pub struct Config {
     /// `[sync]`: where the managed policy bundle is pulled from; `None`
     /// when no `url` is set.
     pub sync: Option<SyncConfig>,
+    /// `[gateway]`: the company's AI gateway, for providers policy routes
+    /// there; `None` when no `url` is set.
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// `[gateway]`: where `route = "gateway"` calls go.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Base URL (`https://…`; `http://` only to this machine).
+    pub url: http::Uri,
+    /// Path prefix per provider name, put before the provider's own path;
+    /// a provider not listed gets `/<name>`.
+    pub prefixes: BTreeMap<String, String>,
+    /// The header that carries the device's gateway credential;
+    /// `Authorization` gets `Bearer <key>`, any other the key as is.
+    pub header: http::HeaderName,
+    /// Whether the client's provider credentials are removed (`strip`,
+    /// default) or passed on (`keep`).
+    pub keep_provider_keys: bool,
+    /// When the gateway cannot be reached: refuse (default), or send the
+    /// call to the provider directly.
+    pub fallback_direct: bool,
 }
 
 /// `[sync]`: the signed managed-policy bundle.
@@ -348,6 +370,18 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     sync: Option<RawSync>,
+    gateway: Option<RawGateway>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    prefixes: BTreeMap<String, String>,
+    header: Option<Spanned<String>>,
+    provider_keys: Option<Spanned<String>>,
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -572,7 +606,98 @@ fn from_raw(path: Option<&Path>, text: &str, raw: RawConfig) -> Result<Config, C
             Some(sync) => sync_config(file, text, base, sync)?,
             None => None,
         },
+        gateway: match raw.gateway {
+            Some(gateway) => gateway_config(file, text, gateway)?,
+            None => None,
+        },
     })
+}
+
+/// `[gateway]`; `None` without a `url`.
+fn gateway_config(
+    file: &Path,
+    text: &str,
+    raw: RawGateway,
+) -> Result<Option<GatewayConfig>, Located> {
+    let at = |span, message: String| Located::span(file, text, Some(span), message);
+    let Some(url) = raw.url else {
+        return Ok(None);
+    };
+    let uri: http::Uri = url.get_ref().trim_end_matches('/').parse().map_err(|_| {
+        at(
+            url.span(),
+            format!("`gateway.url`: not a URL: {:?}", url.get_ref()),
+        )
+    })?;
+    let host = uri.host().unwrap_or_default();
+    let local = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => {}
+        Some("http") if local => {}
+        _ => {
+            return Err(at(
+                url.span(),
+                format!(
+                    "`gateway.url`: expected https://… (http:// only to this machine: prompts \
+                     and the device credential would cross the network in clear), got {:?}",
+                    url.get_ref()
+                ),
+            ))
+        }
+    }
+    if uri.query().is_some() {
+        return Err(at(url.span(), "`gateway.url`: no query string".into()));
+    }
+    let header = match &raw.header {
+        None => http::header::AUTHORIZATION,
+        Some(h) => http::HeaderName::try_from(h.get_ref().trim()).map_err(|_| {
+            at(
+                h.span(),
+                format!("`gateway.header`: not a header name: {:?}", h.get_ref()),
+            )
+        })?,
+    };
+    let choice = |value: &Option<Spanned<String>>, key: &str, options: [&str; 2]| match value {
+        None => Ok(false),
+        Some(v) if v.get_ref() == options[0] => Ok(false),
+        Some(v) if v.get_ref() == options[1] => Ok(true),
+        Some(v) => Err(at(
+            v.span(),
+            format!(
+                "`gateway.{key}`: expected {:?} or {:?}, got {:?}",
+                options[0],
+                options[1],
+                v.get_ref()
+            ),
+        )),
+    };
+    let keep_provider_keys = choice(&raw.provider_keys, "provider_keys", ["strip", "keep"])?;
+    let fallback_direct = choice(&raw.fallback, "fallback", ["refuse", "direct"])?;
+    let mut prefixes = BTreeMap::new();
+    for (name, prefix) in raw.prefixes {
+        let prefix = prefix.trim_end_matches('/');
+        if !(prefix.is_empty() || prefix.starts_with('/')) || prefix.contains(['?', '#']) {
+            return Err(Located::at(
+                file,
+                text,
+                text.find(&format!("{name} =")).unwrap_or(0),
+                format!("`gateway.prefixes.{name}`: a path prefix starts with /, got {prefix:?}"),
+            ));
+        }
+        prefixes.insert(name, prefix.to_string());
+    }
+    Ok(Some(GatewayConfig {
+        url: uri,
+        prefixes,
+        header,
+        keep_provider_keys,
+        fallback_direct,
+    }))
 }
 
 /// `[sync]`; `None` without a `url`.

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod gateway;
 pub mod glob;
 pub mod guard;
 pub mod located;

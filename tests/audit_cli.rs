@@ -90,6 +90,7 @@ fn event(i: usize, ts: Timestamp) -> AuditEvent {
         uninspected: None,
         batch: None,
         transport: None,
+        route: None,
     }
 }
 

@@ -329,6 +329,7 @@ fn event(seq: u64) -> AuditEvent {
         uninspected: None,
         batch: None,
         transport: None,
+        route: None,
     }
 }
 

@@ -149,6 +149,10 @@ pub struct AuditEvent {
     /// response); absent for HTTP.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transport: Option<String>,
+    /// Where an intercepted call was sent: `direct`, or `gateway` (the
+    /// company's AI gateway, `[gateway]`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub route: Option<String>,
 }
 
 impl AuditEvent {
@@ -185,6 +189,7 @@ impl AuditEvent {
             uninspected: None,
             batch: None,
             transport: None,
+            route: None,
         }
     }
 }
@@ -317,6 +322,7 @@ pub(crate) fn sample_event() -> AuditEvent {
         uninspected: None,
         batch: None,
         transport: None,
+        route: None,
     }
 }
 

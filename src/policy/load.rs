@@ -469,6 +469,7 @@ struct Merged {
     /// What the baseline sets that is a default, not a floor: the
     /// managed and local layers may set another value.
     baseline_defaults: BaselineDefaults,
+    gateway_routes: Vec<String>,
     /// Rank of the layer whose `[audit] content` is in force (managed
     /// decides over local, local over the baseline).
     audit_content_authority: Option<u8>,
@@ -622,6 +623,54 @@ impl Merged {
         self.add_prices(ctx, raw.prices);
         if let Some(audit) = raw.audit {
             self.add_audit(ctx, audit);
+        }
+        self.add_routes(ctx, raw.routes);
+    }
+
+    /// `[routes]`: `gateway` if any layer says so (a higher layer cannot
+    /// send direct what a lower one routes through the gateway).
+    fn add_routes(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        routes: std::collections::BTreeMap<String, Spanned<String>>,
+    ) {
+        for (provider, route) in routes {
+            if provider != "*" && !super::known_provider_name(&provider) {
+                ctx.error(
+                    Some(route.span()),
+                    format!(
+                        "`routes.{provider}`: unknown provider (known: *, {})",
+                        known_providers()
+                    ),
+                );
+                continue;
+            }
+            match route.get_ref().as_str() {
+                "gateway" => {
+                    self.origin(ctx, "route", &provider, "gateway".into(), route.span());
+                    if !self.gateway_routes.contains(&provider) {
+                        self.gateway_routes.push(provider);
+                    }
+                }
+                "direct" => {
+                    if self
+                        .gateway_routes
+                        .iter()
+                        .any(|p| *p == provider || p == "*")
+                    {
+                        ctx.note(
+                            route.span(),
+                            format!("`routes.{provider} = \"direct\"` has no effect: a layer below or an earlier file routes it through the gateway"),
+                        );
+                    }
+                }
+                other => ctx.error(
+                    Some(route.span()),
+                    format!(
+                        "`routes.{provider}`: expected \"direct\" or \"gateway\", got {other:?}"
+                    ),
+                ),
+            }
         }
     }
 
@@ -1176,6 +1225,7 @@ impl Merged {
             notes: self.notes,
             baseline: self.baseline,
             origins: self.origins,
+            gateway_routes: self.gateway_routes,
         })
     }
 }

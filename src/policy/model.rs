@@ -63,6 +63,10 @@ pub struct RawPolicy {
     pub prices: Vec<Spanned<PriceEntry>>,
     /// Audit settings.
     pub audit: Option<RawAudit>,
+    /// Per provider name (or `"*"`): `"direct"` or `"gateway"` (the
+    /// agent's `[gateway]`).
+    #[serde(default)]
+    pub routes: BTreeMap<String, Spanned<String>>,
 }
 
 /// `[intercept]`. `hosts` and `exclude` are kept as absent or present so

@@ -58,10 +58,22 @@ pub struct Policy {
     /// place (a gitleaks rule whose regex does not compile): logged on load
     /// and shown by status. Not errors: the rest is in force.
     pub notes: Vec<crate::located::Located>,
+    /// Providers (by name, or `*` for all) whose calls go through the
+    /// agent's `[gateway]`; the others go direct.
+    pub gateway_routes: Vec<String>,
     /// Whether the shipped baseline layer is part of this policy.
     pub baseline: Baseline,
     /// Where each rule came from, in merge order (`outpost policy show`).
     pub origins: Vec<RuleOrigin>,
+}
+
+impl Policy {
+    /// Whether calls to `provider` go through the gateway.
+    pub fn routes_via_gateway(&self, provider: &str) -> bool {
+        self.gateway_routes
+            .iter()
+            .any(|p| p == "*" || p == provider)
+    }
 }
 
 /// Whether the shipped baseline is in force.

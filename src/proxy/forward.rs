@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use super::{render, websocket, ProxyBody, ProxyState, Target};
 use crate::provider::{Api, ErrorKind, Provider};
 use crate::refusal::Refusal;
-use crate::upstream::{BoxError, ConnectError, UpstreamBody};
+use crate::upstream::{BoxError, ConnectError, Upstream, UpstreamBody};
 
 /// Where one request goes.
 #[derive(Debug, Clone)]
@@ -145,17 +145,27 @@ pub async fn send(
     route: &Route,
     req: Request<ProxyBody>,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    // Never log the query: Gemini puts the API key in `?key=`.
-    let path = req.uri().path().to_string();
     let host = &route.target.host;
     let upstream_req = upstream_request(route, req).map_err(|err| UpstreamError {
         kind: ErrorKind::UpstreamUnavailable,
         message: format!("Outpost could not build the request to {host}: {err}"),
     })?;
-    let limit = state.upstream.response_timeout();
-    let outcome = tokio::time::timeout(limit, state.upstream.send(upstream_req)).await;
+    send_prepared(&state.upstream, host, upstream_req).await
+}
+
+/// Send a request whose URI and headers are final through `upstream`;
+/// `host` names the destination in errors.
+pub async fn send_prepared(
+    upstream: &Upstream,
+    host: &str,
+    upstream_req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let started = Instant::now();
+    let method = upstream_req.method().clone();
+    // Never log the query: Gemini puts the API key in `?key=`.
+    let path = upstream_req.uri().path().to_string();
+    let limit = upstream.response_timeout();
+    let outcome = tokio::time::timeout(limit, upstream.send(upstream_req)).await;
     let response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
@@ -188,7 +198,9 @@ pub async fn send(
     Ok(response)
 }
 
-fn upstream_request(
+/// `req` as it goes to the route's upstream: its URI, HTTP/1.1, no
+/// hop-by-hop headers, and no compression on intercepted hosts.
+pub fn upstream_request(
     route: &Route,
     req: Request<ProxyBody>,
 ) -> Result<Request<UpstreamBody>, http::Error> {

@@ -113,6 +113,9 @@ pub struct ProxyState {
     pub clock: Clock,
     /// Pooled upstream client and connector.
     pub upstream: Upstream,
+    /// The company's AI gateway (`[gateway]`), for providers policy routes
+    /// there.
+    pub gateway: Option<crate::gateway::Gateway>,
     /// Cancelled when the agent begins shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.

@@ -274,7 +274,24 @@ async fn run(
     }
     let started = Instant::now();
     let request = Request::from_parts(parts, outgoing.body);
-    let response = forward::send(ctx.state, ctx.route, request).await?;
+    let via_gateway = ctx.policy.routes_via_gateway(&ctx.provider.name);
+    out.route = Some(if via_gateway { "gateway" } else { "direct" });
+    let response = if via_gateway {
+        let sent = crate::gateway::send(
+            ctx.state,
+            ctx.route,
+            &ctx.provider.name,
+            request,
+            outgoing.replay,
+        )
+        .await?;
+        if sent.fell_back {
+            out.route = Some("direct (gateway unreachable)");
+        }
+        sent.response
+    } else {
+        forward::send(ctx.state, ctx.route, request).await?
+    };
     out.answered = Some(Answered {
         after: started.elapsed(),
         status: response.status().as_u16(),
@@ -572,6 +589,9 @@ pub struct Sendable {
     pub body: ProxyBody,
     /// Their length, when known.
     pub length: Option<usize>,
+    /// The same bytes again, when they are in memory: a call the gateway
+    /// could not take can then go direct (`[gateway] fallback = "direct"`).
+    pub replay: Option<Bytes>,
     /// Outpost asked for stream usage on the client's behalf.
     pub usage_added: bool,
 }
@@ -662,6 +682,7 @@ fn sendable(
             call,
             body: body.into_proxy_body(),
             usage_added: false,
+            replay: None,
         });
     }
     let (bytes, usage_added) = serialise(&mut json, size, redactions, &call, provider)?;
@@ -670,8 +691,9 @@ fn sendable(
     Ok(Sendable {
         call,
         length: Some(bytes.len()),
-        body: full_body(bytes),
+        body: full_body(bytes.clone()),
         usage_added,
+        replay: Some(bytes),
     })
 }
 

@@ -237,6 +237,8 @@ pub struct Outcome {
     pub refusal: Option<Refusal>,
     /// The response stream failed after its headers.
     pub failure: Option<String>,
+    /// `direct` or `gateway`: where the call was sent.
+    pub route: Option<&'static str>,
     /// The status the client got.
     pub status: u16,
     /// Response bytes sent to the client.
@@ -281,6 +283,7 @@ impl Outcome {
             response: ResponseFacts::Unread,
             refusal: None,
             failure: None,
+            route: None,
             status: 0,
             bytes_out: 0,
             disconnected: false,
@@ -382,6 +385,7 @@ impl Outcome {
             uninspected: call.and_then(|c| c.uninspected.clone()),
             batch: call.and_then(|c| c.batch),
             transport: self.socket.then(|| "websocket".to_string()),
+            route: self.route.map(str::to_string),
             ..AuditEvent::new(
                 Kind::Request,
                 self.ts.clone(),

@@ -275,6 +275,36 @@ pub fn find_secret(
     Ok(None)
 }
 
+/// Remove `secret` from its file and from the keyring; whether there was
+/// one.
+pub fn remove_secret(state_dir: &Path, secret: &Secret) -> Result<bool, StoreError> {
+    let path = secret_file(state_dir, secret);
+    let in_file = match fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => return Err(StoreError::Io { path, source }),
+    };
+    let in_keyring =
+        keyring_supported().is_ok() && keyring_delete(&keyring_account(state_dir, secret))?;
+    Ok(in_file || in_keyring)
+}
+
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+fn keyring_delete(account: &str) -> Result<bool, StoreError> {
+    let entry = keyring::Entry::new(KEYRING_SERVICE, account)
+        .map_err(|e| StoreError::Keyring(e.to_string()))?;
+    match entry.delete_credential() {
+        Ok(()) => Ok(true),
+        Err(keyring::Error::NoEntry) => Ok(false),
+        Err(e) => Err(StoreError::Keyring(e.to_string())),
+    }
+}
+
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
+fn keyring_delete(_account: &str) -> Result<bool, StoreError> {
+    Ok(false)
+}
+
 /// Refuse a key file that group or others can read.
 #[cfg(unix)]
 fn check_private(path: &Path, secret: &Secret) -> Result<(), StoreError> {
