@@ -243,3 +243,70 @@ fn an_unreachable_gateway_is_named_or_falls_back_as_configured() {
         answered[0]
     );
 }
+
+#[test]
+fn the_litellm_proxy_as_gateway_gets_the_device_key_and_redacted_prompts() {
+    const MASTER: &str = "sk-litellm-master-device";
+    const UPSTREAM_KEY: &str = "sk-litellm-to-provider";
+    let provider = FakeProvider::plain_http(&["upstream.local"])
+        .stream_delay(Duration::ZERO)
+        .start();
+    let litellm = support::litellm::LiteLlm::start(
+        "gpt-4o-mini",
+        &format!("http://{}", provider.addr()),
+        UPSTREAM_KEY,
+        MASTER,
+    );
+    let section = gateway_section(&litellm.addr(), &["provider_keys = \"strip\""]);
+    let section: Vec<&str> = section.iter().map(String::as_str).collect();
+    let agent = Agent::builder()
+        .policy_file("20-route.toml", "[routes]\nopenai = \"gateway\"\n")
+        .section("gateway", &section)
+        .start();
+    login(&agent, MASTER);
+
+    let call = json!({"sdk": "openai", "stream": false, "model": "gpt-4o-mini",
+                      "content": format!("refund card {CARD}")});
+    let mut result = Value::Null;
+    wait_until("a call through LiteLLM", Duration::from_secs(60), || {
+        result = sdk(&agent, call.clone());
+        result["ok"] == true
+    });
+    let streamed = sdk(
+        &agent,
+        json!({"sdk": "openai", "stream": true, "model": "gpt-4o-mini", "content": "stream"}),
+    );
+    assert_eq!(streamed["ok"], true, "{streamed}\n{}", litellm.log());
+
+    // LiteLLM took the device credential (its master key; anything else is
+    // a 401) and called the provider with its own key, never the client's.
+    let seen = provider.requests_to("/v1/chat/completions");
+    assert!(seen.len() >= 2, "{}", litellm.log());
+    for request in &seen {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+        );
+        let raw = format!(
+            "{:?} {}",
+            request.headers,
+            String::from_utf8_lossy(&request.body)
+        );
+        assert!(!raw.contains(OPENAI_TEST_KEY), "{raw}");
+        assert!(!raw.contains(MASTER), "{raw}");
+    }
+    // The guardrails redacted before the gateway saw it.
+    let first: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let content = first["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content, "refund card [REDACTED:card-numbers]");
+    let records = audit_records(&agent.state_dir());
+    let answered: Vec<&Value> = records.iter().filter(|r| r["status"] == 200).collect();
+    assert!(answered.len() >= 2, "{records:#?}");
+    assert!(
+        answered.iter().all(|r| r["route"] == "gateway"),
+        "{answered:#?}"
+    );
+}

@@ -19,6 +19,7 @@ pub mod coding_agents;
 pub mod curl;
 pub mod fake;
 pub mod fake_ws;
+pub mod litellm;
 pub mod nginx;
 pub mod process;
 pub mod python;
