@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::located::Located;
 use crate::policy::load;
 use crate::policy::watch::{self, PolicyHandle};
-use crate::provider::{ProviderTable, ProviderTableError};
+use crate::provider::ProviderTableError;
 use crate::proxy::conns::Conns;
 use crate::proxy::{listener, ProxyState};
 use crate::tls::ca::{CaError, LocalCa};
@@ -130,7 +130,6 @@ const GATEWAY_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(5
 /// Load everything, bind, and start serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let policy = Arc::new(PolicyHandle::new(initial_policy(config)?));
-    let providers = ProviderTable::embedded()?;
     let hosts = policy.current().intercept.hosts().to_vec();
     // One clock for every part that dates things; tests of those parts
     // inject their own.
@@ -201,7 +200,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let state = Arc::new(ProxyState {
         policy,
-        providers,
         audit,
         identity: config.identity.clone(),
         websocket: config.websocket,
@@ -305,12 +303,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 /// bundle in force, and the files of `policy_dir`, merged so that each
 /// layer only tightens the ones below it.
 pub fn load_policy(config: &Config) -> Result<crate::policy::Policy, Vec<Located>> {
-    let managed = crate::sync::stored_layers(config).unwrap_or_else(|e| {
+    let payload = crate::sync::stored_payload(config).unwrap_or_else(|e| {
         tracing::error!("{e}; running without the managed layer");
-        Vec::new()
+        None
     });
+    let managed = payload
+        .as_ref()
+        .map(crate::sync::layers_of)
+        .unwrap_or_default();
     let local = load::read_dir_layers(&config.policy_dir)?;
-    load::load_stack(managed, local)
+    let mut policy = load::load_stack(managed, local)?;
+    if let Some(payload) = &payload {
+        match crate::sync::providers_of(payload) {
+            Ok(Some(table)) => policy.providers = Arc::new(table),
+            Ok(None) => {}
+            Err(e) => tracing::error!("managed provider table not used: {e}"),
+        }
+    }
+    Ok(policy)
 }
 
 /// [`load_policy`] for the watcher.

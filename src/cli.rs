@@ -682,7 +682,24 @@ fn run_bundle(command: BundleCommand) -> anyhow::Result<()> {
             out,
         } => {
             let key = bundle::SigningKey::read(&key)?;
+            // `providers.toml` is provider table entries, not a policy file.
+            let providers_path = policy.join(crate::sync::PROVIDERS_FILE);
+            let providers = match std::fs::read_to_string(&providers_path) {
+                Ok(text) => {
+                    crate::provider::ProviderTable::embedded_with(&providers_path, &text)
+                        .map_err(|e| policy_errors(&[located_of(e)]))?;
+                    Some(text)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => anyhow::bail!("{}: cannot read: {e}", providers_path.display()),
+            };
             let layers = load::read_dir_layers(&policy)
+                .map(|layers| {
+                    layers
+                        .into_iter()
+                        .filter(|l| l.path != providers_path)
+                        .collect::<Vec<_>>()
+                })
                 .and_then(|layers| {
                     if layers.is_empty() {
                         Err(vec![crate::located::Located {
@@ -720,6 +737,7 @@ fn run_bundle(command: BundleCommand) -> anyhow::Result<()> {
                         text: layer.text.clone(),
                     })
                     .collect(),
+                providers,
             };
             // The policy an agent would make of it with no local files.
             load::load_stack(crate::sync::layers_of(&payload), Vec::new())
@@ -737,6 +755,14 @@ fn run_bundle(command: BundleCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The place a provider table problem names.
+fn located_of(e: crate::provider::ProviderTableError) -> crate::located::Located {
+    use crate::provider::ProviderTableError as E;
+    match e {
+        E::Invalid(l) | E::BadHostPattern(l) | E::Duplicate(l) => l,
     }
 }
 

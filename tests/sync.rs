@@ -137,6 +137,13 @@ fn bundles_from_nginx_are_enforced_checked_and_kept() {
     });
     assert!(never["version"].is_null(), "{never:#}");
     assert!(
+        never["state"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("never synced"),
+        "{never:#}"
+    );
+    assert!(
         never["last_error"]
             .as_str()
             .unwrap_or_default()

@@ -1226,8 +1226,27 @@ impl Merged {
             baseline: self.baseline,
             origins: self.origins,
             gateway_routes: self.gateway_routes,
+            providers: embedded_providers().map_err(|e| {
+                vec![Located {
+                    file: PathBuf::from("<embedded policy/providers.toml>"),
+                    line: 1,
+                    col: 1,
+                    message: e.to_string(),
+                }]
+            })?,
         })
     }
+}
+
+/// The shipped provider table, parsed once.
+fn embedded_providers(
+) -> Result<Arc<crate::provider::ProviderTable>, crate::provider::ProviderTableError> {
+    static TABLE: std::sync::OnceLock<
+        Result<Arc<crate::provider::ProviderTable>, crate::provider::ProviderTableError>,
+    > = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| crate::provider::ProviderTable::embedded().map(Arc::new))
+        .clone()
 }
 
 /// Of two layers' `unknown_endpoints`, the one that lets less through

@@ -58,6 +58,9 @@ pub struct Policy {
     /// place (a gitleaks rule whose regex does not compile): logged on load
     /// and shown by status. Not errors: the rest is in force.
     pub notes: Vec<crate::located::Located>,
+    /// Which host is which provider: the shipped table, plus the managed
+    /// bundle's `providers.toml` when it has one.
+    pub providers: std::sync::Arc<crate::provider::ProviderTable>,
     /// Providers (by name, or `*` for all) whose calls go through the
     /// agent's `[gateway]`; the others go direct.
     pub gateway_routes: Vec<String>,

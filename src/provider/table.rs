@@ -110,6 +110,30 @@ impl ProviderTable {
     /// A table from TOML `text` read from `file` (named in errors).
     pub fn from_toml(file: &Path, text: &str) -> Result<ProviderTable, ProviderTableError> {
         let raw: RawTable = parse_toml(file, text).map_err(ProviderTableError::Invalid)?;
+        ProviderTable::from_raw(raw, file, text)
+    }
+
+    /// The shipped table with the entries of `text` (a managed bundle's
+    /// `providers.toml`) added; an entry named as a shipped one replaces it.
+    pub fn embedded_with(file: &Path, text: &str) -> Result<ProviderTable, ProviderTableError> {
+        let overlay: RawTable = parse_toml(file, text).map_err(ProviderTableError::Invalid)?;
+        let base: RawTable =
+            parse_toml(Path::new(EMBEDDED_LABEL), EMBEDDED).map_err(ProviderTableError::Invalid)?;
+        let replaced: HashSet<&str> = overlay.provider.iter().map(|e| e.name.as_str()).collect();
+        let mut provider: Vec<RawEntry> = base
+            .provider
+            .into_iter()
+            .filter(|e| !replaced.contains(e.name.as_str()))
+            .collect();
+        provider.extend(overlay.provider);
+        ProviderTable::from_raw(RawTable { provider }, file, text)
+    }
+
+    fn from_raw(
+        raw: RawTable,
+        file: &Path,
+        text: &str,
+    ) -> Result<ProviderTable, ProviderTableError> {
         let locate = |needle: &str, message: String| {
             let quoted = format!("\"{needle}\"");
             let at = text.find(&quoted).unwrap_or(0);

@@ -42,7 +42,6 @@ use crate::audit::writer::AuditLog;
 use crate::clock::Clock;
 use crate::config::{normalize_host, Identity};
 use crate::policy::watch::PolicyHandle;
-use crate::provider::ProviderTable;
 use crate::tls::cache::LeafCache;
 use crate::upstream::{BoxError, Upstream};
 
@@ -89,8 +88,6 @@ impl Target {
 pub struct ProxyState {
     /// The policy in force (hot-reloaded).
     pub policy: Arc<PolicyHandle>,
-    /// Which host is which provider.
-    pub providers: ProviderTable,
     /// The audit log (`None` when `[audit] enabled = false`).
     pub audit: Option<AuditLog>,
     /// Who and which device the agent acts for.

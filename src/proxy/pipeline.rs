@@ -57,7 +57,8 @@ pub use super::respond::WARNING_HEADER;
 /// The provider a host belongs to: its table entry, or the native provider
 /// for the host (never asked to add `stream_options`).
 pub fn provider_of(state: &ProxyState, host: &str) -> ProviderEntry {
-    state.providers.lookup(host).cloned().unwrap_or_else(|| {
+    let policy = state.policy.current();
+    policy.providers.lookup(host).cloned().unwrap_or_else(|| {
         let kind = Provider::for_host(host);
         ProviderEntry {
             name: kind.name().to_string(),

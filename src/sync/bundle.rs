@@ -115,6 +115,10 @@ pub struct Payload {
     pub key_id: String,
     /// The policy files, in name order.
     pub files: Vec<BundleFile>,
+    /// Provider table entries added to the shipped ones (the text of a
+    /// `providers.toml`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -282,6 +286,7 @@ mod tests {
                 name: "10-models.toml".into(),
                 text: "[models]\ndeny = [\"gpt-4*\"]\n".into(),
             }],
+            providers: None,
         }
     }
 

@@ -45,6 +45,8 @@ use self::bundle::{Payload, Verified, MAX_BUNDLE_BYTES};
 const STORED: &str = "bundle.json";
 /// The validators of the last answer, for conditional requests.
 const VALIDATORS: &str = "validators.json";
+/// What status says before any bundle is in force.
+const NEVER_SYNCED: &str = "never synced: the baseline and local files only";
 /// First retry after a failure; doubled up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 
@@ -53,13 +55,29 @@ pub fn managed_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("managed")
 }
 
-/// The layers of the stored bundle, verified with `config`'s pinned keys;
-/// none when there is no bundle or no `[sync]`. A stored bundle that no
+/// A bundle's provider table entries: the file name in a policy
+/// directory `outpost bundle build` reads them from.
+pub const PROVIDERS_FILE: &str = "providers.toml";
+
+/// The stored bundle's payload, verified with `config`'s pinned keys;
+/// `None` when there is no bundle or no `[sync]`. A stored bundle that no
 /// longer verifies is an error naming the file.
-pub fn stored_layers(config: &Config) -> Result<Vec<Layer>, Located> {
-    Ok(stored(config)?
-        .map(|verified| layers_of(&verified.payload))
-        .unwrap_or_default())
+pub fn stored_payload(config: &Config) -> Result<Option<Payload>, Located> {
+    Ok(stored(config)?.map(|verified| verified.payload))
+}
+
+/// The provider table a bundle makes: the shipped one plus its entries.
+pub fn providers_of(
+    payload: &Payload,
+) -> Result<Option<crate::provider::ProviderTable>, crate::provider::ProviderTableError> {
+    payload
+        .providers
+        .as_ref()
+        .map(|text| {
+            let file = PathBuf::from(format!("managed v{}/{PROVIDERS_FILE}", payload.version));
+            crate::provider::ProviderTable::embedded_with(&file, text)
+        })
+        .transpose()
 }
 
 /// The stored bundle, verified.
@@ -112,6 +130,8 @@ pub fn layers_of(payload: &Payload) -> Vec<Layer> {
 /// What `/status` shows of the sync.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncStatus {
+    /// `in force`, or `never synced` (the baseline and local files only).
+    pub state: &'static str,
     /// The bundle URL.
     pub url: String,
     /// The managed version in force; `None`: never synced (baseline and
@@ -225,6 +245,7 @@ impl Syncer {
             .pool_max_idle_per_host(1)
             .build(connector);
         let status = SyncStatus {
+            state: NEVER_SYNCED,
             url: sync.url.to_string(),
             ..SyncStatus::default()
         };
@@ -409,6 +430,12 @@ impl Syncer {
                 )));
             }
         }
+        if let Err(e) = providers_of(payload) {
+            return Err(Failure::refused(format!(
+                "version {}: its provider table is invalid: {e}",
+                payload.version
+            )));
+        }
         let local = load::read_dir_layers(&self.config.policy_dir).unwrap_or_default();
         if let Err(errors) = load::load_stack(layers_of(payload), local) {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
@@ -430,6 +457,7 @@ impl Syncer {
 
     fn set_in_force(&self, payload: &Payload) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.state = "in force";
         status.version = Some(payload.version);
         status.key_id = Some(payload.key_id.clone());
         status.issued_at = Some(payload.issued_at.to_string());
@@ -475,4 +503,73 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bundle::BundleFile;
+
+    fn payload(providers: Option<&str>) -> Payload {
+        Payload {
+            version: 7,
+            issued_at: Timestamp::from_second(1_800_000_000).unwrap(),
+            expires_at: None,
+            key_id: "k".into(),
+            files: vec![
+                BundleFile {
+                    name: "20-b.toml".into(),
+                    text: "[models]\ndeny = [\"b\"]\n".into(),
+                },
+                BundleFile {
+                    name: "10-a.toml".into(),
+                    text: "[models]\ndeny = [\"a\"]\n".into(),
+                },
+            ],
+            providers: providers.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_bundle_becomes_managed_layers_in_name_order() {
+        let layers = layers_of(&payload(None));
+        let paths: Vec<String> = layers
+            .iter()
+            .map(|l| l.path.display().to_string())
+            .collect();
+        assert_eq!(paths, ["managed v7/10-a.toml", "managed v7/20-b.toml"]);
+        assert!(layers.iter().all(|l| l.kind.label() == "managed v7"));
+        let policy = load::load_stack(layers, Vec::new()).unwrap();
+        let deny = policy.origins.iter().find(|o| o.id == "b").unwrap();
+        assert_eq!(deny.layer, "managed v7");
+    }
+
+    #[test]
+    fn a_bundles_provider_table_adds_to_the_shipped_one() {
+        assert!(providers_of(&payload(None)).unwrap().is_none());
+        let corp = "[[provider]]\nname = \"corp-llm\"\nkind = \"openai-compatible\"\nhosts = [\"llm.corp.example\"]\n";
+        let table = providers_of(&payload(Some(corp))).unwrap().unwrap();
+        assert_eq!(
+            table.lookup("llm.corp.example").map(|e| e.name.as_str()),
+            Some("corp-llm")
+        );
+        assert_eq!(
+            table.lookup("api.openai.com").map(|e| e.name.as_str()),
+            Some("openai")
+        );
+        // Replacing a shipped entry by name.
+        let openai =
+            "[[provider]]\nname = \"openai\"\nkind = \"openai\"\nhosts = [\"api.openai.com\"]\n";
+        let table = providers_of(&payload(Some(openai))).unwrap().unwrap();
+        let entry = table.lookup("api.openai.com").unwrap();
+        assert!(
+            !entry.stream_options,
+            "the bundle's entry replaced the shipped one"
+        );
+        // A bad table names the bundle's file.
+        let bad =
+            "[[provider]]\nname = \"x\"\nkind = \"openai\"\nhosts = [\"api.anthropic.com\"]\n";
+        let err = providers_of(&payload(Some(bad))).unwrap_err().to_string();
+        assert!(err.contains("managed v7/providers.toml"), "{err}");
+    }
 }
