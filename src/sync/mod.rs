@@ -47,6 +47,8 @@ const STORED: &str = "bundle.json";
 const VALIDATORS: &str = "validators.json";
 /// What status says before any bundle is in force.
 const NEVER_SYNCED: &str = "never synced: the baseline and local files only";
+/// One poll in this many ignores the validators.
+const FULL_FETCH_EVERY: u64 = 10;
 /// First retry after a failure; doubled up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 
@@ -220,6 +222,8 @@ pub struct Syncer {
     audit: Option<AuditLog>,
     status: SyncStatusHandle,
     clock: Clock,
+    /// Polls so far.
+    polls: std::sync::atomic::AtomicU64,
 }
 
 impl Syncer {
@@ -258,6 +262,7 @@ impl Syncer {
             audit,
             status: Arc::new(Mutex::new(status)),
             clock,
+            polls: std::sync::atomic::AtomicU64::new(0),
         };
         if let Ok(Some(verified)) = stored(config) {
             syncer.set_in_force(&verified.payload);
@@ -344,10 +349,17 @@ impl Syncer {
 
     async fn fetch_and_apply(&self) -> Result<Outcome, Failure> {
         let dir = managed_dir(&self.config.state_dir);
-        let validators: Validators = std::fs::read(dir.join(VALIDATORS))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        // Every tenth poll asks unconditionally: a server's validators can
+        // miss a change (nginx's ETag is the mtime in seconds and the size).
+        let polls = self.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let validators: Validators = if polls % FULL_FETCH_EVERY == FULL_FETCH_EVERY - 1 {
+            Validators::default()
+        } else {
+            std::fs::read(dir.join(VALIDATORS))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
         let mut request = Request::get(self.sync.url.clone());
         if let Some(etag) = &validators.etag {
             request = request.header(header::IF_NONE_MATCH, etag);

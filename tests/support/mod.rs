@@ -127,8 +127,8 @@ impl Stack {
     }
 }
 
-/// The shipped default policy plus a per-user daily budget `id` of `limit_usd` (policy
-/// files replace the default, so a test that adds a budget keeps the guardrails this way).
+/// The shipped default policy plus a per-user daily budget `id` of `limit_usd` (the
+/// default's rules repeat the baseline's unchanged, so they merge as one).
 pub fn default_policy_with_budget(id: &str, limit_usd: f64) -> String {
     format!(
         "{}\n[[budgets]]\nid = \"{id}\"\nper = \"user\"\nlimit_usd = {limit_usd:?}\nwindow = \"day\"\n",
