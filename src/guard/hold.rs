@@ -46,12 +46,9 @@
 //! within the cap of the end, and settled clipped after that.
 
 use aho_corasick::{AhoCorasick, MatchKind};
-#[cfg(test)]
-use regex::{Regex, RegexBuilder};
-use regex_syntax::hir::{Class, Hir, HirKind, Look, Repetition};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::boundary::floor_char_boundary;
-use super::lazy::LazyRegex;
 
 /// Most anchors one regex may have; beyond that it counts as unanchored.
 const MAX_ANCHORS: usize = 64;
@@ -60,7 +57,7 @@ const MAX_ANCHOR_LEN: usize = 32;
 /// Most distinct (case-folded) characters a class may have to be spelled
 /// out as anchors.
 const MAX_CLASS_CHARS: usize = 10;
-/// Compiled-size limit for a viability regex; a larger one is not built and
+/// Size limit for a viability DFA's NFA; a larger one is not built and
 /// every anchor occurrence counts as viable.
 const VIABLE_SIZE_LIMIT: usize = 32 << 20;
 
@@ -154,9 +151,9 @@ pub(crate) struct RegexHold {
     uses: Vec<Vec<AnchorUse>>,
     /// Every anchor, for anchors cut off by the end.
     partial: PrefixSet,
-    /// Per rule, the viability regex, when one is needed; compiled on
-    /// first use.
-    viable: Vec<Option<LazyRegex>>,
+    /// Per rule, its viability check, when one is needed (built on first
+    /// use).
+    viable: Vec<Option<Viability>>,
     /// Largest lookback of the anchored uses: how much of the end to search.
     region: usize,
     /// Largest lookback of the rules without anchors: they hold that much.
@@ -191,12 +188,7 @@ impl RegexHold {
                 .anchors
                 .as_ref()
                 .is_some_and(|a| a.iter().any(|&(_, bound)| bound));
-            let regex = if needs_viable {
-                viability_pattern(spec.pattern)
-                    .map(|pattern| LazyRegex::new(pattern, Some(VIABLE_SIZE_LIMIT)))
-            } else {
-                None
-            };
+            let regex = needs_viable.then(|| Viability::new(spec.pattern));
             match analysis.anchors {
                 None => unanchored = unanchored.max(lookback(analysis.bound)),
                 Some(anchors) => {
@@ -271,9 +263,8 @@ impl RegexHold {
     }
 
     fn is_viable(&self, rule: usize, text: &str, at: usize) -> bool {
-        let regex = self.viable[rule].as_ref().and_then(LazyRegex::get);
-        match (regex, text.get(at..)) {
-            (Some(regex), Some(rest)) => regex.is_match(rest),
+        match &self.viable[rule] {
+            Some(viability) if text.is_char_boundary(at) => viability.is_viable(text, at),
             _ => true,
         }
     }
@@ -494,97 +485,84 @@ fn dedup(strings: &mut Vec<Vec<u8>>) {
     strings.dedup();
 }
 
-/// `\A(?:P)\z` where `P` matches exactly the prefixes of the matches of
-/// `pattern`, with every assertion dropped (so a cut through `\b` or `$`
-/// is always viable). `None` if it would be too large.
-#[cfg(test)]
-fn viability_regex(pattern: &str) -> Option<Regex> {
-    RegexBuilder::new(&viability_pattern(pattern)?)
-        .size_limit(VIABLE_SIZE_LIMIT)
-        .build()
-        .ok()
+/// Whether a text can still become a match of one rule: the rule's own
+/// regex as a lazy DFA (forward, anchored at the anchor occurrence, every
+/// match kind), built the first time it is needed. Walking the rest of the
+/// text through it, a dead state means no continuation can match; anything
+/// else (still alive, a non-ASCII byte where a Unicode `\b` makes the
+/// DFA give up, a DFA that could not be built) counts as viable, except a
+/// match that ended before the last byte and cannot go on. Assertions are honoured as far as the text goes: a `\b` or `$`
+/// after its last byte is still pending, so viable.
+#[derive(Debug)]
+pub(crate) struct Viability {
+    pattern: Box<str>,
+    dfa: std::sync::OnceLock<Option<regex_automata::hybrid::dfa::DFA>>,
 }
 
-/// The pattern of [`viability_regex`]; `None` if `pattern` does not parse.
-fn viability_pattern(pattern: &str) -> Option<String> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    let anchored = Hir::concat(vec![
-        Hir::look(Look::Start),
-        prefix_language(&hir),
-        Hir::look(Look::End),
-    ]);
-    Some(anchored.to_string())
-}
-
-fn optional(hir: Hir) -> Hir {
-    Hir::repetition(Repetition {
-        min: 0,
-        max: Some(1),
-        greedy: true,
-        sub: Box::new(hir),
-    })
-}
-
-/// The prefixes of the matches of `hir`, assertions dropped. Linear in the
-/// size of `hir` (per nesting level of repetitions, twice): a sequence
-/// `A B C` becomes `p(A) | A (p(B) | B p(C))`.
-fn prefix_language(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
-        HirKind::Literal(literal) => {
-            // Cut between chars only: the parts must stay valid UTF-8.
-            let units: Vec<Hir> = match std::str::from_utf8(&literal.0) {
-                Ok(s) => s
-                    .chars()
-                    .map(|c| Hir::literal(c.to_string().into_bytes()))
-                    .collect(),
-                Err(_) => literal.0.iter().map(|&b| Hir::literal([b])).collect(),
-            };
-            units.into_iter().rev().fold(Hir::empty(), |rest, unit| {
-                optional(Hir::concat(vec![unit, rest]))
-            })
+impl Viability {
+    pub(crate) fn new(pattern: &str) -> Viability {
+        Viability {
+            pattern: pattern.into(),
+            dfa: std::sync::OnceLock::new(),
         }
-        HirKind::Class(_) => optional(hir.clone()),
-        HirKind::Capture(capture) => prefix_language(&capture.sub),
-        HirKind::Concat(items) => items.iter().rev().fold(Hir::empty(), |rest, item| {
-            Hir::alternation(vec![
-                prefix_language(item),
-                Hir::concat(vec![without_looks(item), rest]),
-            ])
-        }),
-        HirKind::Alternation(alternatives) => {
-            Hir::alternation(alternatives.iter().map(prefix_language).collect())
-        }
-        HirKind::Repetition(rep) => match rep.max {
-            Some(0) => Hir::empty(),
-            max => Hir::concat(vec![
-                Hir::repetition(Repetition {
-                    min: 0,
-                    max: max.map(|m| m - 1),
-                    greedy: true,
-                    sub: Box::new(without_looks(&rep.sub)),
-                }),
-                prefix_language(&rep.sub),
-            ]),
-        },
     }
-}
 
-/// `hir` with every assertion replaced by the empty regex and without
-/// capture groups.
-fn without_looks(hir: &Hir) -> Hir {
-    match hir.kind() {
-        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
-        HirKind::Literal(_) | HirKind::Class(_) => hir.clone(),
-        HirKind::Capture(capture) => without_looks(&capture.sub),
-        HirKind::Concat(items) => Hir::concat(items.iter().map(without_looks).collect()),
-        HirKind::Alternation(alternatives) => {
-            Hir::alternation(alternatives.iter().map(without_looks).collect())
+    fn dfa(&self) -> Option<&regex_automata::hybrid::dfa::DFA> {
+        use regex_automata::hybrid::dfa::DFA;
+        use regex_automata::nfa::thompson;
+        self.dfa
+            .get_or_init(|| {
+                DFA::builder()
+                    .configure(
+                        DFA::config()
+                            .match_kind(regex_automata::MatchKind::All)
+                            .unicode_word_boundary(true),
+                    )
+                    .thompson(thompson::Config::new().nfa_size_limit(Some(VIABLE_SIZE_LIMIT)))
+                    .build(&self.pattern)
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether `text[at..]` is the start of a match beginning at `at`.
+    pub(crate) fn is_viable(&self, text: &str, at: usize) -> bool {
+        use regex_automata::{Anchored, Input};
+        let Some(dfa) = self.dfa() else { return true };
+        let mut cache = dfa.create_cache();
+        let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+        let Ok(mut state) = dfa.start_state_forward(&mut cache, &input) else {
+            return true;
+        };
+        for &byte in &text.as_bytes()[at..] {
+            state = match dfa.next_state(&mut cache, state, byte) {
+                Ok(next) => next,
+                Err(_) => return true,
+            };
+            if state.is_tagged() {
+                if state.is_dead() {
+                    return false;
+                }
+                if state.is_quit() {
+                    return true;
+                }
+            }
         }
-        HirKind::Repetition(rep) => Hir::repetition(Repetition {
-            sub: Box::new(without_looks(&rep.sub)),
-            ..rep.clone()
-        }),
+        // A match state is reported one byte late: the match ended before
+        // the last byte, and the finding is final unless some thread can
+        // still go on from here.
+        if state.is_match() {
+            return (0..=u8::MAX).any(|byte| {
+                dfa.next_state(&mut cache, state, byte)
+                    .map_or(true, |next| !next.is_dead())
+            });
+        }
+        true
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.dfa.get().is_some()
     }
 }
 
@@ -667,8 +645,8 @@ mod tests {
                 assert!(bound || !anchor.is_ascii(), "{}: {anchor:?}", rule.id);
             }
             assert!(
-                viability_regex(&rule.regex).is_some(),
-                "{}: no viability regex",
+                Viability::new(&rule.regex).dfa().is_some(),
+                "{}: no viability DFA",
                 rule.id
             );
         }
@@ -703,7 +681,7 @@ mod tests {
 
     #[test]
     fn viability_accepts_exactly_the_prefixes_of_matches() {
-        let regex = viability_regex(r"\bkey-[a-z]{2,4}(?:=[0-9]+|!)\b").expect("builds");
+        let viability = Viability::new(r"(?-u:\b)key-[a-z]{2,4}(?:=[0-9]+|!)(?-u:\b)");
         for viable in [
             "",
             "k",
@@ -713,13 +691,22 @@ mod tests {
             "key-ab=12",
             "key-abc!",
         ] {
-            assert!(regex.is_match(viable), "{viable}");
+            assert!(viability.is_viable(viable, 0), "{viable}");
         }
         for dead in ["x", "key-a1", "key-abcde", "key-ab!x", "key-ab=1a"] {
-            assert!(!regex.is_match(dead), "{dead}");
+            assert!(!viability.is_viable(dead, 0), "{dead}");
         }
-        let multibyte = viability_regex("clé[0-9]").expect("builds");
-        assert!(multibyte.is_match("cl") && multibyte.is_match("clé"));
+        // The text before the anchor counts for a leading `\b`.
+        assert!(viability.is_viable("a key-ab", 2));
+        assert!(!viability.is_viable("akey-ab", 1));
+        // A Unicode `\b` cannot be decided on a non-ASCII byte: a finished
+        // match that a non-ASCII byte might still change counts as viable.
+        let unicode = Viability::new(r"\bkey-[a-z]{2,4}!\b");
+        assert!(unicode.is_viable("key-ab!x", 0));
+        assert!(!unicode.is_viable("key-ab1", 0));
+        let multibyte = Viability::new("clé[0-9]");
+        assert!(multibyte.is_viable("cl", 0) && multibyte.is_viable("clé", 0));
+        assert!(!multibyte.is_viable("clx", 0));
     }
 
     #[test]
