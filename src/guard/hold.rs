@@ -493,10 +493,29 @@ fn dedup(strings: &mut Vec<Vec<u8>>) {
 /// DFA give up, a DFA that could not be built) counts as viable, except a
 /// match that ended before the last byte and cannot go on. Assertions are honoured as far as the text goes: a `\b` or `$`
 /// after its last byte is still pending, so viable.
-#[derive(Debug)]
 pub(crate) struct Viability {
     pattern: Box<str>,
-    dfa: std::sync::OnceLock<Option<regex_automata::hybrid::dfa::DFA>>,
+    dfa: std::sync::OnceLock<Option<ViabilityDfa>>,
+}
+
+/// A built viability DFA and its caches (one per thread using it).
+struct ViabilityDfa {
+    dfa: regex_automata::hybrid::dfa::DFA,
+    caches: regex_automata::util::pool::Pool<regex_automata::hybrid::dfa::Cache, CacheMaker>,
+}
+
+type CacheMaker = Box<dyn Fn() -> regex_automata::hybrid::dfa::Cache + Send + Sync>;
+
+/// Room for one viability DFA's lazily built states, per thread.
+const VIABLE_CACHE_BYTES: usize = 256 << 10;
+
+impl std::fmt::Debug for Viability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viability")
+            .field("pattern", &self.pattern)
+            .field("built", &self.dfa.get().is_some())
+            .finish()
+    }
 }
 
 impl Viability {
@@ -507,20 +526,28 @@ impl Viability {
         }
     }
 
-    fn dfa(&self) -> Option<&regex_automata::hybrid::dfa::DFA> {
+    fn dfa(&self) -> Option<&ViabilityDfa> {
         use regex_automata::hybrid::dfa::DFA;
         use regex_automata::nfa::thompson;
         self.dfa
             .get_or_init(|| {
-                DFA::builder()
+                let dfa = DFA::builder()
                     .configure(
                         DFA::config()
                             .match_kind(regex_automata::MatchKind::All)
-                            .unicode_word_boundary(true),
+                            .unicode_word_boundary(true)
+                            .cache_capacity(VIABLE_CACHE_BYTES)
+                            .skip_cache_capacity_check(true),
                     )
                     .thompson(thompson::Config::new().nfa_size_limit(Some(VIABLE_SIZE_LIMIT)))
                     .build(&self.pattern)
-                    .ok()
+                    .ok()?;
+                let maker = dfa.clone();
+                let make: CacheMaker = Box::new(move || maker.create_cache());
+                Some(ViabilityDfa {
+                    dfa,
+                    caches: regex_automata::util::pool::Pool::new(make),
+                })
             })
             .as_ref()
     }
@@ -528,14 +555,16 @@ impl Viability {
     /// Whether `text[at..]` is the start of a match beginning at `at`.
     pub(crate) fn is_viable(&self, text: &str, at: usize) -> bool {
         use regex_automata::{Anchored, Input};
-        let Some(dfa) = self.dfa() else { return true };
-        let mut cache = dfa.create_cache();
+        let Some(built) = self.dfa() else { return true };
+        let dfa = &built.dfa;
+        let mut cache = built.caches.get();
+        let cache = &mut *cache;
         let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-        let Ok(mut state) = dfa.start_state_forward(&mut cache, &input) else {
+        let Ok(mut state) = dfa.start_state_forward(cache, &input) else {
             return true;
         };
         for &byte in &text.as_bytes()[at..] {
-            state = match dfa.next_state(&mut cache, state, byte) {
+            state = match dfa.next_state(cache, state, byte) {
                 Ok(next) => next,
                 Err(_) => return true,
             };
@@ -553,7 +582,7 @@ impl Viability {
         // still go on from here.
         if state.is_match() {
             return (0..=u8::MAX).any(|byte| {
-                dfa.next_state(&mut cache, state, byte)
+                dfa.next_state(cache, state, byte)
                     .map_or(true, |next| !next.is_dead())
             });
         }

@@ -351,7 +351,9 @@ impl Syncer {
         let dir = managed_dir(&self.config.state_dir);
         // Every tenth poll asks unconditionally: a server's validators can
         // miss a change (nginx's ETag is the mtime in seconds and the size).
-        let polls = self.polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let polls = self
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let validators: Validators = if polls % FULL_FETCH_EVERY == FULL_FETCH_EVERY - 1 {
             Validators::default()
         } else {
