@@ -268,6 +268,26 @@ fn bundles_from_nginx_are_enforced_checked_and_kept() {
     );
     assert_eq!(call(&second, "o3-mini").status, 400);
     assert_eq!(call(&second, "o1-mini").status, 200);
+
+    // A stored bundle changed on disk is not enforced, and status says why.
+    drop(second);
+    let stored = state.join("managed/bundle.json");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let at = text.find("\"payload\": \"").unwrap() + 30;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&stored, bytes).unwrap();
+    let third = agent(&fake, &ca, &nginx, &publisher.public_key, &state);
+    let status = managed(&third);
+    assert!(status["version"].is_null(), "{status:#}");
+    assert!(
+        status["stored_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not usable"),
+        "{status:#}"
+    );
+    assert_eq!(call(&third, "o3-mini").status, 200);
 }
 
 #[test]

@@ -156,6 +156,9 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Failures in a row.
     pub failures: u32,
+    /// Why the bundle stored on disk was not used at start (it no longer
+    /// verifies); cleared when a new bundle goes in force.
+    pub stored_error: Option<String>,
 }
 
 /// Shared sync status.
@@ -264,8 +267,13 @@ impl Syncer {
             clock,
             polls: std::sync::atomic::AtomicU64::new(0),
         };
-        if let Ok(Some(verified)) = stored(config) {
-            syncer.set_in_force(&verified.payload);
+        match stored(config) {
+            Ok(Some(verified)) => syncer.set_in_force(&verified.payload),
+            Ok(None) => {}
+            Err(e) => {
+                let mut status = syncer.status.lock().unwrap_or_else(PoisonError::into_inner);
+                status.stored_error = Some(e.to_string());
+            }
         }
         Ok(syncer)
     }
@@ -472,6 +480,7 @@ impl Syncer {
     fn set_in_force(&self, payload: &Payload) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.state = "in force";
+        status.stored_error = None;
         status.version = Some(payload.version);
         status.key_id = Some(payload.key_id.clone());
         status.issued_at = Some(payload.issued_at.to_string());
