@@ -400,15 +400,19 @@ fn run_budget(config: &Config, command: BudgetCommand) -> anyhow::Result<()> {
 
 /// The policy's budgets, as the agent would load them.
 fn policy_budgets(config: &Config) -> anyhow::Result<Vec<crate::policy::rules::BudgetRule>> {
-    let policy = crate::app::load_policy(config).map_err(|errors| Exit {
-        code: EXIT_CONFIG,
+    Ok(agent_policy(config, EXIT_CONFIG)?.spend.budgets)
+}
+
+/// The policy the agent would load, or its problems as an exit with `code`.
+fn agent_policy(config: &Config, code: u8) -> Result<crate::policy::Policy, Exit> {
+    crate::app::load_policy(config).map_err(|errors| Exit {
+        code,
         message: errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n"),
-    })?;
-    Ok(policy.spend.budgets)
+    })
 }
 
 fn offline_budget_rows(config: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
@@ -785,14 +789,7 @@ fn policy_errors(errors: &[crate::located::Located]) -> anyhow::Error {
 /// `outpost policy show`: what the agent would enforce, from the files it
 /// would load (an invalid set is the check's errors and exit code).
 fn show_policy(config: &Config, json: bool) -> anyhow::Result<()> {
-    let policy = crate::app::load_policy(config).map_err(|errors| Exit {
-        code: EXIT_CHECK_FAILED,
-        message: errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    })?;
+    let policy = agent_policy(config, EXIT_CHECK_FAILED)?;
     if json {
         println!(
             "{}",

@@ -551,6 +551,18 @@ impl Upstream {
     }
 }
 
+/// An error and its sources, `: `-joined (hyper's own message is terse).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 use super::day;
 use super::record::{sha256_hex, AuditRecord, Decision, Kind, GENESIS};
 use crate::clock::Clock;
-use crate::upstream::Connector;
+use crate::upstream::{error_chain, Connector};
 
 /// The cursor's file name inside the audit directory.
 pub const CURSOR_FILE: &str = "ship-cursor.json";
@@ -1343,18 +1343,6 @@ fn partial_success(answer: &[u8]) -> Ack {
         rejected,
         message: partial["errorMessage"].as_str().unwrap_or("").to_string(),
     }
-}
-
-/// An error and its sources, `: `-joined (hyper's own message is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 /// Run blocking file work off the async threads.

@@ -570,6 +570,57 @@ fn unique_id(
     }
 }
 
+/// A rule about to join the merge: its kind, id and summary (for
+/// [`RuleOrigin`]).
+struct Placed<'a> {
+    kind: &'static str,
+    id: &'a Spanned<String>,
+    summary: String,
+}
+
+/// Put `rule` in `into` under `claim`: a new id joins (and its origin is
+/// kept); a lower layer's id must come with the same rule (`same`), or it
+/// is an error. Whether the rule was added.
+fn place<T>(
+    ctx: &mut Ctx<'_>,
+    claim: Claim,
+    placed: Placed<'_>,
+    rule: T,
+    into: &mut Vec<T>,
+    same: impl Fn(&T, &T) -> bool,
+    origins: &mut Vec<RuleOrigin>,
+) -> bool {
+    let Placed { kind, id, summary } = placed;
+    match claim {
+        Claim::New => {
+            origins.push(RuleOrigin {
+                kind,
+                id: id.get_ref().clone(),
+                summary,
+                layer: ctx.layer.label().to_string(),
+                at: ctx.locate(id.span()),
+            });
+            into.push(rule);
+            true
+        }
+        Claim::Lower(first) => {
+            if !into.iter().any(|e| same(e, &rule)) {
+                ctx.error(
+                    Some(id.span()),
+                    redefined(kind, id.get_ref(), &first, ctx.layer),
+                );
+            }
+            false
+        }
+        Claim::Bad => false,
+    }
+}
+
+/// Two rules are the same when they print the same (they carry no source).
+fn same_debug<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
 /// A higher layer defines a rule with the id of a lower layer's rule and
 /// different content.
 fn redefined(kind: &str, id: &str, first: &Seen, layer: &LayerKind) -> String {
@@ -833,35 +884,34 @@ impl Merged {
             let Some(g) = guardrail(ctx, rule) else {
                 continue;
             };
-            match claim {
-                Claim::New => {
-                    let summary = format!(
-                        "{} {} on {}",
-                        g.detector.describe(),
-                        g.action.name(),
-                        directions(g.on_request, g.on_response)
-                    );
-                    self.origin(ctx, "guardrail", &g.id, summary, id.span());
-                    self.guardrails.push(g);
-                }
-                Claim::Lower(first) => {
-                    let same = self.guardrails.iter().any(|e| {
-                        e.id == g.id
-                            && e.detector == g.detector
-                            && e.action == g.action
-                            && e.on_request == g.on_request
-                            && e.on_response == g.on_response
-                            && e.message == g.message
-                    });
-                    if !same {
-                        ctx.error(
-                            Some(id.span()),
-                            redefined("guardrail", &g.id, &first, ctx.layer),
-                        );
-                    }
-                }
-                Claim::Bad => {}
-            }
+            let summary = format!(
+                "{} {} on {}",
+                g.detector.describe(),
+                g.action.name(),
+                directions(g.on_request, g.on_response)
+            );
+            let placed = Placed {
+                kind: "guardrail",
+                id: &id,
+                summary,
+            };
+            let same = |e: &Guardrail, g: &Guardrail| {
+                e.id == g.id
+                    && e.detector == g.detector
+                    && e.action == g.action
+                    && e.on_request == g.on_request
+                    && e.on_response == g.on_response
+                    && e.message == g.message
+            };
+            place(
+                ctx,
+                claim,
+                placed,
+                g,
+                &mut self.guardrails,
+                same,
+                &mut self.origins,
+            );
         }
     }
 
@@ -873,23 +923,23 @@ impl Merged {
             let Some(rule) = secret_rule(ctx, rule) else {
                 continue;
             };
-            match claim {
-                Claim::New => {
-                    let summary = format!("regex {:?}", rule.regex);
-                    self.origin(ctx, "secret rule", &rule.id, summary, id.span());
-                    self.secret_sources
-                        .push((rule.id.clone(), ctx.file.to_path_buf()));
-                    self.secret_rules.push(rule);
-                }
-                Claim::Lower(first) => {
-                    if !self.secret_rules.contains(&rule) {
-                        ctx.error(
-                            Some(id.span()),
-                            redefined("secret rule", &rule.id, &first, ctx.layer),
-                        );
-                    }
-                }
-                Claim::Bad => {}
+            let placed = Placed {
+                kind: "secret rule",
+                id: &id,
+                summary: format!("regex {:?}", rule.regex),
+            };
+            let rule_id = rule.id.clone();
+            let same = |e: &SecretRule, r: &SecretRule| e == r;
+            if place(
+                ctx,
+                claim,
+                placed,
+                rule,
+                &mut self.secret_rules,
+                same,
+                &mut self.origins,
+            ) {
+                self.secret_sources.push((rule_id, ctx.file.to_path_buf()));
             }
         }
     }
@@ -943,31 +993,26 @@ impl Merged {
             let Some(rule) = budget_rule(ctx, b) else {
                 continue;
             };
-            match claim {
-                Claim::New => {
-                    let summary = format!(
-                        "{} USD per {} per {}",
-                        rule.limit_usd,
-                        rule.per.name(),
-                        rule.window.name()
-                    );
-                    self.origin(ctx, "budget", &rule.id, summary, id.span());
-                    self.budgets.push(rule);
-                }
-                Claim::Lower(first) => {
-                    let same = self
-                        .budgets
-                        .iter()
-                        .any(|e| e.id == rule.id && format!("{e:?}") == format!("{rule:?}"));
-                    if !same {
-                        ctx.error(
-                            Some(id.span()),
-                            redefined("budget", &rule.id, &first, ctx.layer),
-                        );
-                    }
-                }
-                Claim::Bad => {}
-            }
+            let summary = format!(
+                "{} USD per {} per {}",
+                rule.limit_usd,
+                rule.per.name(),
+                rule.window.name()
+            );
+            let placed = Placed {
+                kind: "budget",
+                id: &id,
+                summary,
+            };
+            place(
+                ctx,
+                claim,
+                placed,
+                rule,
+                &mut self.budgets,
+                same_debug,
+                &mut self.origins,
+            );
         }
     }
 
@@ -979,32 +1024,27 @@ impl Merged {
             let Some(rule) = rate_limit_rule(ctx, r) else {
                 continue;
             };
-            match claim {
-                Claim::New => {
-                    let summary = format!(
-                        "{} requests, {} tokens per {} per {}",
-                        rule.requests.map_or("any".to_string(), |n| n.to_string()),
-                        rule.tokens.map_or("any".to_string(), |n| n.to_string()),
-                        rule.per.name(),
-                        format!("{:?}", rule.window).to_lowercase()
-                    );
-                    self.origin(ctx, "rate limit", &rule.id, summary, id.span());
-                    self.rate_limits.push(rule);
-                }
-                Claim::Lower(first) => {
-                    let same = self
-                        .rate_limits
-                        .iter()
-                        .any(|e| e.id == rule.id && format!("{e:?}") == format!("{rule:?}"));
-                    if !same {
-                        ctx.error(
-                            Some(id.span()),
-                            redefined("rate limit", &rule.id, &first, ctx.layer),
-                        );
-                    }
-                }
-                Claim::Bad => {}
-            }
+            let summary = format!(
+                "{} requests, {} tokens per {} per {}",
+                rule.requests.map_or("any".to_string(), |n| n.to_string()),
+                rule.tokens.map_or("any".to_string(), |n| n.to_string()),
+                rule.per.name(),
+                format!("{:?}", rule.window).to_lowercase()
+            );
+            let placed = Placed {
+                kind: "rate limit",
+                id: &id,
+                summary,
+            };
+            place(
+                ctx,
+                claim,
+                placed,
+                rule,
+                &mut self.rate_limits,
+                same_debug,
+                &mut self.origins,
+            );
         }
     }
 

@@ -37,7 +37,7 @@ use crate::config::{Config, SyncConfig};
 use crate::located::Located;
 use crate::policy::load::{self, Layer, LayerKind};
 use crate::policy::watch::{self, Loader, PolicyHandle};
-use crate::upstream::Connector;
+use crate::upstream::{error_chain, Connector};
 
 use self::bundle::{Payload, Verified, MAX_BUNDLE_BYTES};
 
@@ -515,17 +515,6 @@ fn jittered(base: Duration) -> Duration {
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
     let fraction = f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX);
     base + base.mul_f64(0.1 * fraction)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
