@@ -54,7 +54,7 @@ use super::rules::BudgetRule;
 use super::window::{window_of, WindowError};
 
 /// The schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How far back window starts are restored on open: a month window (at most
 /// 31 days, plus a DST hour) that is still current started within this.
@@ -675,6 +675,11 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     // the WAL, and fsynced at the next checkpoint (see `run_syncer`). A
     // small page cache: the ledger's working set is a few pages.
     conn.pragma_update(None, "cache_size", -256)?;
+    // Small pages: a commit writes each page it touches to the WAL, and a
+    // charge touches a few rows (1 KB pages took the commit from 26 to
+    // 23 µs p50 in the budget bench, p99 from 137 to 52 µs). Only a new
+    // file takes it.
+    conn.pragma_update(None, "page_size", 1024)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!("budget ledger: journal mode is {mode}, not wal");
@@ -693,10 +698,12 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     if found < 1 {
         // Times are Unix nanoseconds; money is integer nano-dollars, as in
         // `reserve`, so sums are exact. `through_seq`: charges of the budget
-        // with `seq` up to it no longer count.
+        // with `seq` up to it no longer count. `seq` is a plain rowid (rows
+        // are never deleted, so it only grows): AUTOINCREMENT would write
+        // `sqlite_sequence` on every commit.
         tx.execute_batch(
             "CREATE TABLE charges (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 seq INTEGER PRIMARY KEY,
                  budget_id TEXT NOT NULL,
                  scope_key TEXT NOT NULL,
                  window_start_ns INTEGER NOT NULL,
@@ -713,7 +720,28 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
                  through_seq INTEGER NOT NULL
              );
              CREATE INDEX resets_budget ON resets (budget_id);
-             PRAGMA user_version = 1;",
+             PRAGMA user_version = 2;",
+        )?;
+    } else if found < 2 {
+        // Version 1 had `seq INTEGER PRIMARY KEY AUTOINCREMENT`; the same
+        // rows and numbers, without the per-commit `sqlite_sequence` write.
+        tx.execute_batch(
+            "CREATE TABLE charges_v2 (
+                 seq INTEGER PRIMARY KEY,
+                 budget_id TEXT NOT NULL,
+                 scope_key TEXT NOT NULL,
+                 window_start_ns INTEGER NOT NULL,
+                 usd_nanos INTEGER NOT NULL,
+                 request_id TEXT NOT NULL,
+                 at_ns INTEGER NOT NULL,
+                 estimated INTEGER NOT NULL
+             );
+             INSERT INTO charges_v2 SELECT seq, budget_id, scope_key, window_start_ns,
+                 usd_nanos, request_id, at_ns, estimated FROM charges;
+             DROP TABLE charges;
+             ALTER TABLE charges_v2 RENAME TO charges;
+             CREATE INDEX charges_window ON charges (window_start_ns, budget_id);
+             PRAGMA user_version = 2;",
         )?;
     }
     tx.commit()?;
@@ -1029,6 +1057,60 @@ mod tests {
         // 0.3 spent + 0.8 > 1.0: the restarted ledger refuses.
         assert!(ledger.reserve(&[charge("day", TODAY, 1.0)], 0.8).is_err());
         writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_version_1_ledger_is_migrated_with_its_charges() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
+        ledger.settle(hold, settlement(0.3, "r1")).wait().unwrap();
+        writer.shutdown().unwrap();
+        drop(ledger);
+        // Make it the version 1 schema: AUTOINCREMENT on `charges.seq`.
+        let path = dir.path().join("budget/ledger.db");
+        let conn = connect(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE charges_v1 (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, budget_id TEXT NOT NULL,
+                 scope_key TEXT NOT NULL, window_start_ns INTEGER NOT NULL,
+                 usd_nanos INTEGER NOT NULL, request_id TEXT NOT NULL,
+                 at_ns INTEGER NOT NULL, estimated INTEGER NOT NULL);
+             INSERT INTO charges_v1 SELECT * FROM charges;
+             DROP TABLE charges;
+             ALTER TABLE charges_v1 RENAME TO charges;
+             CREATE INDEX charges_window ON charges (window_start_ns, budget_id);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.3);
+        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
+        ledger.settle(hold, settlement(0.2, "r2")).wait().unwrap();
+        writer.shutdown().unwrap();
+        let conn = connect(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'charges'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM charges ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(seqs, [1, 2]);
     }
 
     #[cfg(unix)]
