@@ -144,6 +144,16 @@ impl Gateway {
                 ),
             ));
         };
+        if escapes_prefix(req.uri().path()) {
+            return Err(Refusal::client(
+                Some("gateway_path"),
+                format!(
+                    "Outpost refuses this path on the route to {}: dot segments and encoded \
+                     dots or slashes could leave the provider's prefix there",
+                    self.label()
+                ),
+            ));
+        }
         *req.uri_mut() = self.uri(provider, req.uri()).map_err(|e| {
             Refusal::upstream(
                 ErrorKind::UpstreamUnavailable,
@@ -174,6 +184,18 @@ impl Gateway {
         headers.insert(self.config.header.clone(), value);
         Ok(req)
     }
+}
+
+/// Whether `path` could resolve outside the prefix it is put under: a `.`
+/// or `..` segment, or a percent-encoded dot, slash or backslash that the
+/// gateway might decode into one.
+fn escapes_prefix(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+        || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+        || path.contains('\\')
 }
 
 /// Send `req` (an inspected call to `provider` on `route`) through the
@@ -265,4 +287,30 @@ pub fn login(state_dir: &Path, key: &str, choice: KeyStoreChoice) -> Result<Stri
 /// `outpost logout`: remove the stored credential, wherever it is.
 pub fn logout(state_dir: &Path) -> Result<bool, StoreError> {
     store::remove_secret(state_dir, &GATEWAY_KEY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes_prefix;
+
+    #[test]
+    fn paths_that_could_leave_the_prefix_are_caught() {
+        for bad in [
+            "/v1/../key/generate",
+            "/v1/./chat/completions",
+            "/v1/%2e%2e/key",
+            "/v1%2Fkey",
+            "/v1/..",
+            "/v1\\..\\key",
+        ] {
+            assert!(escapes_prefix(bad), "{bad}");
+        }
+        for good in [
+            "/v1/chat/completions",
+            "/v1/models/gpt-4o",
+            "/v1beta/models/x:generateContent",
+        ] {
+            assert!(!escapes_prefix(good), "{good}");
+        }
+    }
 }

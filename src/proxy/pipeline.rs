@@ -54,10 +54,10 @@ use crate::refusal::Refusal;
 
 pub use super::respond::WARNING_HEADER;
 
-/// The provider a host belongs to: its table entry, or the native provider
-/// for the host (never asked to add `stream_options`).
-pub fn provider_of(state: &ProxyState, host: &str) -> ProviderEntry {
-    let policy = state.policy.current();
+/// The provider a host belongs to in `policy`'s table (the call's policy,
+/// so one call sees one table): its entry, or the native provider for the
+/// host (never asked to add `stream_options`).
+pub fn provider_of(policy: &Policy, host: &str) -> ProviderEntry {
     policy.providers.lookup(host).cloned().unwrap_or_else(|| {
         let kind = Provider::for_host(host);
         ProviderEntry {
@@ -84,11 +84,12 @@ pub async fn handle(
     route: &Route,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let policy = state.policy.current();
     let ctx = Ctx {
         state,
         route,
-        policy: state.policy.current(),
-        provider: provider_of(state, &route.target.host),
+        provider: provider_of(&policy, &route.target.host),
+        policy,
     };
     let started = (Instant::now(), state.clock.now());
     // Routed once: it also decides the shape errors are written in, before

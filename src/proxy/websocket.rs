@@ -86,7 +86,7 @@ pub async fn bridge(
         return upgrade(state, route, req, None).await;
     }
     let policy = state.policy.current();
-    let provider = pipeline::provider_of(state, &route.target.host);
+    let provider = pipeline::provider_of(&policy, &route.target.host);
     let path = audited_path(req.uri().path(), req.uri().query());
     let api = socket_api(req.uri().path());
     match plan(state, route, &policy, &provider, &req, api, path.clone()) {
