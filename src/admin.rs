@@ -260,6 +260,15 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
             }
         }
         "/healthz" => text_response(StatusCode::OK, "ok"),
+        "/proxy.pac" => {
+            let policy = state.proxy.policy.current();
+            let mut response = Response::new(full_body(policy.intercept.pac(state.proxy_addr)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ns-proxy-autoconfig"),
+            );
+            response
+        }
         "/ca.pem" => {
             let mut response =
                 Response::new(full_body(state.proxy.leaves.ca().cert_pem().to_string()));
@@ -311,7 +320,7 @@ async fn respond(state: &AdminState, req: Request<Incoming>) -> Response<ProxyBo
         }
         _ => text_response(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /status, /ca.pem, /budgets",
+            "not found: try /healthz, /status, /ca.pem, /proxy.pac, /budgets",
         ),
     }
 }

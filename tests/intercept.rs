@@ -411,3 +411,63 @@ fn large_bodies_pass_intact_http1() {
 fn large_bodies_pass_intact_http2() {
     assert_large_bodies_pass_intact(true);
 }
+
+#[test]
+fn the_pac_file_sends_exactly_the_intercepted_hosts_to_the_agent() {
+    let stack = Stack::start_with(
+        |f| f,
+        |a| {
+            a.policy_file(
+                "30-corp.toml",
+                "[intercept]\nhosts = [\"*.corp-llm.example\"]\nexclude = [\"internal.corp-llm.example\"]\n",
+            )
+        },
+    );
+    let pac = Curl::new(&format!("http://{}/proxy.pac", stack.agent.admin_addr())).run();
+    assert_eq!(pac.status, 200, "{}", pac.describe());
+    assert_eq!(
+        pac.header("content-type"),
+        Some("application/x-ns-proxy-autoconfig")
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), pac.text()).unwrap();
+    let hosts = [
+        "api.openai.com",
+        "API.Anthropic.com",
+        "my-resource.openai.azure.com",
+        "a.corp-llm.example",
+        "internal.corp-llm.example",
+        "corp-llm.example",
+        "mtls.api.openai.com",
+        "example.com",
+        "openai.com.evil.example",
+    ];
+    let mut script = PythonScript::new("pac_eval.py").arg(&file.path().to_string_lossy());
+    for host in hosts {
+        script = script.arg(host);
+    }
+    let answers = script.run_json();
+    let proxy = format!("PROXY {}", stack.agent.proxy_addr());
+    for host in [
+        "api.openai.com",
+        "API.Anthropic.com",
+        "my-resource.openai.azure.com",
+        "a.corp-llm.example",
+    ] {
+        assert_eq!(
+            answers[host],
+            proxy.as_str(),
+            "{host}: {answers}\n{}",
+            pac.text()
+        );
+    }
+    for host in [
+        "internal.corp-llm.example",
+        "corp-llm.example",
+        "mtls.api.openai.com",
+        "example.com",
+        "openai.com.evil.example",
+    ] {
+        assert_eq!(answers[host], "DIRECT", "{host}: {answers}\n{}", pac.text());
+    }
+}

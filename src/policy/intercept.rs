@@ -149,10 +149,59 @@ impl InterceptList {
         })
     }
 
+    /// Each group's hosts and the excludes that apply to them (see
+    /// [`InterceptList::layered`]).
+    pub fn groups(&self) -> impl Iterator<Item = (&[HostPattern], &[HostPattern])> {
+        self.groups
+            .iter()
+            .map(|g| (g.hosts.as_slice(), g.exclude.as_slice()))
+    }
+
+    /// A proxy auto-config file: `PROXY proxy` for the intercepted hosts,
+    /// `DIRECT` for every other, for browsers and apps that follow the
+    /// system PAC setting instead of `HTTPS_PROXY`.
+    pub fn pac(&self, proxy: std::net::SocketAddr) -> String {
+        let test = |p: &HostPattern| match p {
+            HostPattern::Exact(name) => format!("host == {}", js_string(name)),
+            HostPattern::Suffix(suffix) => {
+                format!("dnsDomainIs(host, {})", js_string(&format!(".{suffix}")))
+            }
+        };
+        let any = |patterns: &[HostPattern]| {
+            if patterns.is_empty() {
+                "false".to_string()
+            } else {
+                patterns.iter().map(test).collect::<Vec<_>>().join(" || ")
+            }
+        };
+        let mut out = String::from(
+            "// Outpost: AI provider hosts go through the local agent, everything else direct.\n\
+             function FindProxyForURL(url, host) {\n  host = host.toLowerCase();\n",
+        );
+        for (hosts, exclude) in self.groups() {
+            if hosts.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "  if (({}) && !({})) return \"PROXY {proxy}\";\n",
+                any(hosts),
+                any(exclude)
+            ));
+        }
+        out.push_str("  return \"DIRECT\";\n}\n");
+        out
+    }
+
     /// The patterns to intercept.
     pub fn hosts(&self) -> &[HostPattern] {
         &self.hosts
     }
+}
+
+/// `s` as a JavaScript string literal (host names: no quotes or escapes
+/// to expect, but never trusted to have none).
+fn js_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
 }
 
 /// A policy document as far as its `[intercept]` host lists go (the same

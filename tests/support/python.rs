@@ -23,8 +23,9 @@ use super::process::{build_once, run_with_timeout, scrub_env, CmdOutput};
 
 pub const VENV_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv");
 const LOCK_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv.lock");
-const MARKER: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv/.outpost-ready");
-const PACKAGES: &[&str] = &["openai", "anthropic", "websockets"];
+/// Named after the package list: a list that grows makes a new venv.
+const MARKER: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/pyvenv/.outpost-ready-2");
+const PACKAGES: &[&str] = &["openai", "anthropic", "websockets", "pacparser"];
 /// Creating the venv downloads packages; give a slow network room.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
