@@ -70,6 +70,35 @@ enum Command {
     },
     /// Remove the stored gateway credential.
     Logout,
+    /// Install the agent as a system service: the binary, config and
+    /// policy directories, the service, the CA in the trust store, and the
+    /// proxy environment; everything changed is listed in a manifest.
+    Install {
+        /// A system service (the default).
+        #[arg(long, conflicts_with = "user")]
+        system: bool,
+        /// A user service (not yet).
+        #[arg(long)]
+        user: bool,
+        /// Stage every path under DIR instead of `/` (packagers, tests).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Print each file and command, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Reverse exactly what `install` did, from its manifest.
+    Uninstall {
+        /// The root `install` used.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Keep the state directory (CA, audit log, ledger).
+        #[arg(long)]
+        keep_state: bool,
+        /// Print each step, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +287,34 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
+        Command::Install {
+            user,
+            root,
+            dry_run,
+            ..
+        } => {
+            init_stderr_logging("warn");
+            if user {
+                anyhow::bail!("`outpost install --user` is not supported yet; use --system");
+            }
+            return crate::install::install(&crate::install::Options {
+                root,
+                dry_run,
+                keep_state: false,
+            });
+        }
+        Command::Uninstall {
+            root,
+            keep_state,
+            dry_run,
+        } => {
+            init_stderr_logging("warn");
+            return crate::install::uninstall(&crate::install::Options {
+                root,
+                dry_run,
+                keep_state,
+            });
+        }
         Command::Bundle(command) => {
             // Publishing runs where the policy is written, with no agent config.
             init_stderr_logging("warn");
@@ -268,6 +325,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref())?;
     match command {
         Command::Bundle(command) => run_bundle(command),
+        Command::Install { .. } | Command::Uninstall { .. } => {
+            anyhow::bail!("install and uninstall run before the config is read")
+        }
         Command::Login { gateway_key: _ } => {
             init_stderr_logging("warn");
             let mut line = String::new();

@@ -17,6 +17,7 @@ pub mod config;
 pub mod gateway;
 pub mod glob;
 pub mod guard;
+pub mod install;
 pub mod located;
 pub mod policy;
 pub mod provider;

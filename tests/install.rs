@@ -1,0 +1,292 @@
+//! `outpost install` / `uninstall` staged under a temp root: the systemd
+//! unit verifies, the CA lands in the bundle `update-ca-certificates`
+//! builds, the manifest lists every change, and uninstall leaves the tree
+//! byte-identical.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::Digest;
+use support::*;
+
+/// Every path under `root`: file contents, symlink targets, directories.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let digest: String = sha2::Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{} bytes, sha256 {digest}", bytes.len())
+            };
+            out.insert(path.strip_prefix(root).unwrap().to_path_buf(), what);
+        }
+    }
+    out
+}
+
+fn update_ca_certificates(root: &Path) {
+    let at = |p: &str| root.join(p);
+    let program = if Path::new("/usr/sbin/update-ca-certificates").exists() {
+        "/usr/sbin/update-ca-certificates"
+    } else {
+        "update-ca-certificates"
+    };
+    let status = Command::new(program)
+        .arg("--certsconf")
+        .arg(at("etc/ca-certificates.conf"))
+        .arg("--certsdir")
+        .arg(at("usr/share/ca-certificates"))
+        .arg("--localcertsdir")
+        .arg(at("usr/local/share/ca-certificates"))
+        .arg("--etccertsdir")
+        .arg(at("etc/ssl/certs"))
+        .arg("--hooksdir")
+        .arg(at("etc/ca-certificates/update.d"))
+        .output()
+        .expect("update-ca-certificates (Debian's ca-certificates package)");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// A staged Debian-like root with one system root certificate trusted.
+fn staged_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for dir in [
+        "etc/ssl/certs",
+        "usr/share/ca-certificates/test",
+        "usr/local/share/ca-certificates",
+        "etc/ca-certificates/update.d",
+    ] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    let system_root = TestCa::new();
+    std::fs::write(
+        root.path()
+            .join("usr/share/ca-certificates/test/system-root.crt"),
+        system_root.cert_pem(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("etc/ca-certificates.conf"),
+        "test/system-root.crt\n",
+    )
+    .unwrap();
+    update_ca_certificates(root.path());
+    root
+}
+
+fn outpost(args: &[&str]) -> support::process::CmdOutput {
+    outpost_cli(args, None, Duration::from_secs(60))
+}
+
+#[test]
+fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let before = snapshot(root.path());
+
+    // A dry run says what it would do and changes nothing.
+    let dry = outpost(&["install", "--root", &r, "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{}", dry.describe());
+    assert!(
+        dry.stdout_text()
+            .contains("etc/systemd/system/outpost.service"),
+        "{}",
+        dry.describe()
+    );
+    assert_eq!(
+        snapshot(root.path()),
+        before,
+        "the dry run changed the tree"
+    );
+
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let manifest_path = root.path().join("etc/outpost/install-manifest.json");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+
+    // The CA is in the bundle update-ca-certificates built, beside the
+    // system root; its key stays in the state directory, private.
+    let ca = std::fs::read_to_string(
+        root.path()
+            .join("usr/local/share/ca-certificates/outpost-ca.crt"),
+    )
+    .unwrap();
+    assert!(ca.contains("BEGIN CERTIFICATE"));
+    let bundle =
+        std::fs::read_to_string(root.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert!(
+        bundle.contains(ca.trim()),
+        "the Outpost CA is not in the bundle"
+    );
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+    let key = root.path().join("var/lib/outpost/ca/ca.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(!bundle.contains("PRIVATE KEY"));
+
+    // The unit verifies (ExecStart pointed at the staged binary) and is
+    // hardened.
+    let unit =
+        std::fs::read_to_string(root.path().join("etc/systemd/system/outpost.service")).unwrap();
+    for line in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "ReadWritePaths=/var/lib/outpost",
+        "Restart=on-failure",
+        "User=outpost",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
+    }
+    let check = root.path().join("check");
+    std::fs::create_dir(&check).unwrap();
+    let staged_unit = check.join("outpost.service");
+    std::fs::write(
+        &staged_unit,
+        unit.replace(
+            "ExecStart=/usr/local/bin/outpost",
+            &format!("ExecStart={r}/usr/local/bin/outpost"),
+        ),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&staged_unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(&staged_unit)
+        .output()
+        .expect("systemd-analyze");
+    let report = String::from_utf8_lossy(&security.stdout).into_owned();
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split("exposure level for outpost.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(exposure <= 2.0, "exposure {exposure}:\n{report}");
+    std::fs::remove_dir_all(&check).unwrap();
+
+    // The proxy environment for logins.
+    let profile = std::fs::read_to_string(root.path().join("etc/profile.d/outpost.sh")).unwrap();
+    assert!(
+        profile.contains("export HTTPS_PROXY=http://127.0.0.1:8877"),
+        "{profile}"
+    );
+    assert!(profile
+        .contains("export NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/outpost-ca.crt"));
+
+    // The manifest lists every file install added.
+    let listed: Vec<String> = manifest["created_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap().to_string())
+        .collect();
+    let after = snapshot(root.path());
+    let commands_made = [
+        "etc/ssl/certs/",
+        "var/lib/outpost/",
+        "etc/outpost/install-manifest.json",
+    ];
+    for (path, what) in &after {
+        if before.contains_key(path) || what == "dir" {
+            continue;
+        }
+        let rel = path.to_string_lossy();
+        if commands_made.iter().any(|p| rel.starts_with(p)) {
+            continue;
+        }
+        let full = root.path().join(path).to_string_lossy().to_string();
+        assert!(
+            listed.contains(&full),
+            "{rel} is not in the manifest: {listed:?}"
+        );
+    }
+
+    // Installing again changes nothing.
+    let again = outpost(&["install", "--root", &r]);
+    assert_eq!(again.code, Some(0), "{}", again.describe());
+    assert_eq!(snapshot(root.path()), after);
+
+    // Uninstall: the tree is as before, byte for byte.
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let end = snapshot(root.path());
+    assert_eq!(end, before, "uninstall left a difference");
+    let nothing = outpost(&["uninstall", "--root", &r]);
+    assert!(
+        nothing.stdout_text().contains("nothing to do"),
+        "{}",
+        nothing.describe()
+    );
+}
+
+#[test]
+fn install_replaces_an_existing_file_and_uninstall_restores_it() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let profile = root.path().join("etc/profile.d/outpost.sh");
+    std::fs::create_dir_all(profile.parent().unwrap()).unwrap();
+    std::fs::write(&profile, "# an older hand-written file\n").unwrap();
+    let before = snapshot(root.path());
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(std::fs::read_to_string(&profile)
+        .unwrap()
+        .contains("HTTPS_PROXY"));
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(snapshot(root.path()), before);
+    // Installing on the live system needs root.
+    if !rustix_is_root() {
+        let live = outpost(&["install"]);
+        assert_eq!(live.code, Some(1), "{}", live.describe());
+        assert!(
+            live.stderr.contains("run it as root"),
+            "{}",
+            live.describe()
+        );
+    }
+}
+
+fn rustix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
