@@ -33,6 +33,8 @@ const STATE: &str = "var/lib/outpost";
 const UNIT: &str = "etc/systemd/system/outpost.service";
 const PROFILE: &str = "etc/profile.d/outpost.sh";
 const ENVIRONMENT_D: &str = "etc/environment.d/90-outpost.conf";
+/// The user the service runs as.
+const SERVICE_USER: &str = "outpost";
 /// Debian's local anchors, and the bundle `update-ca-certificates` builds.
 const DEBIAN_ANCHOR: &str = "usr/local/share/ca-certificates/outpost-ca.crt";
 const DEBIAN_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
@@ -71,6 +73,9 @@ struct Manifest {
     commands: Vec<Vec<String>>,
     /// Trust stores the CA was added to (`debian`).
     trust_stores: Vec<String>,
+    /// The `outpost` system user was created by install.
+    #[serde(default)]
+    user_created: bool,
 }
 
 /// A change install makes, carried out (or printed) in order.
@@ -236,6 +241,39 @@ pub fn install(options: &Options) -> anyhow::Result<()> {
     installer.file(options.path(ENVIRONMENT_D), environment.as_bytes(), 0o644)?;
 
     if !options.staged() {
+        // The service's own user, owning the state directory (the CA key
+        // is 0600).
+        let exists = std::process::Command::new("id")
+            .args(["-u", SERVICE_USER])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            installer.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--home-dir",
+                    &format!("/{STATE}"),
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SERVICE_USER,
+                ]
+                .map(String::from)
+                .to_vec(),
+            )?;
+            installer.manifest.user_created = true;
+        }
+        installer.run(
+            [
+                "chown",
+                "-R",
+                &format!("{SERVICE_USER}:{SERVICE_USER}"),
+                &format!("/{STATE}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        )?;
         installer.run(vec!["systemctl".into(), "daemon-reload".into()])?;
         installer.run(vec![
             "systemctl".into(),
@@ -309,6 +347,14 @@ pub fn uninstall(options: &Options) -> anyhow::Result<()> {
         println!("run    {}", command.join(" "));
         if !options.dry_run {
             run_command(&command)?;
+        }
+    }
+    if manifest.user_created && !options.staged() {
+        println!("run    userdel {SERVICE_USER}");
+        if !options.dry_run {
+            if let Err(e) = run_command(&["userdel".to_string(), SERVICE_USER.to_string()]) {
+                println!("  ({e}; continuing)");
+            }
         }
     }
     let state = options.path(STATE);
