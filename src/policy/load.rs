@@ -1,26 +1,38 @@
 //! Policy files → one validated, merged [`Policy`].
 //!
-//! A *layer* is one policy file. Local layers are the `*.toml` files of
-//! `policy_dir` in name order; with none, the embedded `policy/default.toml`
-//! is the only layer. (The managed layer, pulled signed from the central
-//! server, joins the same merge.)
+//! A *layer* is one policy file, of one of three kinds ([`LayerKind`]),
+//! merged in this order: the *baseline* (the embedded
+//! `policy/default.toml`, in force unless a file says `baseline = false`,
+//! which a managed `lock_baseline = true` forbids), the *managed* files of
+//! the signed bundle in force, and the *local* `*.toml` files of
+//! `policy_dir` in name order ([`load_stack`]). [`load_layers`] merges
+//! exactly the layers it is given (tests, one file checked on its own).
 //!
 //! Merging only tightens:
 //! - guardrails, secret rules, budgets, rate limits, model deny globs and
-//!   intercept hosts are unions (a duplicate rule id is an error);
+//!   intercept hosts are unions. A duplicate id within a layer is an error;
+//!   a higher layer may repeat a lower layer's rule only unchanged (a
+//!   changed one is an error naming both places, so nothing lower can be
+//!   weakened or raised);
 //! - model allow lists intersect: a model must be admitted by every layer
 //!   that has an allow list;
-//! - `max_body_bytes` takes the smallest; `on_unparseable` and
-//!   `unscanned_audio` are `block` if any layer says so;
+//! - an `[intercept] exclude` applies to its own layer's hosts and the
+//!   layers above, never to a lower layer's;
+//! - `on_unparseable`, `unscanned_audio` and `on_audit_backlog` are `block`
+//!   if any layer says so (a looser value is a note);
 //! - `[intercept] unknown_endpoints` is the tightest any layer sets
 //!   (`block`, then `scan`, then `forward`; `scan` when none does); an
 //!   `[intercept]` table that sets only `unknown_endpoints` leaves the host
 //!   lists as they are;
-//! - `[audit] content` is the last layer's that sets it;
-//! - `default_output_tokens` takes the largest (the bigger reservation);
+//! - `max_body_bytes` and `[audit] max_content_chars` take the smallest and
+//!   `default_output_tokens` the largest of the managed and local layers;
+//!   the baseline's values are defaults;
+//! - `[audit] content` is the managed layer's if set, else the last local
+//!   file's, else the baseline's;
 //! - `unpriced` is the tightest set (block, then the higher default rate,
 //!   then allow); `[[prices]]` overrides stack in file order, a later
 //!   file's entry winning over an earlier one's for the same model;
+//! - `[routes]`: `gateway` if any layer says so;
 //! - with no `[intercept]` host list in any layer, the embedded default's
 //!   applies.
 //!
