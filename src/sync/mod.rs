@@ -286,16 +286,17 @@ impl Syncer {
     /// Poll until `shutdown`: at once, then every interval (with jitter),
     /// sooner with backoff after a failure.
     pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
         let mut retry = FIRST_RETRY;
         loop {
-            let wait = match self.poll_once().await {
+            let wait = match this.poll_once().await {
                 Ok(()) => {
                     retry = FIRST_RETRY;
-                    jittered(self.sync.interval)
+                    jittered(this.sync.interval)
                 }
                 Err(()) => {
-                    let wait = retry.min(self.sync.interval);
-                    retry = (retry * 2).min(self.sync.interval);
+                    let wait = retry.min(this.sync.interval);
+                    retry = (retry * 2).min(this.sync.interval);
                     wait
                 }
             };
@@ -307,15 +308,9 @@ impl Syncer {
     }
 
     /// One poll, recorded in status and (unless nothing changed) audited.
-    async fn poll_once(&self) -> Result<(), ()> {
+    async fn poll_once(self: &Arc<Self>) -> Result<(), ()> {
         let started = self.clock.now();
-        let outcome = tokio::time::timeout(self.sync.timeout, self.fetch_and_apply()).await;
-        let outcome = outcome.unwrap_or_else(|_| {
-            Err(Failure::failed(format!(
-                "no complete answer within sync.timeout_secs = {}",
-                self.sync.timeout.as_secs()
-            )))
-        });
+        let outcome = self.fetch_and_apply().await;
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         status.last_attempt = Some(started.to_string());
         match outcome {
@@ -355,7 +350,36 @@ impl Syncer {
         }
     }
 
-    async fn fetch_and_apply(&self) -> Result<Outcome, Failure> {
+    async fn fetch_and_apply(self: &Arc<Self>) -> Result<Outcome, Failure> {
+        let fetched = tokio::time::timeout(self.sync.timeout, self.fetch())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::failed(format!(
+                    "no complete answer within sync.timeout_secs = {}",
+                    self.sync.timeout.as_secs()
+                )))
+            })?;
+        let Some((body, fresh)) = fetched else {
+            return Ok(Outcome::NotModified);
+        };
+        // Verifying and compiling the policy takes a fraction of a second:
+        // off the runtime that also accepts connections (and not under the
+        // fetch's timeout, which would leave it running unreported).
+        let this = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || this.apply(&body))
+            .await
+            .map_err(|e| Failure::failed(format!("applying the bundle failed: {e}")))??;
+        let json = serde_json::to_vec(&fresh).unwrap_or_default();
+        let dir = managed_dir(&self.config.state_dir);
+        if let Err(e) = crate::tls::store::write_atomic(&dir.join(VALIDATORS), &json, 0o600) {
+            tracing::warn!("cannot keep the sync validators: {e}");
+        }
+        Ok(outcome)
+    }
+
+    /// One conditional GET: the bundle and its validators, or `None` for a
+    /// `304`.
+    async fn fetch(&self) -> Result<Option<(Bytes, Validators)>, Failure> {
         let dir = managed_dir(&self.config.state_dir);
         // Every tenth poll asks unconditionally: a server's validators can
         // miss a change (nginx's ETag is the mtime in seconds and the size).
@@ -385,14 +409,21 @@ impl Syncer {
             .body(Empty::new())
             .map_err(|e| Failure::failed(format!("bad request: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {
-            Failure::failed(format!("cannot reach the server: {}", error_chain(&e)))
+            Failure::failed(format!(
+                "cannot reach {}: {}",
+                self.sync.url,
+                error_chain(&e)
+            ))
         })?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
-            return Ok(Outcome::NotModified);
+            return Ok(None);
         }
         if status != StatusCode::OK {
-            return Err(Failure::failed(format!("the server answered {status}")));
+            return Err(Failure::failed(format!(
+                "{} answered {status}",
+                self.sync.url
+            )));
         }
         let header_text = |name| {
             response
@@ -410,12 +441,7 @@ impl Syncer {
             .await
             .map_err(|e| Failure::failed(format!("download cut off: {e}")))?
             .to_bytes();
-        let outcome = self.apply(&body)?;
-        let json = serde_json::to_vec(&fresh).unwrap_or_default();
-        if let Err(e) = crate::tls::store::write_atomic(&dir.join(VALIDATORS), &json, 0o600) {
-            tracing::warn!("cannot keep the sync validators: {e}");
-        }
-        Ok(outcome)
+        Ok(Some((body, fresh)))
     }
 
     /// Check a downloaded bundle and, if it is newer and good, put it in
