@@ -688,6 +688,16 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
+/// The `charges` table's columns (schema 2).
+const CHARGES_COLUMNS: &str = "seq INTEGER PRIMARY KEY,
+    budget_id TEXT NOT NULL,
+    scope_key TEXT NOT NULL,
+    window_start_ns INTEGER NOT NULL,
+    usd_nanos INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    at_ns INTEGER NOT NULL,
+    estimated INTEGER NOT NULL";
+
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     // IMMEDIATE: two processes opening a new file do not both create it.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -701,17 +711,8 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         // with `seq` up to it no longer count. `seq` is a plain rowid (rows
         // are never deleted, so it only grows): AUTOINCREMENT would write
         // `sqlite_sequence` on every commit.
-        tx.execute_batch(
-            "CREATE TABLE charges (
-                 seq INTEGER PRIMARY KEY,
-                 budget_id TEXT NOT NULL,
-                 scope_key TEXT NOT NULL,
-                 window_start_ns INTEGER NOT NULL,
-                 usd_nanos INTEGER NOT NULL,
-                 request_id TEXT NOT NULL,
-                 at_ns INTEGER NOT NULL,
-                 estimated INTEGER NOT NULL
-             );
+        tx.execute_batch(&format!(
+            "CREATE TABLE charges ({CHARGES_COLUMNS});
              CREATE INDEX charges_window ON charges (window_start_ns, budget_id);
              CREATE TABLE resets (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -721,28 +722,19 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
              );
              CREATE INDEX resets_budget ON resets (budget_id);
              PRAGMA user_version = 2;",
-        )?;
+        ))?;
     } else if found < 2 {
         // Version 1 had `seq INTEGER PRIMARY KEY AUTOINCREMENT`; the same
         // rows and numbers, without the per-commit `sqlite_sequence` write.
-        tx.execute_batch(
-            "CREATE TABLE charges_v2 (
-                 seq INTEGER PRIMARY KEY,
-                 budget_id TEXT NOT NULL,
-                 scope_key TEXT NOT NULL,
-                 window_start_ns INTEGER NOT NULL,
-                 usd_nanos INTEGER NOT NULL,
-                 request_id TEXT NOT NULL,
-                 at_ns INTEGER NOT NULL,
-                 estimated INTEGER NOT NULL
-             );
+        tx.execute_batch(&format!(
+            "CREATE TABLE charges_v2 ({CHARGES_COLUMNS});
              INSERT INTO charges_v2 SELECT seq, budget_id, scope_key, window_start_ns,
                  usd_nanos, request_id, at_ns, estimated FROM charges;
              DROP TABLE charges;
              ALTER TABLE charges_v2 RENAME TO charges;
              CREATE INDEX charges_window ON charges (window_start_ns, budget_id);
              PRAGMA user_version = 2;",
-        )?;
+        ))?;
     }
     tx.commit()?;
     Ok(())

@@ -461,13 +461,18 @@ mod tests {
             texts.push(SAMPLES.join(sep).replace(' ', sep));
         }
         for text in &texts {
-            let bytes = text.as_bytes();
-            let mut by_row = vec![Vec::new(); NUMBER_DETECTORS.len()];
-            all.for_each_match(bytes, |row, m| by_row[row].push(m));
-            for (row, found) in by_row.iter().enumerate() {
-                let name = NUMBER_DETECTORS[row].builtin.name();
-                assert_eq!(found, &unfiltered(bytes, row), "{name} in {text:?}");
-            }
+            assert_dispatch_is_unfiltered(&all, text);
+        }
+    }
+
+    /// Every row's matches through the dispatch equal its unfiltered scan.
+    fn assert_dispatch_is_unfiltered(all: &Dispatch, text: &str) {
+        let bytes = text.as_bytes();
+        let mut by_row = vec![Vec::new(); NUMBER_DETECTORS.len()];
+        all.for_each_match(bytes, |row, m| by_row[row].push(m));
+        for (row, found) in by_row.iter().enumerate() {
+            let name = NUMBER_DETECTORS[row].builtin.name();
+            assert_eq!(found, &unfiltered(bytes, row), "{name} in {text:?}");
         }
     }
 
@@ -493,13 +498,7 @@ mod tests {
                 text += tokens[next(tokens.len())];
                 text += joiners[next(joiners.len())];
             }
-            let bytes = text.as_bytes();
-            let mut by_row = vec![Vec::new(); NUMBER_DETECTORS.len()];
-            all.for_each_match(bytes, |row, m| by_row[row].push(m));
-            for (row, found) in by_row.iter().enumerate() {
-                let name = NUMBER_DETECTORS[row].builtin.name();
-                assert_eq!(found, &unfiltered(bytes, row), "{name} in {text:?}");
-            }
+            assert_dispatch_is_unfiltered(&all, &text);
         }
     }
 

@@ -503,7 +503,7 @@ fn compile_rule<'a>(
     Ok(CompiledRule {
         id: rule.id.clone(),
         reach: capped_regex_max_len(&rule.regex),
-        regex: LazyRegex::new(rule.regex.as_str(), None),
+        regex: LazyRegex::new(rule.regex.as_str()),
         entropy: rule.entropy,
         secret_group: rule.secret_group,
         allowlists,
