@@ -124,6 +124,10 @@ impl Running {
     }
 }
 
+/// How often the CA certificate is read again (`outpost ca rotate` swaps it
+/// under a running agent).
+pub const CA_RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often the gateway credential is read again.
 const GATEWAY_KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -253,6 +257,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         });
     }
+    let rotation = state.clone();
+    let state_dir = config.state_dir.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CA_RELOAD) => {}
+                () = rotation.shutdown.cancelled() => break,
+            }
+            let state = rotation.clone();
+            let dir = state_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || reload_ca(&state, &dir)).await;
+        }
+    });
     let sweeper = state.clone();
     tasks.spawn(async move {
         let mut every = tokio::time::interval(sweeper.conns.sweep_every());
@@ -526,5 +543,28 @@ fn connection_cap(wanted: usize) -> usize {
     #[cfg(not(unix))]
     {
         wanted
+    }
+}
+
+/// Sign with the CA on disk if `outpost ca rotate` replaced it. A CA that
+/// does not load (a rotation half written: key before certificate) is
+/// tried again on the next tick; the current one stays until then.
+fn reload_ca(state: &ProxyState, state_dir: &std::path::Path) {
+    let on_disk = match std::fs::read_to_string(crate::tls::ca::cert_file(state_dir)) {
+        Ok(pem) => pem,
+        Err(_) => return,
+    };
+    if on_disk == state.leaves.ca().cert_pem() {
+        return;
+    }
+    match LocalCa::load(state_dir) {
+        Ok(ca) => {
+            tracing::info!(
+                fingerprint = %ca.fingerprint(),
+                "the CA was rotated; new leaves are signed with the new CA"
+            );
+            state.leaves.replace_ca(Arc::new(ca));
+        }
+        Err(e) => tracing::debug!("the CA on disk changed but does not load yet: {e}"),
     }
 }

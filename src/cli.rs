@@ -18,6 +18,7 @@ use crate::audit::key::AuditKey;
 use crate::audit::{self, day, read, render, verify};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
+use crate::install::layout::Mode;
 use crate::policy::intercept::InterceptList;
 use crate::policy::load;
 use crate::tls::ca::{self, LocalCa};
@@ -77,7 +78,8 @@ enum Command {
         /// A system service (the default).
         #[arg(long, conflicts_with = "user")]
         system: bool,
-        /// A user service (not yet).
+        /// A service of the current user: the home directory, the user's
+        /// service manager and NSS stores, no root needed.
         #[arg(long)]
         user: bool,
         /// Stage every path under DIR instead of `/` (packagers, tests).
@@ -223,8 +225,25 @@ enum CaCommand {
     Export,
     /// Print the CA's fingerprint, name constraints, expiry and key location.
     Show,
-    /// Make a new CA for the current intercept list (clients must trust it anew).
-    Rotate,
+    /// Make a new CA for the current intercept list and put it into every
+    /// trust store the install manifest lists; the old one stays trusted
+    /// until its last leaf expires, and a running agent switches within
+    /// seconds.
+    Rotate {
+        /// The root `install` used.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Print each step, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Take rotated-out CAs whose leaves have all expired out of the trust
+    /// stores (a daily timer runs this on Linux).
+    Prune {
+        /// The root `install` used.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
 }
 
 /// An error that maps to a specific exit code.
@@ -294,13 +313,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             init_stderr_logging("warn");
-            if user {
-                anyhow::bail!("`outpost install --user` is not supported yet; use --system");
-            }
             return crate::install::install(&crate::install::Options {
                 root,
                 dry_run,
                 keep_state: false,
+                mode: if user { Mode::User } else { Mode::System },
             });
         }
         Command::Uninstall {
@@ -313,6 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 root,
                 dry_run,
                 keep_state,
+                mode: Mode::System,
             });
         }
         Command::Bundle(command) => {
@@ -891,28 +909,38 @@ fn run_ca(config: &Config, command: CaCommand) -> anyhow::Result<()> {
                 print_ca(config, &ca, &intercept);
             }
         }
-        CaCommand::Rotate => {
-            let old = LocalCa::load(&config.state_dir)
-                .ok()
-                .map(|ca| ca.fingerprint());
-            let ca = LocalCa::create(
-                &config.state_dir,
-                hosts,
-                config.ca_key_store,
-                Clock::system().now(),
-            )?;
-            if let Some(old) = old {
-                println!("replaced CA {old}");
+        CaCommand::Rotate { root, dry_run } => {
+            let options = install_options(root, dry_run);
+            let now = Clock::system().now();
+            if let Some(ca) = crate::install::rotate::rotate(config, &options, hosts, now)? {
+                println!();
+                print_ca(config, &ca, &intercept);
+                println!();
+                println!(
+                    "A running agent signs with the new CA within {} s.",
+                    crate::app::CA_RELOAD.as_secs()
+                );
             }
-            print_ca(config, &ca, &intercept);
-            println!();
+        }
+        CaCommand::Prune { root } => {
+            let options = install_options(root, false);
+            let pruned = crate::install::rotate::prune(config, &options, Clock::system().now())?;
+            let waiting = ca::retiring(&config.state_dir).len();
             println!(
-                "Clients must trust the new CA (`outpost ca export`, or `outpost install` again)"
+                "{pruned} retired CA(s) removed from the trust stores; {waiting} still retiring"
             );
-            println!("and a running agent must be restarted to use it.");
         }
     }
     Ok(())
+}
+
+fn install_options(root: PathBuf, dry_run: bool) -> crate::install::Options {
+    crate::install::Options {
+        root,
+        dry_run,
+        keep_state: false,
+        mode: Mode::System,
+    }
 }
 
 fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
@@ -934,6 +962,15 @@ fn print_ca(config: &Config, ca: &LocalCa, intercept: &InterceptList) {
         }
     );
     println!("key:          {}", ca.key_location());
+    for (_, retiring) in ca::retiring(&config.state_dir) {
+        let fingerprint = crate::install::trust::CaCert::from_pem(&retiring.cert_pem)
+            .map(|c| c.fingerprint())
+            .unwrap_or_else(|e| e.to_string());
+        println!(
+            "retiring:     SHA-256 {fingerprint}, still trusted until {} (rotated out; signs nothing)",
+            retiring.retire_after.strftime("%Y-%m-%d %H:%M UTC")
+        );
+    }
     let uncovered = ca.uncovered(intercept.hosts());
     if !uncovered.is_empty() {
         let names: Vec<String> = uncovered.iter().map(|h| h.to_string()).collect();

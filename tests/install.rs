@@ -127,12 +127,24 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
 
     // The CA is in the bundle update-ca-certificates built, beside the
     // system root; its key stays in the state directory, private.
-    let ca = std::fs::read_to_string(
-        root.path()
-            .join("usr/local/share/ca-certificates/outpost-ca.crt"),
-    )
-    .unwrap();
+    let anchors = std::fs::read_dir(root.path().join("usr/local/share/ca-certificates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(anchors.len(), 1, "{anchors:?}");
+    let name = anchors[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("outpost-ca-") && name.ends_with(".crt"),
+        "{name}"
+    );
+    let ca = std::fs::read_to_string(&anchors[0]).unwrap();
     assert!(ca.contains("BEGIN CERTIFICATE"));
+    // Clients' files: the CA alone, and system roots plus the CA.
+    let ca_only = std::fs::read_to_string(root.path().join("etc/outpost/outpost-ca.pem")).unwrap();
+    assert_eq!(ca_only.trim(), ca.trim());
+    let combined = std::fs::read_to_string(root.path().join("etc/outpost/ca-bundle.pem")).unwrap();
+    assert_eq!(combined.matches("BEGIN CERTIFICATE").count(), 2, "{combined}");
+    assert!(combined.trim_end().ends_with(ca.trim()));
     let bundle =
         std::fs::read_to_string(root.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap();
     assert!(
@@ -175,9 +187,23 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
         ),
     )
     .unwrap();
+    for unit in ["outpost-ca-prune.service", "outpost-ca-prune.timer"] {
+        let text =
+            std::fs::read_to_string(root.path().join("etc/systemd/system").join(unit)).unwrap();
+        std::fs::write(
+            check.join(unit),
+            text.replace(
+                "ExecStart=/usr/local/bin/outpost",
+                &format!("ExecStart={r}/usr/local/bin/outpost"),
+            ),
+        )
+        .unwrap();
+    }
     let verify = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&staged_unit)
+        .arg(check.join("outpost-ca-prune.service"))
+        .arg(check.join("outpost-ca-prune.timer"))
         .output()
         .expect("systemd-analyze");
     assert!(
@@ -206,8 +232,16 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
         profile.contains("export HTTPS_PROXY=http://127.0.0.1:8877"),
         "{profile}"
     );
-    assert!(profile
-        .contains("export NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/outpost-ca.crt"));
+    assert!(profile.contains("export NODE_EXTRA_CA_CERTS=/etc/outpost/outpost-ca.pem"));
+    assert!(profile.contains("export SSL_CERT_FILE=/etc/outpost/ca-bundle.pem"));
+    let environment =
+        std::fs::read_to_string(root.path().join("etc/environment.d/90-outpost.conf")).unwrap();
+    assert!(environment.contains("HTTPS_PROXY=http://127.0.0.1:8877\n"));
+    // The daily timer that retires rotated-out CAs, verified too.
+    for unit in ["outpost-ca-prune.service", "outpost-ca-prune.timer"] {
+        assert!(root.path().join("etc/systemd/system").join(unit).is_file(), "{unit}");
+    }
+    assert_eq!(manifest["trust"][0]["kind"], "debian", "{manifest}");
 
     // The manifest lists every file install added.
     let listed: Vec<String> = manifest["created_files"]

@@ -95,6 +95,91 @@ impl std::fmt::Debug for LocalCa {
     }
 }
 
+/// A generated CA not yet stored.
+pub struct NewCa {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+impl NewCa {
+    /// Make it the CA of `state_dir`, replacing any previous one.
+    pub fn store(self, state_dir: &Path, choice: KeyStoreChoice) -> Result<LocalCa, CaError> {
+        store::create_private_dir(&store::ca_dir(state_dir))?;
+        // Key first: a certificate without its key is useless, a key without
+        // its certificate is simply replaced on the next start.
+        let key_location = store::store_key(state_dir, &self.key.serialize_pem(), choice)?;
+        store::write_atomic(&cert_file(state_dir), self.cert_pem.as_bytes(), 0o644)?;
+        LocalCa::from_parts(self.cert_der, self.cert_pem, self.key, key_location)
+    }
+}
+
+/// A CA that `outpost ca rotate` replaced: still trusted (its leaves may
+/// be in use) until `retire_after`, then taken out of every trust store.
+/// Only its certificate is kept: nothing is signed with it any more.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Retiring {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// When its last leaf has expired.
+    pub retire_after: Timestamp,
+}
+
+/// `state_dir/ca/retiring`: one JSON file per retiring CA.
+pub fn retiring_dir(state_dir: &Path) -> PathBuf {
+    store::ca_dir(state_dir).join("retiring")
+}
+
+/// The retiring CAs, oldest first, each with its file.
+pub fn retiring(state_dir: &Path) -> Vec<(PathBuf, Retiring)> {
+    let mut out: Vec<(PathBuf, Retiring)> = std::fs::read_dir(retiring_dir(state_dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let parsed = std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Retiring>(&b).ok());
+            if parsed.is_none() {
+                tracing::warn!("{}: not a retiring-CA record; ignored", p.display());
+            }
+            Some((p.clone(), parsed?))
+        })
+        .collect();
+    out.sort_by_key(|(_, r)| r.retire_after);
+    out
+}
+
+/// Record `cert_pem` as retiring at `retire_after`.
+pub fn retire(
+    state_dir: &Path,
+    cert_pem: &str,
+    retire_after: Timestamp,
+) -> Result<PathBuf, CaError> {
+    let dir = retiring_dir(state_dir);
+    store::create_private_dir(&dir)?;
+    let der = pem_certificate(cert_pem).map_err(|message| CaError::Corrupt {
+        path: cert_file(state_dir).display().to_string(),
+        message,
+    })?;
+    let name: String = Sha256::digest(&der)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("{name}.json"));
+    let record = Retiring {
+        cert_pem: cert_pem.to_string(),
+        retire_after,
+    };
+    // Serializing two strings cannot fail.
+    let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    store::write_atomic(&path, &bytes, 0o644)?;
+    Ok(path)
+}
+
 /// The certificate file path under `state_dir`.
 pub fn cert_file(state_dir: &Path) -> PathBuf {
     store::ca_dir(state_dir).join("ca.pem")
@@ -149,16 +234,19 @@ impl LocalCa {
         choice: KeyStoreChoice,
         now: Timestamp,
     ) -> Result<LocalCa, CaError> {
+        LocalCa::generate(hosts, now)?.store(state_dir, choice)
+    }
+
+    /// A new CA for `hosts`, valid from `now`, in memory only (rotation
+    /// puts it into the trust stores before the agent signs with it).
+    pub fn generate(hosts: &[HostPattern], now: Timestamp) -> Result<NewCa, CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let params = ca_params(hosts, now)?;
-        let cert = params.self_signed(&key)?;
-        let cert_pem = cert.pem();
-        store::create_private_dir(&store::ca_dir(state_dir))?;
-        // Key first: a certificate without its key is useless, a key without
-        // its certificate is simply replaced on the next start.
-        let key_location = store::store_key(state_dir, &key.serialize_pem(), choice)?;
-        store::write_atomic(&cert_file(state_dir), cert_pem.as_bytes(), 0o644)?;
-        LocalCa::from_parts(cert.der().clone(), cert_pem, key, key_location)
+        let cert = ca_params(hosts, now)?.self_signed(&key)?;
+        Ok(NewCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            key,
+        })
     }
 
     fn from_parts(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::OnceCell;
 
@@ -29,7 +30,7 @@ type Slot = Arc<OnceCell<Entry>>;
 
 /// Host → ready server TLS config with that host's leaf.
 pub struct LeafCache {
-    ca: Arc<LocalCa>,
+    ca: ArcSwap<LocalCa>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     clock: Clock,
     slots: Mutex<HashMap<String, Slot>>,
@@ -45,7 +46,7 @@ impl LeafCache {
     /// A cache that reads `clock` (tests: jump to expiry).
     pub fn with_clock(ca: Arc<LocalCa>, clock: Clock) -> LeafCache {
         LeafCache {
-            ca,
+            ca: ArcSwap::new(ca),
             provider: super::provider(),
             clock,
             slots: Mutex::new(HashMap::new()),
@@ -54,8 +55,17 @@ impl LeafCache {
     }
 
     /// The CA leaves are signed with.
-    pub fn ca(&self) -> &Arc<LocalCa> {
-        &self.ca
+    pub fn ca(&self) -> Arc<LocalCa> {
+        self.ca.load_full()
+    }
+
+    /// Sign with `ca` from now on (after `outpost ca rotate`): every cached
+    /// leaf is dropped, so the next connection to each host gets a new one.
+    /// Connections already open keep theirs (the old CA stays trusted
+    /// until its last leaf expires).
+    pub fn replace_ca(&self, ca: Arc<LocalCa>) {
+        self.ca.store(ca);
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// How many leaves have been minted (for tests, metrics and the bench).
@@ -100,7 +110,7 @@ impl LeafCache {
     }
 
     fn mint(&self, host: &str, now: Timestamp) -> Result<Entry, CaError> {
-        let leaf = self.ca.mint_leaf(host, now)?;
+        let leaf = self.ca.load().mint_leaf(host, now)?;
         self.mints.fetch_add(1, Ordering::Relaxed);
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
@@ -185,5 +195,19 @@ mod tests {
         assert!(cache.get_or_mint("www.examplebank.com").await.is_err());
         assert!(cache.get_or_mint("www.examplebank.com").await.is_err());
         assert_eq!(cache.mint_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_ca_signs_every_leaf_after_it() {
+        let (_dir, old) = ca();
+        let (_dir2, new) = ca();
+        let cache = LeafCache::new(old.clone());
+        let before = cache.get_or_mint("api.openai.com").await.unwrap();
+        cache.replace_ca(new.clone());
+        let after = cache.get_or_mint("api.openai.com").await.unwrap();
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(cache.mint_count(), 2);
+        assert_eq!(cache.ca().fingerprint(), new.fingerprint());
+        assert_ne!(cache.ca().fingerprint(), old.fingerprint());
     }
 }
