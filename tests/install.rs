@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
+use support::tunnel::{peer_chain, tls_through_proxy};
 use support::*;
 
 /// Every path under `root`: file contents, symlink targets, directories.
@@ -323,4 +324,184 @@ fn rustix_is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// The certificates of a PEM bundle file.
+fn bundle_certs(path: &Path) -> Vec<Vec<u8>> {
+    certs_from_pem_file(path)
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// The leaf the agent presents for `host`, checked against `trusted` only.
+fn presented_leaf(agent: &Agent, host: &str, trusted: &Path) -> Result<Vec<u8>, String> {
+    let tls = block_on(tls_through_proxy(
+        agent.proxy_addr(),
+        host,
+        443,
+        trusted,
+        &["http/1.1"],
+    ))
+    .map_err(|e| e.to_string())?;
+    Ok(peer_chain(&tls)[0].to_vec())
+}
+
+fn issued_by(leaf: &[u8], ca: &[u8]) -> bool {
+    summarize_cert(leaf).issuer_der == summarize_cert(ca).subject_der
+}
+
+#[test]
+fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_its_leaves() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let state = root.path().join("var/lib/outpost");
+    let bundle = root.path().join("etc/outpost/ca-bundle.pem");
+    let system_bundle = root.path().join("etc/ssl/certs/ca-certificates.crt");
+    let old_ca = std::fs::read(state.join("ca/ca.pem")).unwrap();
+    let old_der = certs_from_pem_file(&state.join("ca/ca.pem"))[0].to_vec();
+
+    let ca = TestCa::new();
+    let fake = FakeProvider::tls(&ca).start();
+    let agent = Agent::builder()
+        .state_dir(&state)
+        .fake_upstream(&fake)
+        .start();
+    let config = agent.config_path().to_path_buf();
+    let old_leaf = presented_leaf(&agent, "api.openai.com", &bundle).unwrap();
+    assert!(issued_by(&old_leaf, &old_der));
+
+    // Clients that read the bundle afresh for each call, as curl does,
+    // calling all through the rotation.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            let proxy = agent.proxy_url();
+            let bundle = bundle.clone();
+            std::thread::spawn(move || {
+                let mut calls = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let out = Curl::new("https://api.openai.com/v1/chat/completions")
+                        .proxy(&proxy)
+                        .cacert(&bundle)
+                        .post_json(&openai_chat_body(false))
+                        .run();
+                    calls.push((out.exit_code, out.status, out.stderr));
+                }
+                calls
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let rotate = outpost_cli(
+        &["ca", "rotate", "--root", &r],
+        Some(&config),
+        Duration::from_secs(60),
+    );
+    assert_eq!(rotate.code, Some(0), "{}", rotate.describe());
+    let new_der = certs_from_pem_file(&state.join("ca/ca.pem"))[0].to_vec();
+    assert_ne!(new_der, old_der);
+
+    // Both CAs are trusted during the overlap: the client bundle, the
+    // system store update-ca-certificates rebuilt, and two anchors.
+    for file in [&bundle, &system_bundle] {
+        let certs = bundle_certs(file);
+        assert!(certs.contains(&old_der), "{}: old CA missing", file.display());
+        assert!(certs.contains(&new_der), "{}: new CA missing", file.display());
+    }
+    let anchors = std::fs::read_dir(root.path().join("usr/local/share/ca-certificates"))
+        .unwrap()
+        .count();
+    assert_eq!(anchors, 2);
+    let show = outpost_cli(&["ca", "show"], Some(&config), Duration::from_secs(30));
+    assert!(
+        show.stdout_text().contains("retiring:"),
+        "{}",
+        show.describe()
+    );
+
+    // The running agent signs with the new CA within seconds.
+    let new_pem = root.path().join("new-ca.pem");
+    std::fs::write(&new_pem, std::fs::read(state.join("ca/ca.pem")).unwrap()).unwrap();
+    wait_until("the agent signs with the new CA", Duration::from_secs(20), || {
+        presented_leaf(&agent, "api.openai.com", &new_pem)
+            .is_ok_and(|leaf| issued_by(&leaf, &new_der))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(calls.len() >= 4, "only {} calls", calls.len());
+    for (code, status, stderr) in &calls {
+        assert_eq!((*code, *status), (Some(0), 200), "a call failed: {stderr}");
+    }
+    // The old leaf still verifies during the overlap.
+    let old_pem = root.path().join("old-ca.pem");
+    std::fs::write(&old_pem, &old_ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs_from_pem_file(&bundle) {
+        roots.add(cert).unwrap();
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        ring(),
+    )
+    .build()
+    .unwrap();
+    let verify = |leaf: &[u8]| {
+        use rustls::client::danger::ServerCertVerifier;
+        verifier
+            .verify_server_cert(
+                &rustls_pki_types::CertificateDer::from(leaf.to_vec()),
+                &[],
+                &rustls_pki_types::ServerName::try_from("api.openai.com").unwrap(),
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
+            .is_ok()
+    };
+    assert!(verify(&old_leaf), "the old CA's leaf must verify during the overlap");
+
+    // A week later (the retiring record says so), prune takes the old CA
+    // out of every store; the new one stays.
+    let retiring = std::fs::read_dir(state.join("ca/retiring"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&retiring).unwrap()).unwrap();
+    let due = outpost_cli(&["ca", "prune", "--root", &r], Some(&config), Duration::from_secs(60));
+    assert!(due.stdout_text().contains("0 retired"), "{}", due.describe());
+    record["retire_after"] = Value::from("2020-01-01T00:00:00Z");
+    std::fs::write(&retiring, serde_json::to_vec(&record).unwrap()).unwrap();
+    let prune = outpost_cli(&["ca", "prune", "--root", &r], Some(&config), Duration::from_secs(60));
+    assert_eq!(prune.code, Some(0), "{}", prune.describe());
+    assert!(prune.stdout_text().contains("1 retired"), "{}", prune.describe());
+    for file in [&bundle, &system_bundle] {
+        let certs = bundle_certs(file);
+        assert!(!certs.contains(&old_der), "{}: old CA still trusted", file.display());
+        assert!(certs.contains(&new_der), "{}: new CA gone", file.display());
+    }
+    let anchors = std::fs::read_dir(root.path().join("usr/local/share/ca-certificates"))
+        .unwrap()
+        .count();
+    assert_eq!(anchors, 1);
+    let show = outpost_cli(&["ca", "show"], Some(&config), Duration::from_secs(30));
+    assert!(!show.stdout_text().contains("retiring:"), "{}", show.describe());
+    let new_leaf = presented_leaf(&agent, "api.openai.com", &bundle).unwrap();
+    assert!(issued_by(&new_leaf, &new_der));
+
+    // Uninstall still takes everything back out.
+    drop(agent);
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(!bundle.exists());
+    assert_eq!(bundle_certs(&system_bundle).len(), 1);
 }
