@@ -133,7 +133,11 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
         .map(|e| e.unwrap().path())
         .collect::<Vec<_>>();
     assert_eq!(anchors.len(), 1, "{anchors:?}");
-    let name = anchors[0].file_name().unwrap().to_string_lossy().into_owned();
+    let name = anchors[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert!(
         name.starts_with("outpost-ca-") && name.ends_with(".crt"),
         "{name}"
@@ -144,7 +148,11 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
     let ca_only = std::fs::read_to_string(root.path().join("etc/outpost/outpost-ca.pem")).unwrap();
     assert_eq!(ca_only.trim(), ca.trim());
     let combined = std::fs::read_to_string(root.path().join("etc/outpost/ca-bundle.pem")).unwrap();
-    assert_eq!(combined.matches("BEGIN CERTIFICATE").count(), 2, "{combined}");
+    assert_eq!(
+        combined.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "{combined}"
+    );
     assert!(combined.trim_end().ends_with(ca.trim()));
     let bundle =
         std::fs::read_to_string(root.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap();
@@ -240,7 +248,10 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
     assert!(environment.contains("HTTPS_PROXY=http://127.0.0.1:8877\n"));
     // The daily timer that retires rotated-out CAs, verified too.
     for unit in ["outpost-ca-prune.service", "outpost-ca-prune.timer"] {
-        assert!(root.path().join("etc/systemd/system").join(unit).is_file(), "{unit}");
+        assert!(
+            root.path().join("etc/systemd/system").join(unit).is_file(),
+            "{unit}"
+        );
     }
     assert_eq!(manifest["trust"][0]["kind"], "debian", "{manifest}");
 
@@ -410,8 +421,16 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
     // system store update-ca-certificates rebuilt, and two anchors.
     for file in [&bundle, &system_bundle] {
         let certs = bundle_certs(file);
-        assert!(certs.contains(&old_der), "{}: old CA missing", file.display());
-        assert!(certs.contains(&new_der), "{}: new CA missing", file.display());
+        assert!(
+            certs.contains(&old_der),
+            "{}: old CA missing",
+            file.display()
+        );
+        assert!(
+            certs.contains(&new_der),
+            "{}: new CA missing",
+            file.display()
+        );
     }
     let anchors = std::fs::read_dir(root.path().join("usr/local/share/ca-certificates"))
         .unwrap()
@@ -427,10 +446,14 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
     // The running agent signs with the new CA within seconds.
     let new_pem = root.path().join("new-ca.pem");
     std::fs::write(&new_pem, std::fs::read(state.join("ca/ca.pem")).unwrap()).unwrap();
-    wait_until("the agent signs with the new CA", Duration::from_secs(20), || {
-        presented_leaf(&agent, "api.openai.com", &new_pem)
-            .is_ok_and(|leaf| issued_by(&leaf, &new_der))
-    });
+    wait_until(
+        "the agent signs with the new CA",
+        Duration::from_secs(20),
+        || {
+            presented_leaf(&agent, "api.openai.com", &new_pem)
+                .is_ok_and(|leaf| issued_by(&leaf, &new_der))
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let calls: Vec<_> = clients
@@ -466,7 +489,10 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
             )
             .is_ok()
     };
-    assert!(verify(&old_leaf), "the old CA's leaf must verify during the overlap");
+    assert!(
+        verify(&old_leaf),
+        "the old CA's leaf must verify during the overlap"
+    );
 
     // A week later (the retiring record says so), prune takes the old CA
     // out of every store; the new one stays.
@@ -477,16 +503,36 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
         .unwrap()
         .path();
     let mut record: Value = serde_json::from_slice(&std::fs::read(&retiring).unwrap()).unwrap();
-    let due = outpost_cli(&["ca", "prune", "--root", &r], Some(&config), Duration::from_secs(60));
-    assert!(due.stdout_text().contains("0 retired"), "{}", due.describe());
+    let due = outpost_cli(
+        &["ca", "prune", "--root", &r],
+        Some(&config),
+        Duration::from_secs(60),
+    );
+    assert!(
+        due.stdout_text().contains("0 retired"),
+        "{}",
+        due.describe()
+    );
     record["retire_after"] = Value::from("2020-01-01T00:00:00Z");
     std::fs::write(&retiring, serde_json::to_vec(&record).unwrap()).unwrap();
-    let prune = outpost_cli(&["ca", "prune", "--root", &r], Some(&config), Duration::from_secs(60));
+    let prune = outpost_cli(
+        &["ca", "prune", "--root", &r],
+        Some(&config),
+        Duration::from_secs(60),
+    );
     assert_eq!(prune.code, Some(0), "{}", prune.describe());
-    assert!(prune.stdout_text().contains("1 retired"), "{}", prune.describe());
+    assert!(
+        prune.stdout_text().contains("1 retired"),
+        "{}",
+        prune.describe()
+    );
     for file in [&bundle, &system_bundle] {
         let certs = bundle_certs(file);
-        assert!(!certs.contains(&old_der), "{}: old CA still trusted", file.display());
+        assert!(
+            !certs.contains(&old_der),
+            "{}: old CA still trusted",
+            file.display()
+        );
         assert!(certs.contains(&new_der), "{}: new CA gone", file.display());
     }
     let anchors = std::fs::read_dir(root.path().join("usr/local/share/ca-certificates"))
@@ -494,7 +540,11 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
         .count();
     assert_eq!(anchors, 1);
     let show = outpost_cli(&["ca", "show"], Some(&config), Duration::from_secs(30));
-    assert!(!show.stdout_text().contains("retiring:"), "{}", show.describe());
+    assert!(
+        !show.stdout_text().contains("retiring:"),
+        "{}",
+        show.describe()
+    );
     let new_leaf = presented_leaf(&agent, "api.openai.com", &bundle).unwrap();
     assert!(issued_by(&new_leaf, &new_der));
 
@@ -504,4 +554,228 @@ fn ca_rotation_under_load_keeps_every_call_working_and_retires_the_old_ca_after_
     assert_eq!(out.code, Some(0), "{}", out.describe());
     assert!(!bundle.exists());
     assert_eq!(bundle_certs(&system_bundle).len(), 1);
+}
+
+/// `outpost ARGS` with `HOME` set (user installs read it for their paths).
+fn outpost_as(home: &str, args: &[&str]) -> support::process::CmdOutput {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+    support::process::scrub_env(&mut cmd);
+    cmd.args(args).env("HOME", home).env("NO_COLOR", "1");
+    support::process::run_with_timeout(&mut cmd, Duration::from_secs(60))
+}
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `snapshot` without the paths under `skip` (databases a tool rewrites).
+fn snapshot_except(root: &Path, skip: &str) -> BTreeMap<PathBuf, String> {
+    let mut all = snapshot(root);
+    all.retain(|p, _| !p.starts_with(skip));
+    all
+}
+
+#[test]
+fn a_user_install_stays_in_the_home_directory_trusts_its_nss_db_and_uninstall_restores_it() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_string_lossy().to_string();
+    let home = root.path().join("home/tester");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    run_ok("certutil", &["-N", "--empty-password", "-d", &db]);
+    // A profile with the user's own lines, no final newline.
+    std::fs::write(home.join(".profile"), "export EDITOR=vi").unwrap();
+    let before = snapshot_except(root.path(), "home/tester/.pki");
+
+    let out = outpost_as("/home/tester", &["install", "--user", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+
+    // Everything is under the home directory, at the XDG places.
+    for (path, what) in snapshot(root.path()) {
+        if !before.contains_key(&path) && what != "dir" {
+            assert!(
+                path.starts_with("home/tester"),
+                "{} outside home",
+                path.display()
+            );
+        }
+    }
+    let config = std::fs::read_to_string(home.join(".config/outpost/outpost.toml")).unwrap();
+    assert!(
+        config.contains("state_dir = \"/home/tester/.local/share/outpost\""),
+        "{config}"
+    );
+    assert!(home.join(".local/bin/outpost").is_file());
+    assert!(home.join(".local/share/outpost/ca/ca.pem").is_file());
+    let unit = std::fs::read_to_string(home.join(".config/systemd/user/outpost.service")).unwrap();
+    assert!(unit.contains(
+        "ExecStart=/home/tester/.local/bin/outpost run --config /home/tester/.config/outpost/outpost.toml"
+    ));
+    assert!(!unit.contains("User="), "{unit}");
+    let check = root.path().join("check");
+    std::fs::create_dir(&check).unwrap();
+    std::fs::write(
+        check.join("outpost.service"),
+        unit.replace(
+            "ExecStart=/home/tester",
+            &format!("ExecStart={}", home.display()),
+        ),
+    )
+    .unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(check.join("outpost.service"))
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    std::fs::remove_dir_all(&check).unwrap();
+    let environment =
+        std::fs::read_to_string(home.join(".config/environment.d/90-outpost.conf")).unwrap();
+    assert!(environment.contains("SSL_CERT_FILE=/home/tester/.config/outpost/ca-bundle.pem"));
+    let profile = std::fs::read_to_string(home.join(".profile")).unwrap();
+    assert!(profile.starts_with("export EDITOR=vi\n"), "{profile}");
+    assert!(
+        profile.ends_with(". /home/tester/.config/outpost/env.sh # Outpost proxy environment\n"),
+        "{profile}"
+    );
+    // The shell snippet sets the variables when sourced.
+    let env_sh = home.join(".config/outpost/env.sh");
+    let set = run_ok(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                ". {} && echo \"$HTTPS_PROXY $NODE_EXTRA_CA_CERTS\"",
+                env_sh.display()
+            ),
+        ],
+    );
+    assert_eq!(
+        set.trim(),
+        "http://127.0.0.1:8877 /home/tester/.config/outpost/outpost-ca.pem"
+    );
+
+    // The NSS database lists the CA; a second install changes nothing.
+    let listed = run_ok("certutil", &["-L", "-d", &db]);
+    assert!(listed.contains("Outpost CA "), "{listed}");
+    let after = snapshot_except(root.path(), "home/tester/.pki");
+    let again = outpost_as("/home/tester", &["install", "--user", "--root", &r]);
+    assert_eq!(again.code, Some(0), "{}", again.describe());
+    assert_eq!(snapshot_except(root.path(), "home/tester/.pki"), after);
+    assert_eq!(
+        std::fs::read_to_string(home.join(".profile")).unwrap(),
+        profile,
+        "the line was added twice"
+    );
+
+    let out = outpost_as("/home/tester", &["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(snapshot_except(root.path(), "home/tester/.pki"), before);
+    let listed = run_ok("certutil", &["-L", "-d", &db]);
+    assert!(!listed.contains("Outpost CA"), "{listed}");
+}
+
+#[test]
+fn a_fedora_root_gets_its_anchor_and_the_bundle_and_leaves_the_live_refresh_out() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_string_lossy().to_string();
+    let system_root = TestCa::new();
+    for (path, text) in [
+        ("etc/os-release", "NAME=\"Fedora Linux\"\nID=fedora\n"),
+        ("etc/pki/tls/certs/ca-bundle.crt", system_root.cert_pem()),
+    ] {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::create_dir_all(root.path().join("etc/pki/ca-trust/source/anchors")).unwrap();
+    let before = snapshot(root.path());
+
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let anchors: Vec<PathBuf> =
+        std::fs::read_dir(root.path().join("etc/pki/ca-trust/source/anchors"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    assert_eq!(anchors.len(), 1);
+    assert!(anchors[0].to_string_lossy().ends_with(".pem"));
+    assert!(!root.path().join("usr/local/share/ca-certificates").exists());
+    assert!(
+        out.stdout_text()
+            .contains("skip   update-ca-trust extract (staged root)"),
+        "{}",
+        out.describe()
+    );
+    let combined = root.path().join("etc/outpost/ca-bundle.pem");
+    let certs = bundle_certs(&combined);
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0], system_root.cert_der().to_vec());
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(root.path().join("etc/outpost/install-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["trust"][0]["kind"], "fedora", "{manifest}");
+
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(snapshot(root.path()), before);
+}
+
+#[test]
+fn a_java_keystore_gets_the_ca_under_its_own_alias_and_loses_it_on_uninstall() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let security = root.path().join("usr/lib/jvm/test-jdk/lib/security");
+    std::fs::create_dir_all(&security).unwrap();
+    let keystore = security.join("cacerts");
+    let k = keystore.to_string_lossy().to_string();
+    let system_root = TestCa::new();
+    let pass = ["-storepass", "changeit"];
+    let list = |k: &str| run_ok("keytool", &[&["-list", "-keystore", k][..], &pass].concat());
+    run_ok(
+        "keytool",
+        &[
+            &[
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "system-root",
+                "-file",
+                &system_root.pem_path().to_string_lossy(),
+                "-keystore",
+                &k,
+            ][..],
+            &pass,
+        ]
+        .concat(),
+    );
+    assert!(!list(&k).contains("outpost-ca-"));
+
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let listed = list(&k);
+    assert!(listed.contains("outpost-ca-"), "{listed}");
+    assert!(listed.contains("system-root"), "{listed}");
+
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    let listed = list(&k);
+    assert!(!listed.contains("outpost-ca-"), "{listed}");
+    assert!(listed.contains("system-root"), "{listed}");
 }
