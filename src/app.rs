@@ -454,7 +454,15 @@ fn local_addr(
 pub async fn run(config: &Config) -> Result<(), StartError> {
     // Watch for the stop signals before the listeners are announced: a
     // supervisor may send SIGTERM the moment it sees them.
-    let stop = stop_signal();
+    run_until(config, stop_signal()).await
+}
+
+/// Serve until `stop` resolves, then shut down gracefully (Windows' service
+/// control manager says stop through this).
+pub async fn run_until(
+    config: &Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let running = start(config).await?;
     stop.await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -492,10 +500,8 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
 }
 
 #[cfg(not(unix))]
-fn stop_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+async fn stop_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The unit of `ProxyState::buffers`.
@@ -503,10 +509,12 @@ const MIB: u64 = 1024 * 1024;
 
 /// File descriptors each client connection may need: its socket and one
 /// upstream socket.
+#[cfg(unix)]
 const FDS_PER_CONNECTION: u64 = 2;
 
 /// Descriptors kept for everything else (listeners, audit and ledger files,
 /// pooled upstream connections, logs).
+#[cfg(unix)]
 const FDS_RESERVED: u64 = 64;
 
 /// `wanted` client connections, or fewer if the open-file limit cannot be

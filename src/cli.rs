@@ -45,7 +45,20 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the agent in the foreground (a service manager runs this).
-    Run,
+    Run {
+        /// Windows: run under the service control manager (the installed
+        /// service's command line).
+        #[arg(long)]
+        service: bool,
+    },
+    /// Check the install end to end (service, CA, trust stores, proxy
+    /// environment, policy, sync, upstream); each failure prints its fix.
+    /// Exit 1 if any check fails.
+    Doctor {
+        /// The root `install` used.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
     /// The local certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -91,6 +104,10 @@ enum Command {
     },
     /// Reverse exactly what `install` did, from its manifest.
     Uninstall {
+        /// Only the current user's install (by default the system one, else
+        /// the user's).
+        #[arg(long)]
+        user: bool,
         /// The root `install` used.
         #[arg(long, default_value = "/")]
         root: PathBuf,
@@ -321,17 +338,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Uninstall {
+            user,
             root,
             keep_state,
             dry_run,
         } => {
             init_stderr_logging("warn");
-            return crate::install::uninstall(&crate::install::Options {
-                root,
-                dry_run,
-                keep_state,
-                mode: Mode::System,
-            });
+            return crate::install::uninstall(
+                &crate::install::Options {
+                    root,
+                    dry_run,
+                    keep_state,
+                    mode: if user { Mode::User } else { Mode::System },
+                },
+                user,
+            );
         }
         Command::Bundle(command) => {
             // Publishing runs where the policy is written, with no agent config.
@@ -374,7 +395,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run => run_agent(&config),
+        Command::Run { service: false } => run_agent(&config),
+        Command::Run { service: true } => run_service(&config),
+        Command::Doctor { root } => {
+            init_stderr_logging("error");
+            if crate::doctor::run(&config, root)? {
+                Ok(())
+            } else {
+                Err(Exit {
+                    code: EXIT_CHECK_FAILED,
+                    message: "outpost doctor: some checks failed (see above)".into(),
+                }
+                .into())
+            }
+        }
         Command::Ca(command) => {
             init_stderr_logging("warn");
             run_ca(&config, command)
@@ -691,6 +725,22 @@ fn run_agent(config: &Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(crate::app::run(config))?;
     Ok(())
+}
+
+/// `outpost run --service`.
+fn run_service(config: &Config) -> anyhow::Result<()> {
+    #[cfg(windows)]
+    {
+        let _guard = init_daemon_logging(config);
+        crate::winservice::run(config)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = config;
+        anyhow::bail!(
+            "--service is for Windows' service control manager; systemd and launchd run `outpost run`"
+        )
+    }
 }
 
 fn check_policy(config: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {

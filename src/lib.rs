@@ -14,6 +14,7 @@ pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod gateway;
 pub mod glob;
 pub mod guard;
@@ -26,3 +27,5 @@ pub mod refusal;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
+#[cfg(windows)]
+pub mod winservice;

@@ -779,3 +779,118 @@ fn a_java_keystore_gets_the_ca_under_its_own_alias_and_loses_it_on_uninstall() {
     assert!(!listed.contains("outpost-ca-"), "{listed}");
     assert!(listed.contains("system-root"), "{listed}");
 }
+
+/// The exactly named hosts the shipped policy intercepts.
+fn default_intercepted_hosts() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/default.toml"))
+            .unwrap();
+    let policy: toml::Table = text.parse().unwrap();
+    policy["intercept"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.as_str())
+        .filter(|h| !h.starts_with("*."))
+        .map(String::from)
+        .collect()
+}
+
+fn doctor(root: &str, config: &Path, env: &[(&str, String)]) -> support::process::CmdOutput {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+    support::process::scrub_env(&mut cmd);
+    cmd.args(["doctor", "--root", root, "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    support::process::run_with_timeout(&mut cmd, Duration::from_secs(60))
+}
+
+/// The doctor's line for `check` (its status column and text).
+fn doctor_line(out: &support::process::CmdOutput, check: &str) -> String {
+    out.stdout_text()
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line:\n{}", out.describe()))
+        .to_string()
+}
+
+#[test]
+fn doctor_is_all_green_on_a_working_install_and_names_the_fix_when_the_agent_stops() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+
+    let ca = TestCa::new();
+    let mut fake = FakeProvider::tls(&ca);
+    for host in default_intercepted_hosts() {
+        if !support::fake::DEFAULT_FAKE_NAMES.contains(&host.as_str()) {
+            fake = fake.extra_name(&host);
+        }
+    }
+    let fake = fake.start();
+    let mut agent = Agent::builder()
+        .state_dir(&root.path().join("var/lib/outpost"))
+        .fake_upstream(&fake)
+        .start();
+    let config = agent.config_path().to_path_buf();
+    let env = vec![
+        ("HTTPS_PROXY", agent.proxy_url()),
+        ("SSL_CERT_FILE", format!("{r}/etc/outpost/ca-bundle.pem")),
+        (
+            "NODE_EXTRA_CA_CERTS",
+            format!("{r}/etc/outpost/outpost-ca.pem"),
+        ),
+    ];
+
+    let green = doctor(&r, &config, &env);
+    assert_eq!(green.code, Some(0), "{}", green.describe());
+    let text = green.stdout_text();
+    for check in [
+        "service", "ca", "trust", "proxy", "policy", "sync", "upstream",
+    ] {
+        assert!(
+            doctor_line(&green, check).trim_start().starts_with("ok"),
+            "{check}:\n{text}"
+        );
+    }
+    assert!(!text.contains("FAIL") && !text.contains("WARN"), "{text}");
+    assert!(text.contains("verifies against the system store"), "{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+
+    // Without the proxy environment, that check fails and says how to get it.
+    let no_env = doctor(&r, &config, &[]);
+    assert_eq!(no_env.code, Some(1), "{}", no_env.describe());
+    assert!(doctor_line(&no_env, "proxy").contains("FAIL"));
+    assert!(
+        no_env.stdout_text().contains("fix: log in again"),
+        "{}",
+        no_env.describe()
+    );
+
+    // The agent stops: the service check fails with its fix, and the
+    // checks that need it say so instead of passing.
+    agent.kill_hard();
+    let stopped = doctor(&r, &config, &env);
+    assert_eq!(stopped.code, Some(1), "{}", stopped.describe());
+    let service = doctor_line(&stopped, "service");
+    assert!(
+        service.contains("FAIL") && service.contains("no agent answers"),
+        "{service}"
+    );
+    let text = stopped.stdout_text();
+    let after = text.split(&service).nth(1).unwrap_or_default();
+    assert!(
+        after
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .contains("fix: start the agent"),
+        "{text}"
+    );
+    assert!(doctor_line(&stopped, "trust").contains("FAIL"), "{text}");
+    assert!(doctor_line(&stopped, "policy").contains("ok"), "{text}");
+}

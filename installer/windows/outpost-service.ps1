@@ -379,8 +379,14 @@ function Uninstall-Outpost {
             Write-Host "keep   $($file.path) (changed since install)"
             continue
         }
-        Write-Host "remove $($file.path)"
-        Remove-Item -LiteralPath $file.path -Force
+        # `outpost uninstall` runs this script from the installed outpost.exe,
+        # which Windows will not delete while it runs: the rest goes on.
+        try {
+            Remove-Item -LiteralPath $file.path -Force
+            Write-Host "remove $($file.path)"
+        } catch {
+            Write-Host "keep   $($file.path) (in use; delete it once it has exited: $($_.Exception.Message))"
+        }
     }
     foreach ($file in $manifest.replaced_files) {
         Write-Host "restore $($file.path)"

@@ -361,8 +361,12 @@ fn layout_for(options: &Options) -> anyhow::Result<Layout> {
 /// The manifest under `options.root`: the system install's, else the
 /// user's.
 pub fn find_manifest(options: &Options) -> Option<(PathBuf, Manifest)> {
+    find_manifest_of(options, &[Mode::System, Mode::User])
+}
+
+fn find_manifest_of(options: &Options, modes: &[Mode]) -> Option<(PathBuf, Manifest)> {
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
-    [Mode::System, Mode::User].into_iter().find_map(|mode| {
+    modes.iter().find_map(|&mode| {
         let layout = Layout::new(Platform::current(), mode, home.as_deref()).ok()?;
         let path = options.path(&layout.manifest);
         read_manifest(&path).map(|m| (path, m))
@@ -414,6 +418,8 @@ pub fn install(options: &Options) -> anyhow::Result<()> {
     let state = options.path(&layout.state);
     let fresh_state = !state.exists();
     ins.dir(state.clone())?;
+    #[cfg(not(unix))]
+    let _ = fresh_state;
     #[cfg(unix)]
     if fresh_state && !options.dry_run {
         use std::os::unix::fs::PermissionsExt;
@@ -551,13 +557,19 @@ fn service_user(ins: &mut Installer, layout: &Layout) -> anyhow::Result<()> {
     )
 }
 
-/// `outpost uninstall`: reverse what the manifest lists.
-pub fn uninstall(options: &Options) -> anyhow::Result<()> {
+/// `outpost uninstall`: reverse what the manifest lists (`only_mode`: the
+/// install of `options.mode` only; else the system's, then the user's).
+pub fn uninstall(options: &Options, only_mode: bool) -> anyhow::Result<()> {
     if Platform::current() == Platform::Windows {
         let layout = layout_for(options)?;
         return windows_script(options, &layout, "Uninstall");
     }
-    let Some((manifest_path, manifest)) = find_manifest(options) else {
+    let modes = if only_mode {
+        vec![options.mode]
+    } else {
+        vec![Mode::System, Mode::User]
+    };
+    let Some((manifest_path, manifest)) = find_manifest_of(options, &modes) else {
         println!(
             "nothing to do: no install manifest under {}",
             options.root.display()
@@ -587,7 +599,13 @@ pub fn uninstall(options: &Options) -> anyhow::Result<()> {
         }
     }
     let manifest = ins.manifest;
-    for (path, _) in &manifest.created_files {
+    for (path, sha256) in &manifest.created_files {
+        // A file someone changed since (an edited config) is theirs now.
+        let changed = std::fs::read(path).is_ok_and(|b| hex(&Sha256::digest(&b)) != *sha256);
+        if changed {
+            println!("keep   {} (changed since install)", path.display());
+            continue;
+        }
         act("remove", path);
         if !options.dry_run {
             remove_file(path)?;

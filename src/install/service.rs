@@ -82,6 +82,15 @@ fn launchd_domain(layout: &Layout) -> String {
 /// Start (or restart, on a reinstall) the service. Live installs only.
 pub fn start(ins: &mut Installer, layout: &Layout) -> anyhow::Result<()> {
     match layout.platform {
+        Platform::Linux if !Path::new("/run/systemd/system").exists() => {
+            // A container, or an init that is not systemd: the files are in
+            // place for when it is; say how to run the agent meanwhile.
+            println!(
+                "note: systemd is not running here; start the agent with `{} run --config {}`",
+                layout.bin.display(),
+                layout.config.display()
+            );
+        }
         Platform::Linux => {
             ins.run(systemctl(layout, &["daemon-reload"]))?;
             ins.run(systemctl(
@@ -161,7 +170,7 @@ mod tests {
             assert!(!files.is_empty());
             for (path, text) in &files {
                 assert!(!text.contains("{{"), "{}: {text}", path.display());
-                let runs = !path.extension().is_some_and(|e| e == "timer");
+                let runs = path.extension().is_none_or(|e| e != "timer");
                 assert_eq!(
                     text.contains(&layout.bin.display().to_string()),
                     runs,

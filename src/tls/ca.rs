@@ -79,17 +79,82 @@ pub struct LocalCa {
     cert_der: CertificateDer<'static>,
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
-    permitted: Vec<String>,
-    excludes_all_ips: bool,
-    not_after: Timestamp,
+    facts: CaFacts,
     key_location: KeyLocation,
+}
+
+/// What a CA certificate says, parsed back from it: no key needed
+/// (`outpost doctor` reads it as any user).
+#[derive(Debug, Clone)]
+pub struct CaFacts {
+    /// DNS names its name constraints permit.
+    pub permitted: Vec<String>,
+    /// Whether every IPv4 and IPv6 range is excluded.
+    pub excludes_all_ips: bool,
+    /// Expiry.
+    pub not_after: Timestamp,
+}
+
+impl CaFacts {
+    /// Parse a DER CA certificate.
+    pub fn parse(der: &[u8]) -> Result<CaFacts, String> {
+        let (_, x509) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| format!("cannot parse: {e}"))?;
+        let mut permitted = Vec::new();
+        let mut excludes_v4 = false;
+        let mut excludes_v6 = false;
+        if let Ok(Some(nc)) = x509.name_constraints() {
+            use x509_parser::extensions::GeneralName;
+            for sub in nc.value.permitted_subtrees.iter().flatten() {
+                if let GeneralName::DNSName(name) = sub.base {
+                    permitted.push(name.to_ascii_lowercase());
+                }
+            }
+            for sub in nc.value.excluded_subtrees.iter().flatten() {
+                if let GeneralName::IPAddress(bytes) = sub.base {
+                    excludes_v4 |= *bytes == [0u8; 8];
+                    excludes_v6 |= *bytes == [0u8; 32];
+                }
+            }
+        }
+        let not_after = Timestamp::from_second(x509.validity().not_after.timestamp())
+            .map_err(|e| format!("expiry out of range: {e}"))?;
+        Ok(CaFacts {
+            permitted,
+            excludes_all_ips: excludes_v4 && excludes_v6,
+            not_after,
+        })
+    }
+
+    /// Do the name constraints permit leaves for `host`?
+    pub fn permits(&self, host: &str) -> bool {
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            return false;
+        }
+        self.permitted.iter().any(|c| {
+            host == c
+                || host
+                    .strip_suffix(c.as_str())
+                    .is_some_and(|h| h.ends_with('.'))
+        })
+    }
+
+    /// Do they permit every name `pattern` can match?
+    pub fn covers(&self, pattern: &HostPattern) -> bool {
+        self.permits(pattern.constraint())
+    }
+
+    /// The patterns of `hosts` they do not cover.
+    pub fn uncovered<'a>(&self, hosts: &'a [HostPattern]) -> Vec<&'a HostPattern> {
+        hosts.iter().filter(|p| !self.covers(p)).collect()
+    }
 }
 
 impl std::fmt::Debug for LocalCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalCa")
             .field("fingerprint", &self.fingerprint())
-            .field("permitted", &self.permitted)
+            .field("permitted", &self.facts.permitted)
             .field("key_location", &self.key_location)
             .finish_non_exhaustive()
     }
@@ -255,64 +320,38 @@ impl LocalCa {
         key: KeyPair,
         key_location: KeyLocation,
     ) -> Result<LocalCa, CaError> {
-        let corrupt = |message: String| CaError::Corrupt {
+        let facts = CaFacts::parse(&cert_der).map_err(|message| CaError::Corrupt {
             path: "CA certificate".to_string(),
             message,
-        };
-        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| corrupt(format!("cannot parse: {e}")))?;
-        let mut permitted = Vec::new();
-        let mut excludes_v4 = false;
-        let mut excludes_v6 = false;
-        if let Ok(Some(nc)) = x509.name_constraints() {
-            use x509_parser::extensions::GeneralName;
-            for sub in nc.value.permitted_subtrees.iter().flatten() {
-                if let GeneralName::DNSName(name) = sub.base {
-                    permitted.push(name.to_ascii_lowercase());
-                }
-            }
-            for sub in nc.value.excluded_subtrees.iter().flatten() {
-                if let GeneralName::IPAddress(bytes) = sub.base {
-                    excludes_v4 |= *bytes == [0u8; 8];
-                    excludes_v6 |= *bytes == [0u8; 32];
-                }
-            }
-        }
-        let not_after = Timestamp::from_second(x509.validity().not_after.timestamp())
-            .map_err(|e| corrupt(format!("expiry out of range: {e}")))?;
+        })?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(LocalCa {
             cert_der,
             cert_pem,
             issuer,
-            permitted,
-            excludes_all_ips: excludes_v4 && excludes_v6,
-            not_after,
+            facts,
             key_location,
         })
     }
 
+    /// What its certificate says (constraints, expiry).
+    pub fn facts(&self) -> &CaFacts {
+        &self.facts
+    }
+
     /// Does the CA's certificate permit leaves for `host`?
     pub fn permits(&self, host: &str) -> bool {
-        if host.parse::<std::net::IpAddr>().is_ok() {
-            return false;
-        }
-        self.permitted.iter().any(|c| {
-            host == c
-                || host
-                    .strip_suffix(c.as_str())
-                    .is_some_and(|h| h.ends_with('.'))
-        })
+        self.facts.permits(host)
     }
 
     /// Does the CA permit every name `pattern` can match?
     pub fn covers(&self, pattern: &HostPattern) -> bool {
-        self.permits(pattern.constraint())
+        self.facts.covers(pattern)
     }
 
     /// The patterns of `hosts` this CA cannot serve (needs a rotate).
     pub fn uncovered<'a>(&self, hosts: &'a [HostPattern]) -> Vec<&'a HostPattern> {
-        hosts.iter().filter(|p| !self.covers(p)).collect()
+        self.facts.uncovered(hosts)
     }
 
     /// Mint a leaf for `host` valid from `now`, with its own fresh key.
@@ -360,17 +399,17 @@ impl LocalCa {
 
     /// DNS names the CA permits.
     pub fn permitted(&self) -> &[String] {
-        &self.permitted
+        &self.facts.permitted
     }
 
     /// Whether every IPv4 and IPv6 range is excluded.
     pub fn excludes_all_ips(&self) -> bool {
-        self.excludes_all_ips
+        self.facts.excludes_all_ips
     }
 
     /// Expiry.
     pub fn not_after(&self) -> Timestamp {
-        self.not_after
+        self.facts.not_after
     }
 
     /// Where the key lives.
