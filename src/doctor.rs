@@ -122,7 +122,14 @@ pub fn run(config: &Config, root: PathBuf) -> anyhow::Result<bool> {
         probe_host.as_deref(),
     )));
     checks.push(policy(config, status.as_ref()));
-    checks.push(sync(config, status.as_ref()));
+    checks.push(sync(
+        config
+            .sync
+            .as_ref()
+            .map(|s| (s.url.to_string(), s.interval)),
+        status.as_ref(),
+        jiff::Timestamp::now(),
+    ));
     checks.push(runtime.block_on(upstream(config, &hosts)));
 
     println!("outpost doctor ({})", config.state_dir.display());
@@ -646,8 +653,9 @@ fn policy(config: &Config, status: Option<&Value>) -> Check {
     }
 }
 
-fn sync(config: &Config, status: Option<&Value>) -> Check {
-    let Some(sync) = &config.sync else {
+/// `sync`: `(url, interval)` of `[sync]`, if configured.
+fn sync(sync: Option<(String, Duration)>, status: Option<&Value>, now: jiff::Timestamp) -> Check {
+    let Some((url, interval)) = sync else {
         return Check::ok("sync", "not configured (baseline and local policy only)");
     };
     let Some(managed) = status.map(|s| &s["managed"]) else {
@@ -657,10 +665,7 @@ fn sync(config: &Config, status: Option<&Value>) -> Check {
             "fix the service check above first",
         );
     };
-    let fix = format!(
-        "check that {} is reachable and serves a signed bundle",
-        sync.url
-    );
+    let fix = format!("check that {url} is reachable and serves a signed bundle");
     if let Some(error) = managed["last_error"].as_str() {
         return Check::fail("sync", format!("the last poll failed: {error}"), fix);
     }
@@ -670,14 +675,14 @@ fn sync(config: &Config, status: Option<&Value>) -> Check {
     else {
         return Check::warn("sync", "no poll has run yet", fix);
     };
-    let age = jiff::Timestamp::now().as_second() - last.as_second();
-    let limit = 3 * sync.interval.as_secs() as i64;
+    let age = now.as_second() - last.as_second();
+    let limit = 3 * interval.as_secs() as i64;
     if age > limit {
         return Check::fail(
             "sync",
             format!(
                 "stale: the last poll was {age} s ago (interval {} s)",
-                sync.interval.as_secs()
+                interval.as_secs()
             ),
             fix,
         );
@@ -752,5 +757,49 @@ async fn upstream(config: &Config, hosts: &[String]) -> Check {
             ),
             "check the network, firewall and DNS for these hosts (or [upstream.resolve])",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: &str) -> jiff::Timestamp {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn sync_is_fresh_within_three_intervals_and_fails_when_stale_or_failing() {
+        let configured = || {
+            Some((
+                "https://policy.example/b.json".to_string(),
+                Duration::from_secs(60),
+            ))
+        };
+        let status = |last_attempt: &str, error: Value| serde_json::json!({"managed": {"version": 7, "last_attempt": last_attempt, "last_error": error}});
+        let now = at("2026-12-01T12:00:00Z");
+        let fresh = sync(
+            configured(),
+            Some(&status("2026-12-01T11:58:00Z", Value::Null)),
+            now,
+        );
+        assert_eq!(fresh.level, Level::Ok, "{}", fresh.detail);
+        assert!(fresh.detail.contains("version 7"));
+        let stale = sync(
+            configured(),
+            Some(&status("2026-12-01T11:50:00Z", Value::Null)),
+            now,
+        );
+        assert_eq!(stale.level, Level::Fail);
+        assert!(stale.fix.unwrap().contains("https://policy.example/b.json"));
+        let failing = sync(
+            configured(),
+            Some(&status("2026-12-01T11:59:00Z", Value::from("HTTP 404"))),
+            now,
+        );
+        assert_eq!(failing.level, Level::Fail);
+        assert!(failing.detail.contains("HTTP 404"));
+        assert_eq!(sync(configured(), None, now).level, Level::Fail);
+        assert_eq!(sync(None, None, now).level, Level::Ok);
     }
 }
