@@ -894,3 +894,29 @@ fn doctor_is_all_green_on_a_working_install_and_names_the_fix_when_the_agent_sto
     assert!(doctor_line(&stopped, "trust").contains("FAIL"), "{text}");
     assert!(doctor_line(&stopped, "policy").contains("ok"), "{text}");
 }
+
+#[test]
+fn an_install_that_fails_half_way_is_undone_by_uninstall() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    // A file where install needs a directory: it fails at that step, after
+    // the binary, config, CA, unit and trust are in place.
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/environment.d"), "not a directory\n").unwrap();
+    let before = snapshot(root.path());
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("etc/environment.d/90-outpost.conf"),
+        "{}",
+        out.describe()
+    );
+    assert!(root
+        .path()
+        .join("etc/outpost/install-manifest.json")
+        .is_file());
+    assert!(root.path().join("usr/local/bin/outpost").is_file());
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(snapshot(root.path()), before);
+}

@@ -127,6 +127,9 @@ impl Manifest {
 pub struct Installer<'a> {
     options: &'a Options,
     manifest: Manifest,
+    /// Where the manifest is saved after every change, so that an install
+    /// cut short (killed, a closed pipe) can still be uninstalled.
+    save_to: Option<PathBuf>,
 }
 
 impl<'a> Installer<'a> {
@@ -147,6 +150,7 @@ impl<'a> Installer<'a> {
                     .with_context(|| format!("{}: cannot create", dir.display()))?;
             }
             self.manifest.created_dirs.push(dir);
+            self.save()?;
         }
         Ok(())
     }
@@ -184,11 +188,15 @@ impl<'a> Installer<'a> {
                 }
                 self.manifest.replaced_files.push((path.clone(), backup));
             }
-            Err(_) => self
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
                 .manifest
                 .created_files
                 .push((path.clone(), hex(&Sha256::digest(bytes)))),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
         }
+        // Recorded before it is written: a file listed but never written
+        // is simply not there to remove.
+        self.save()?;
         println!("write  {}", path.display());
         if !self.options.dry_run {
             crate::tls::store::write_atomic(&path, bytes, mode)
@@ -238,7 +246,7 @@ impl<'a> Installer<'a> {
                 .with_context(|| format!("{}: cannot append", path.display()))?;
         }
         self.manifest.appended.push((path, added));
-        Ok(())
+        self.save()
     }
 
     fn layout_backups(&self) -> PathBuf {
@@ -257,7 +265,7 @@ impl<'a> Installer<'a> {
         if !self.manifest.commands.contains(&command) {
             self.manifest.commands.push(command);
         }
-        Ok(())
+        self.save()
     }
 
     /// Run `command` for an optional part (an NSS or Java store): a failure
@@ -280,6 +288,14 @@ impl<'a> Installer<'a> {
             return Ok(());
         }
         self.run(command)
+    }
+
+    /// Save the manifest as it is now (where there is a place for it yet).
+    fn save(&self) -> anyhow::Result<()> {
+        match &self.save_to {
+            Some(path) if path.parent().is_some_and(Path::is_dir) => self.write_manifest(path),
+            _ => Ok(()),
+        }
     }
 
     fn write_manifest(&self, path: &Path) -> anyhow::Result<()> {
@@ -390,7 +406,11 @@ pub fn install(options: &Options) -> anyhow::Result<()> {
     let mut ins = Installer {
         options,
         manifest: read_manifest(&manifest_path).unwrap_or_else(|| Manifest::new(&layout)),
+        save_to: Some(manifest_path.clone()),
     };
+    // The config directory first: the manifest lives there from the first
+    // change on.
+    ins.dir(options.path(&layout.config_dir))?;
 
     // The binary (a packaged one stays where the package put it), the
     // config, the policy directory, the state directory.
@@ -586,7 +606,11 @@ pub fn uninstall(options: &Options, only_mode: bool) -> anyhow::Result<()> {
     if !options.staged() {
         service::stop(options, &layout);
     }
-    let mut ins = Installer { options, manifest };
+    let mut ins = Installer {
+        options,
+        manifest,
+        save_to: None,
+    };
     let cas: Vec<CaCert> = ins
         .manifest
         .cas
@@ -612,6 +636,10 @@ pub fn uninstall(options: &Options, only_mode: bool) -> anyhow::Result<()> {
         }
     }
     for (path, backup) in &manifest.replaced_files {
+        if !backup.exists() && path.exists() {
+            // An uninstall cut short already put it back.
+            continue;
+        }
         act("restore", path);
         if !options.dry_run {
             std::fs::copy(backup, path).with_context(|| {
@@ -636,7 +664,11 @@ pub fn uninstall(options: &Options, only_mode: bool) -> anyhow::Result<()> {
             }
         }
     }
-    let mut ins = Installer { options, manifest };
+    let mut ins = Installer {
+        options,
+        manifest,
+        save_to: None,
+    };
     for store in ins.manifest.trust.clone() {
         // The anchors are gone: the distribution's bundle is rebuilt.
         if let Err(e) = trust::refresh(&mut ins, &store, true) {

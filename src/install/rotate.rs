@@ -52,7 +52,11 @@ pub fn rotate(
         Some((path, manifest)) => {
             let layout = manifest.layout()?;
             let stores = manifest.trust.clone();
-            let mut ins = Installer { options, manifest };
+            let mut ins = Installer {
+                options,
+                manifest,
+                save_to: Some(path.clone()),
+            };
             ins.trust(&layout, &stores, &cas)?;
             ins.write_manifest(&path)?;
         }
@@ -117,7 +121,11 @@ pub fn prune(config: &Config, options: &Options, now: Timestamp) -> anyhow::Resu
     }
     if let Some((path, manifest)) = manifest {
         let layout = manifest.layout()?;
-        let mut ins = Installer { options, manifest };
+        let mut ins = Installer {
+            options,
+            manifest,
+            save_to: Some(path.clone()),
+        };
         for (_, retiring) in &due {
             let old = CaCert::from_pem(&retiring.cert_pem)?;
             for store in ins.manifest.trust.clone() {
