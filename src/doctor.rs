@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 use crate::install::layout::{Mode, Platform};
-use crate::install::trust::{self, CaCert, Store};
+use crate::install::trust::{self, CaCert};
 use crate::install::{self, Manifest, Options};
 use crate::tls::ca::{self, CaFacts};
 
@@ -511,31 +511,9 @@ fn trust_checks(
         return checks;
     };
     for store in &stores {
-        let command: Vec<String> = match store {
-            Store::Nss { db } => vec![
-                "certutil".into(),
-                "-L".into(),
-                "-d".into(),
-                format!("sql:{}", db.display()),
-                "-n".into(),
-                ca.nickname(),
-            ],
-            Store::Java { keystore } => vec![
-                trust::find_tool("keytool").unwrap_or_else(|| "keytool".into()),
-                "-list".into(),
-                "-keystore".into(),
-                keystore.display().to_string(),
-                "-storepass".into(),
-                "changeit".into(),
-                "-alias".into(),
-                ca.nickname().to_lowercase().replace(' ', "-"),
-            ],
-            _ => continue,
+        let Some(held) = trust::holds(store, &ca) else {
+            continue;
         };
-        let held = std::process::Command::new(&command[0])
-            .args(&command[1..])
-            .output()
-            .is_ok_and(|o| o.status.success());
         checks.push(if held {
             Check::ok("trust", format!("{} holds the CA", store.describe()))
         } else {

@@ -821,6 +821,11 @@ fn doctor_line(out: &support::process::CmdOutput, check: &str) -> String {
 fn doctor_is_all_green_on_a_working_install_and_names_the_fix_when_the_agent_stops() {
     let root = staged_root();
     let r = root.path().to_string_lossy().to_string();
+    // A user's browser profile: install puts the CA in it, doctor checks.
+    let nssdb = root.path().join("home/tester/.pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    run_ok("certutil", &["-N", "--empty-password", "-d", &db]);
     let out = outpost(&["install", "--root", &r]);
     assert_eq!(out.code, Some(0), "{}", out.describe());
 
@@ -859,6 +864,10 @@ fn doctor_is_all_green_on_a_working_install_and_names_the_fix_when_the_agent_sto
     }
     assert!(!text.contains("FAIL") && !text.contains("WARN"), "{text}");
     assert!(text.contains("verifies against the system store"), "{text}");
+    assert!(
+        text.contains(&format!("NSS database {} holds the CA", nssdb.display())),
+        "{text}"
+    );
     assert!(text.contains("all checks passed"), "{text}");
 
     // Without the proxy environment, that check fails and says how to get it.

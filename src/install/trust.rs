@@ -302,31 +302,10 @@ pub fn add(
     let file = ins.options.path(&layout.ca_cert(ca.short()));
     let file_arg = file.display().to_string();
     match store {
-        Store::Nss { db } => ins.try_run(vec![
-            "certutil".into(),
-            "-A".into(),
-            "-d".into(),
-            format!("sql:{}", db.display()),
-            "-n".into(),
-            ca.nickname(),
-            "-t".into(),
-            "C,,".into(),
-            "-i".into(),
-            file_arg,
-        ]),
-        Store::Java { keystore } => ins.try_run(vec![
-            find_tool("keytool").unwrap_or_else(|| "keytool".into()),
-            "-importcert".into(),
-            "-noprompt".into(),
-            "-alias".into(),
-            ca.nickname().to_lowercase().replace(' ', "-"),
-            "-file".into(),
-            file_arg,
-            "-keystore".into(),
-            keystore.display().to_string(),
-            "-storepass".into(),
-            JAVA_STOREPASS.into(),
-        ]),
+        Store::Nss { .. } | Store::Java { .. } => {
+            let command = tool_command(store, ca, Tool::Add(file_arg)).context("a tool store")?;
+            ins.try_run(command)
+        }
         Store::Keychain { keychain, admin } => {
             let mut command = vec!["security".to_string(), "add-trusted-cert".to_string()];
             if *admin {
@@ -355,24 +334,10 @@ pub fn add(
 /// deleted, or a tool uninstalled since, must not stop the rest.
 pub fn remove(ins: &mut Installer, store: &Store, ca: &CaCert) {
     let command = match store {
-        Store::Nss { db } => vec![
-            "certutil".into(),
-            "-D".into(),
-            "-d".into(),
-            format!("sql:{}", db.display()),
-            "-n".into(),
-            ca.nickname(),
-        ],
-        Store::Java { keystore } => vec![
-            find_tool("keytool").unwrap_or_else(|| "keytool".into()),
-            "-delete".into(),
-            "-alias".into(),
-            ca.nickname().to_lowercase().replace(' ', "-"),
-            "-keystore".into(),
-            keystore.display().to_string(),
-            "-storepass".into(),
-            JAVA_STOREPASS.into(),
-        ],
+        Store::Nss { .. } | Store::Java { .. } => match tool_command(store, ca, Tool::Remove) {
+            Some(command) => command,
+            None => return,
+        },
         Store::Keychain { keychain, .. } => vec![
             "security".into(),
             "delete-certificate".into(),
@@ -403,6 +368,76 @@ pub fn remove(ins: &mut Installer, store: &Store, ca: &CaCert) {
             println!("  ({e}; continuing)");
         }
     }
+}
+
+/// What to do with a CA in an NSS or Java store.
+enum Tool {
+    /// Import it from this PEM file.
+    Add(String),
+    /// Delete it.
+    Remove,
+    /// List it (succeeds only when the store holds it).
+    Check,
+}
+
+/// The `certutil` / `keytool` command line for `ca` in `store` (`None` for
+/// the other stores).
+fn tool_command(store: &Store, ca: &CaCert, tool: Tool) -> Option<Vec<String>> {
+    let mut command: Vec<String> = match store {
+        Store::Nss { db } => {
+            let action: &[&str] = match &tool {
+                Tool::Add(_) => &["-A", "-t", "C,,"],
+                Tool::Remove => &["-D"],
+                Tool::Check => &["-L"],
+            };
+            let mut command = vec!["certutil".to_string()];
+            command.extend(action.iter().map(|a| a.to_string()));
+            command.extend([
+                "-d".into(),
+                format!("sql:{}", db.display()),
+                "-n".into(),
+                ca.nickname(),
+            ]);
+            if let Tool::Add(file) = tool {
+                command.extend(["-i".into(), file]);
+            }
+            return Some(command);
+        }
+        Store::Java { keystore } => {
+            let action: &[&str] = match &tool {
+                Tool::Add(_) => &["-importcert", "-noprompt"],
+                Tool::Remove => &["-delete"],
+                Tool::Check => &["-list"],
+            };
+            let mut command = vec![find_tool("keytool").unwrap_or_else(|| "keytool".into())];
+            command.extend(action.iter().map(|a| a.to_string()));
+            command.extend([
+                "-alias".into(),
+                ca.nickname().to_lowercase().replace(' ', "-"),
+                "-keystore".into(),
+                keystore.display().to_string(),
+                "-storepass".into(),
+                JAVA_STOREPASS.into(),
+            ]);
+            command
+        }
+        _ => return None,
+    };
+    if let Tool::Add(file) = tool {
+        command.extend(["-file".into(), file]);
+    }
+    Some(command)
+}
+
+/// Whether an NSS or Java `store` holds `ca` (`None`: a store this cannot
+/// ask, or whose tool is gone).
+pub fn holds(store: &Store, ca: &CaCert) -> Option<bool> {
+    let command = tool_command(store, ca, Tool::Check)?;
+    let out = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .output()
+        .ok()?;
+    Some(out.status.success())
 }
 
 /// After anchors changed: the distribution's command that rebuilds its
