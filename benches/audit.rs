@@ -14,7 +14,7 @@ use outpost::audit::record::{sha256_hex, AuditEvent, Content, Decision, Kind, Ru
 use outpost::config::{AuditConfig, KeyStoreChoice};
 
 fn event(i: u64) -> AuditEvent {
-    let redacted = i % 10 == 0;
+    let redacted = i.is_multiple_of(10);
     AuditEvent {
         provider: Some("openai".into()),
         host: Some("api.openai.com".into()),
@@ -22,7 +22,7 @@ fn event(i: u64) -> AuditEvent {
         path: Some("/v1/chat/completions".into()),
         api: Some("chat_completions".into()),
         model: Some("gpt-4o-mini".into()),
-        stream: i % 3 == 0,
+        stream: i.is_multiple_of(3),
         rules: if redacted {
             vec![RuleCount {
                 id: "card-numbers".into(),

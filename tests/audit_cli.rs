@@ -53,7 +53,14 @@ fn event(i: usize, ts: Timestamp) -> AuditEvent {
         ts: rfc3339_micros(ts),
         device: "laptop-7".into(),
         user: "alice".into(),
-        provider: Some(if i % 2 == 0 { "openai" } else { "anthropic" }.into()),
+        provider: Some(
+            if i.is_multiple_of(2) {
+                "openai"
+            } else {
+                "anthropic"
+            }
+            .into(),
+        ),
         host: Some("api.openai.com".into()),
         method: Some("POST".into()),
         path: Some("/v1/chat/completions".into()),

@@ -298,13 +298,13 @@ fn event(seq: u64) -> AuditEvent {
         path: Some("/v1/chat/completions".into()),
         api: Some("chat_completions".into()),
         model: Some("gpt-4o-mini".into()),
-        stream: seq % 3 == 0,
-        decision: if seq % 7 == 0 {
+        stream: seq.is_multiple_of(3),
+        decision: if seq.is_multiple_of(7) {
             Decision::Block
         } else {
             Decision::Allow
         },
-        rules: if seq % 7 == 0 {
+        rules: if seq.is_multiple_of(7) {
             vec![RuleCount {
                 id: "no-secrets".into(),
                 action: "block".into(),
@@ -313,7 +313,7 @@ fn event(seq: u64) -> AuditEvent {
         } else {
             Vec::new()
         },
-        status: if seq % 7 == 0 { 403 } else { 200 },
+        status: if seq.is_multiple_of(7) { 403 } else { 200 },
         input_tokens: Some(seq),
         output_tokens: Some(2 * seq),
         cost_usd: None,

@@ -139,7 +139,7 @@ impl AuditKey {
 
 /// Lower- or upper-case hex to bytes.
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16);

@@ -14,24 +14,28 @@
 //!   [`Ledger::release`].
 //!
 //! Split: admission only touches the in-memory [`Reservations`] (one mutex,
-//! no I/O). A settle commits its charge rows itself when the ledger file is
-//! free (one small transaction into the WAL: write(2), no fsync, no hand-off
-//! to another thread), and its [`Committed`] is resolved when `settle`
-//! returns. When the file is busy (another settle, or the writer), the rows
-//! go on a bounded channel to one writer thread ([`LedgerWriter`]), which
-//! drains whatever is queued, inserts it in one transaction and commits,
-//! then resolves each charge's [`Committed`]: nobody waits on the lock, and
-//! under load batches grow and one commit covers many charges.
+//! no I/O). A settle makes its charge durable by appending its rows to the
+//! charge journal ([`super::journal`]: one `write(2)` on the settling
+//! thread, no hand-off), so its [`Committed`] is resolved when `settle`
+//! returns; the rows also go on a bounded channel to one writer thread
+//! ([`LedgerWriter`]), which drains whatever is queued, inserts it in one
+//! transaction with how far the journal is now in, and commits: nobody
+//! waits for SQLite, and under load batches grow and one commit covers many
+//! charges.
 //!
-//! Crash safety, the same promise as the audit log's: WAL with
-//! `synchronous = NORMAL`, so a commit is in the WAL file (write(2), no
-//! fsync) before [`Committed`] resolves. A process killed at any point
-//! loses only charges whose `Committed` had not resolved, and SQLite rolls
-//! back a half-written transaction on the next open. Against power loss, a
-//! checkpoint (which fsyncs the WAL) runs at most [`SYNC_EVERY`] after a
-//! commit. The audit writer writes a charged call's record only after its
-//! `Committed` resolves (`AuditPermit::submit_after`): "a charge
-//! acknowledged to the audit log is in the ledger".
+//! Crash safety, the same promise as the audit log's: a charge is in the
+//! journal (`write(2)`, no fsync) before [`Committed`] resolves. A process
+//! killed at any point loses only charges whose `Committed` had not
+//! resolved: on the next open, the journal entries past the database's mark
+//! are committed before anything reads the ledger (exactly once: the mark
+//! moves in the same transactions as the rows), and SQLite rolls back a
+//! half-written transaction. Against power loss, a checkpoint (which fsyncs
+//! the WAL) runs at most [`SYNC_EVERY`] after a commit; the journal is
+//! emptied only when all of it is committed and synced. The audit writer
+//! writes a charged call's record only after its `Committed` resolves
+//! (`AuditPermit::submit_after`): "a charge acknowledged to the audit log
+//! is in the ledger". One process at a time: `ledger.lock` is held while
+//! the ledger is open.
 //!
 //! On open, charges of windows that started in the last
 //! [`RESTORE_LOOKBACK`] (the longest window plus slack) are summed per
@@ -49,12 +53,13 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::journal::{self, Journal, Row};
 use super::reserve::{Charge, CounterKey, Exceeded, ReservationId, Reservations};
 use super::rules::BudgetRule;
 use super::window::{window_of, WindowError};
 
 /// The schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How far back window starts are restored on open: a month window (at most
 /// 31 days, plus a DST hour) that is still current started within this.
@@ -100,6 +105,10 @@ pub enum LedgerError {
     /// A commit failed; the charge is counted in memory but not on disk.
     #[error("ledger write not committed: {0}")]
     NotCommitted(String),
+    /// Another process has the ledger open (the operator's: two agents on
+    /// one state directory, or the CLI beside a running agent).
+    #[error("{0}: the budget ledger is in use by another Outpost process (a running agent?); stop it, or reach it through its admin endpoint")]
+    InUse(PathBuf),
     /// The writer thread has stopped (shut down, or it panicked).
     #[error("ledger writer stopped")]
     WriterStopped,
@@ -170,6 +179,13 @@ impl Committed {
         map_ack(self.rx.blocking_recv())
     }
 
+    /// Already durable (in the journal).
+    fn done() -> Committed {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Ok(()));
+        Committed { rx }
+    }
+
     fn stopped() -> Committed {
         // The sender is dropped at once, so the receiver reports "stopped".
         let (_, rx) = oneshot::channel();
@@ -193,18 +209,6 @@ fn map_ack(ack: Result<Result<(), String>, oneshot::error::RecvError>) -> Result
     }
 }
 
-/// One charge row as stored.
-#[derive(Debug)]
-struct Row {
-    budget_id: String,
-    scope_key: String,
-    window_start_ns: i64,
-    usd_nanos: i64,
-    request_id: String,
-    at_ns: i64,
-    estimated: bool,
-}
-
 enum Ack {
     Async(oneshot::Sender<Result<(), String>>),
     // For `reset`, which blocks and may be called from inside a runtime,
@@ -223,7 +227,13 @@ impl Ack {
 }
 
 enum Job {
-    Charges(Vec<Row>, Ack),
+    /// One settle's rows; `journal`: its (epoch, ordinal) when it is in the
+    /// journal (then nobody waits for it: `ack` is `None`).
+    Charges {
+        rows: Vec<Row>,
+        ack: Option<Ack>,
+        journal: Option<(u64, u64)>,
+    },
     Reset {
         budget_id: String,
         at_ns: i64,
@@ -246,12 +256,9 @@ struct Shared {
     // Read on every reserve/settle (uncontended); written only by `reset`.
     current: RwLock<Arc<Reservations>>,
     queue: SyncSender<Job>,
-    /// The committing connection, shared by `settle` (when free) and the
-    /// writer thread; `None` once the writer has stopped.
+    /// The writer thread's connection (tests hold it to stall the writer).
+    #[cfg(test)]
     writer: Arc<Mutex<Option<Connection>>>,
-    /// Tells the sync thread a commit needs an fsync (`false`) or that the
-    /// writer has stopped (`true`).
-    dirty: SyncSender<bool>,
     /// Jobs that found the queue full: the writer takes them with its next
     /// batch. Settling never waits for the writer.
     spill: Arc<Mutex<Vec<Job>>>,
@@ -260,6 +267,12 @@ struct Shared {
     // For `snapshot` and `reset`'s reload; never on the request path.
     // Also the sync thread's, for its checkpoints.
     reader: Arc<Mutex<Connection>>,
+    /// Where a settle makes its charge durable (see [`journal`]). Held
+    /// while queueing too, so the writer sees charges in journal order.
+    journal: Arc<Mutex<Journal>>,
+    /// The exclusive lock on `ledger.lock`, shared with the writer thread:
+    /// released when both are gone.
+    _lock: Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -304,34 +317,37 @@ impl Ledger {
         let dir = state_dir.join("budget");
         create_private_dir(&dir)?;
         let path = dir.join("ledger.db");
+        // One process at a time: the journal is replayed and renewed on
+        // open, which must never happen under a live writer.
+        let lock = Arc::new(lock(&dir.join("ledger.lock"))?);
+        let thread_lock = lock.clone();
         let mut writer_conn = connect(&path)?;
         migrate(&mut writer_conn)?;
+        // What a killed agent had journaled but not committed, first.
+        let journal = replay(&mut writer_conn, &dir.join(journal::FILE))?;
         // Checkpoints (the fsyncs) are the sync thread's, not the committer's.
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let reader = connect(&path)?;
         let reservations = restore(&reader, now)?;
         let reader = Arc::new(Mutex::new(reader));
-        let syncer_conn = reader.clone();
+        let committed = Arc::new(Mutex::new((journal.epoch, 0)));
+        let journal = Arc::new(Mutex::new(journal));
+        let syncer = Syncer {
+            conn: reader.clone(),
+            journal: journal.clone(),
+            committed: committed.clone(),
+        };
 
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let spill = Arc::new(Mutex::new(Vec::new()));
         let writer_spill = spill.clone();
         let writer = Arc::new(Mutex::new(Some(writer_conn)));
         let thread_writer = writer.clone();
-        // The syncer fsyncs (checkpoints) on its own connection and thread,
-        // so commits never wait behind an fsync. A full channel means a sync
-        // is already due.
-        let (dirty, dirty_rx) = mpsc::sync_channel::<bool>(1);
-        let thread_dirty = dirty.clone();
         let thread = std::thread::Builder::new()
             .name("outpost-ledger".into())
             .spawn(move || {
-                run_writer(
-                    &thread_writer,
-                    jobs,
-                    writer_spill,
-                    (syncer_conn, thread_dirty, dirty_rx),
-                );
+                run_writer(&thread_writer, jobs, &writer_spill, &committed, syncer);
+                drop(thread_lock);
             })
             .map_err(|source| LedgerError::Dir {
                 path: dir.clone(),
@@ -341,11 +357,13 @@ impl Ledger {
             shared: Arc::new(Shared {
                 current: RwLock::new(Arc::new(reservations)),
                 queue: queue.clone(),
+                #[cfg(test)]
                 writer,
-                dirty,
                 spill,
                 spilled: std::sync::atomic::AtomicU64::new(0),
                 reader,
+                journal,
+                _lock: lock,
             }),
         };
         Ok((ledger, LedgerWriter { queue, thread }))
@@ -396,46 +414,45 @@ impl Ledger {
                 current.add_spent(key.clone(), settlement.usd);
             }
         }
-        let (tx, rx) = oneshot::channel();
-        let job = Job::Charges(rows, Ack::Async(tx));
-        if let Some(job) = self.try_commit(job) {
-            self.enqueue(job);
-        }
+        let committed = self.journaled(rows);
         drop(current);
-        Committed { rx }
+        committed
     }
 
-    /// Commit `job` now if the ledger file is free, and acknowledge it;
-    /// else hand it back (for the writer's queue).
-    fn try_commit(&self, job: Job) -> Option<Job> {
-        let Ok(mut guard) = self.shared.writer.try_lock() else {
-            return Some(job);
-        };
-        let Some(conn) = guard.as_mut() else {
-            return Some(job);
-        };
-        // Never wait on the call's thread: with the file locked by another
-        // process (the CLI), the writer thread waits for it instead.
-        let _ = conn.busy_timeout(std::time::Duration::ZERO);
-        let written = write_batch(conn, std::slice::from_ref(&job));
-        let _ = conn.busy_timeout(BUSY_TIMEOUT);
-        drop(guard);
-        let result = match written {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                return Some(job);
+    /// Append `rows` to the journal and queue them for the database: durable
+    /// when this returns. With the journal broken (a failed append: disk
+    /// full), they are only queued, and the `Committed` waits for the
+    /// database.
+    fn journaled(&self, rows: Vec<Row>) -> Committed {
+        let mut journal = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !journal.broken {
+            match journal.append(&rows) {
+                Ok(ordinal) => {
+                    let epoch = journal.epoch;
+                    self.enqueue(Job::Charges {
+                        rows,
+                        ack: None,
+                        journal: Some((epoch, ordinal)),
+                    });
+                    return Committed::done();
+                }
+                Err(e) => tracing::error!(
+                    "budget ledger: {}: {e}; charges wait for the database until the journal is renewed",
+                    journal.path().display()
+                ),
             }
-            other => other.map_err(|e| {
-                tracing::error!("budget ledger: commit failed: {e}");
-                e.to_string()
-            }),
-        };
-        let _ = self.shared.dirty.try_send(false);
-        if let Job::Charges(_, ack) = job {
-            ack.send(result);
         }
-        None
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Job::Charges {
+            rows,
+            ack: Some(Ack::Async(tx)),
+            journal: None,
+        });
+        Committed { rx }
     }
 
     /// The request failed before costing anything: drop its hold. No I/O.
@@ -499,6 +516,9 @@ impl Ledger {
         now: Timestamp,
         budgets: &[BudgetRule],
     ) -> Result<Vec<BudgetLine>, LedgerError> {
+        // Which scope keys exist comes from the file: let the writer catch
+        // up with the journal first.
+        let _ = self.flush().wait();
         lines(&self.reader(), &self.current(), now, budgets)
     }
 
@@ -527,23 +547,34 @@ impl Ledger {
     }
 
     fn enqueue(&self, job: Job) {
-        let job = match self.shared.queue.try_send(job) {
-            Ok(()) => return,
-            Err(TrySendError::Full(job)) => job,
-            Err(TrySendError::Disconnected(job)) => {
-                // Dropping the job drops its ack: the waiter sees "stopped".
-                drop(job);
-                tracing::error!("budget ledger: writer stopped; charge kept in memory only");
-                return;
-            }
-        };
-        // Full: the writer is behind. Never block the caller (an async
-        // worker, often inside a body's poll): spill, count, and wake it.
-        self.shared
+        let mut spill = self
+            .shared
             .spill
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(job);
+            .unwrap_or_else(PoisonError::into_inner);
+        // Order: while anything waits in the spill, later jobs wait behind
+        // it (the writer takes the spill only once the queue is empty), so
+        // charges reach the database in journal order.
+        let job = if spill.is_empty() {
+            match self.shared.queue.try_send(job) {
+                Ok(()) => return,
+                Err(TrySendError::Full(job)) => job,
+                Err(TrySendError::Disconnected(job)) => {
+                    // Dropping the job drops its ack: the waiter sees "stopped".
+                    drop(job);
+                    tracing::error!(
+                        "budget ledger: writer stopped; charge kept in memory and the journal only"
+                    );
+                    return;
+                }
+            }
+        } else {
+            job
+        };
+        // The writer is behind. Never block the caller (an async worker,
+        // often inside a body's poll): spill, count, and wake it.
+        spill.push(job);
+        drop(spill);
         let spilled = self
             .shared
             .spilled
@@ -736,6 +767,17 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
              PRAGMA user_version = 2;",
         ))?;
     }
+    if found < 3 {
+        // Version 3: how far the charge journal is committed.
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS journal (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 epoch INTEGER NOT NULL,
+                 through INTEGER NOT NULL
+             );
+             PRAGMA user_version = 3;",
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -771,33 +813,63 @@ fn restore(conn: &Connection, now: Timestamp) -> Result<Reservations, LedgerErro
     Ok(reservations)
 }
 
-/// The sync thread's connection, and the channel that wakes it.
-type Syncer = (Arc<Mutex<Connection>>, SyncSender<bool>, Receiver<bool>);
+/// The sync thread's part: its connection, the journal it empties once
+/// synced, and how far the writer has committed it (epoch, ordinal).
+struct Syncer {
+    conn: Arc<Mutex<Connection>>,
+    journal: Arc<Mutex<Journal>>,
+    committed: Arc<Mutex<(u64, u64)>>,
+}
 
 fn run_writer(
     writer: &Mutex<Option<Connection>>,
     jobs: Receiver<Job>,
-    spill: Arc<Mutex<Vec<Job>>>,
-    (syncer, dirty, dirty_rx): Syncer,
+    spill: &Mutex<Vec<Job>>,
+    committed: &Mutex<(u64, u64)>,
+    syncer: Syncer,
 ) {
+    // The syncer fsyncs (checkpoints) on its own connection and thread, so
+    // commits never wait behind an fsync. A full channel means a sync is
+    // already due.
+    let (dirty, dirty_rx) = mpsc::sync_channel::<bool>(1);
     let sync_thread = std::thread::Builder::new()
         .name("outpost-ledger-sync".into())
         .spawn(move || run_syncer(syncer, dirty_rx));
     if let Err(e) = &sync_thread {
         tracing::error!("budget ledger: no sync thread ({e}); syncing at shutdown only");
     }
+    let take_spill = || std::mem::take(&mut *spill.lock().unwrap_or_else(PoisonError::into_inner));
     // Ends when told to stop, or when every sender (all `Ledger` clones and
     // the `LedgerWriter`) is gone.
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
+        let mut drained = false;
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
-                Err(_) => break,
+                Err(_) => {
+                    drained = true;
+                    break;
+                }
             }
         }
-        batch.append(&mut spill.lock().unwrap_or_else(PoisonError::into_inner));
+        // Spilled jobs are newer than everything queued (see `enqueue`):
+        // only after the queue.
+        if drained {
+            batch.append(&mut take_spill());
+        }
         let stop = batch.iter().any(|job| matches!(job, Job::Stop(_)));
+        if stop {
+            // Everything sent so far is committed before the writer stops.
+            loop {
+                let before = batch.len();
+                batch.extend(jobs.try_iter());
+                batch.append(&mut take_spill());
+                if batch.len() == before {
+                    break;
+                }
+            }
+        }
         let result = {
             let mut guard = writer.lock().unwrap_or_else(PoisonError::into_inner);
             let result = match guard.as_mut() {
@@ -807,6 +879,11 @@ fn run_writer(
                 }),
                 None => Err("the ledger writer has stopped".to_string()),
             };
+            if result.is_ok() {
+                if let Some(mark) = journal_mark(&batch) {
+                    *committed.lock().unwrap_or_else(PoisonError::into_inner) = mark;
+                }
+            }
             if stop {
                 // Closed: a settle from now on finds no connection and
                 // queues (to a writer that is gone: "stopped").
@@ -821,11 +898,11 @@ fn run_writer(
         }
         for job in batch {
             let ack = match job {
-                Job::Charges(_, ack)
+                Job::Charges { ack: Some(ack), .. }
                 | Job::Reset { ack, .. }
                 | Job::Flush(ack)
                 | Job::Stop(ack) => ack,
-                Job::Wake => continue,
+                Job::Charges { ack: None, .. } | Job::Wake => continue,
             };
             ack.send(result.clone());
         }
@@ -839,17 +916,109 @@ fn run_writer(
     }
 }
 
-/// At most [`SYNC_EVERY`] after a commit, fsync it.
-fn run_syncer(conn: Arc<Mutex<Connection>>, dirty: Receiver<bool>) {
+/// The last journal entry a batch commits.
+fn journal_mark(batch: &[Job]) -> Option<(u64, u64)> {
+    batch.iter().rev().find_map(|job| match job {
+        Job::Charges { journal, .. } => *journal,
+        _ => None,
+    })
+}
+
+/// At most [`SYNC_EVERY`] after a commit, fsync it; then, if everything
+/// journaled is committed and synced, empty a journal grown past
+/// [`journal::ROTATE_BYTES`] (or one an append broke).
+fn run_syncer(syncer: Syncer, dirty: Receiver<bool>) {
     while let Ok(false) = dirty.recv() {
         std::thread::sleep(SYNC_EVERY);
         // Commits made while sleeping are covered by this sync.
         let stopped = dirty.try_recv() == Ok(true);
-        sync(&conn.lock().unwrap_or_else(PoisonError::into_inner));
+        // Read before the sync: what was committed by then is synced after.
+        let durable = *syncer
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        sync(&syncer.conn.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut journal = syncer
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all_in = (journal.epoch, journal.appended) == durable;
+        if all_in && (journal.len > journal::ROTATE_BYTES || journal.broken) {
+            if let Err(e) = journal.rotate() {
+                tracing::error!(
+                    "budget ledger: cannot renew {}: {e}",
+                    journal.path().display()
+                );
+            }
+        }
+        drop(journal);
         if stopped {
             return;
         }
     }
+}
+
+/// Open and exclusively lock `path` (advisory: other Outpost processes).
+fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(|source| LedgerError::Dir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Dir {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Commit the journal's entries that the database does not have (a killed
+/// agent's last charges), sync, and start the next epoch's journal.
+fn replay(conn: &mut Connection, path: &Path) -> Result<Journal, LedgerError> {
+    let io = |source| LedgerError::Dir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (mark_epoch, mark): (u64, u64) = conn
+        .query_row("SELECT epoch, through FROM journal WHERE id = 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .unwrap_or((0, 0));
+    let mut epoch = mark_epoch;
+    if let Some(contents) = journal::read(path).map_err(io)? {
+        for line in &contents.bad_lines {
+            tracing::error!(
+                "budget ledger: {}:{line}: not a journal entry; that charge is lost",
+                path.display()
+            );
+        }
+        let pending: Vec<Job> = contents
+            .entries
+            .into_iter()
+            .filter(|e| contents.epoch != mark_epoch || e.ordinal > mark)
+            .map(|e| Job::Charges {
+                rows: e.rows,
+                ack: None,
+                journal: Some((contents.epoch, e.ordinal)),
+            })
+            .collect();
+        if !pending.is_empty() {
+            write_batch(conn, &pending)?;
+            sync(conn);
+            tracing::info!(
+                "budget ledger: {} charge(s) from the journal committed",
+                pending.len()
+            );
+        }
+        epoch = epoch.max(contents.epoch);
+    }
+    Journal::create(path, epoch + 1).map_err(io)
 }
 
 /// Fsync what is committed: a passive checkpoint syncs the WAL first, and
@@ -874,7 +1043,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(), rusqlite::Err
         )?;
         for job in batch {
             match job {
-                Job::Charges(rows, _) => {
+                Job::Charges { rows, .. } => {
                     for r in rows {
                         insert_charge.execute(params![
                             r.budget_id,
@@ -894,6 +1063,14 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Result<(), rusqlite::Err
                 }
                 Job::Flush(_) | Job::Stop(_) | Job::Wake => {}
             }
+        }
+        // How far the journal is in, with the rows themselves.
+        if let Some((epoch, through)) = journal_mark(batch) {
+            tx.execute(
+                "INSERT INTO journal (id, epoch, through) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET epoch = ?1, through = ?2",
+                params![epoch as i64, through as i64],
+            )?;
         }
     }
     tx.commit()
@@ -994,7 +1171,7 @@ mod tests {
     }
 
     #[test]
-    fn a_settle_on_a_free_ledger_is_committed_when_it_returns() {
+    fn a_settle_is_in_the_journal_when_it_returns_and_in_the_database_after() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.5).unwrap();
@@ -1005,6 +1182,10 @@ mod tests {
             Pin::new(&mut committed).poll(&mut cx),
             Poll::Ready(Ok(()))
         ));
+        let (contents, _) = journal_state(dir.path());
+        assert_eq!(contents.entries.len(), 1);
+        assert_eq!(contents.entries[0].rows[0].request_id, "r1");
+        ledger.flush().wait().unwrap();
         // In the file: a second connection sees it.
         let rows: i64 = connect(&dir.path().join("budget/ledger.db"))
             .unwrap()
@@ -1119,22 +1300,6 @@ mod tests {
         writer.shutdown().unwrap();
     }
 
-    #[tokio::test]
-    async fn committed_charge_survives_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
-        ledger.settle(hold, settlement(0.25, "r1")).await.unwrap();
-        // No shutdown, no flush: as after kill -9, only what was committed
-        // is in the file. (The thread lingers; a second connection reads.)
-        std::mem::forget(writer);
-        std::mem::forget(ledger);
-
-        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        assert_eq!(spent(&ledger, "day", TODAY), 0.25);
-        writer.shutdown().unwrap();
-    }
-
     /// Child half of `kill_9_loses_no_acknowledged_charge`: settles charges
     /// forever, printing the count after each one's `Committed` resolved.
     #[test]
@@ -1185,6 +1350,18 @@ mod tests {
             spent >= acknowledged as f64 * 0.01 - 1e-9,
             "spent {spent} < {acknowledged} acknowledged charges"
         );
+        // The child may have settled a few more after its last line (its
+        // pipe is read behind it), but never a charge twice: each is in the
+        // journal once and committed once.
+        let rows: i64 = connect(&dir.path().join("budget/ledger.db"))
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) - COUNT(DISTINCT request_id) FROM charges",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0, "a charge was committed twice");
         writer.shutdown().unwrap();
     }
 
@@ -1216,6 +1393,7 @@ mod tests {
             thread.join().unwrap();
         }
         writer.shutdown().unwrap();
+        drop(ledger);
 
         let conn = Connection::open(dir.path().join("budget/ledger.db")).unwrap();
         let (rows, distinct, sum): (i64, i64, i64) = conn
@@ -1328,14 +1506,150 @@ mod tests {
     }
 
     #[test]
-    fn settle_after_shutdown_reports_the_writer_stopped() {
+    fn a_settle_after_shutdown_is_kept_by_the_journal_for_the_next_open() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         writer.shutdown().unwrap();
         let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.1).unwrap();
-        let result = ledger.settle(hold, settlement(0.1, "late")).wait();
-        assert!(matches!(result, Err(LedgerError::WriterStopped)));
-        // Still counted in memory.
+        ledger.settle(hold, settlement(0.1, "late")).wait().unwrap();
+        // Counted in memory now, and by the next agent.
         assert_eq!(spent(&ledger, "day", TODAY), 0.1);
+        drop(ledger);
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert_eq!(spent(&ledger, "day", TODAY), 0.1);
+        writer.shutdown().unwrap();
+    }
+
+    /// The journal of `dir`'s ledger, and its database's mark.
+    fn journal_state(dir: &Path) -> (journal::Contents, (i64, i64)) {
+        let contents = journal::read(&dir.join("budget").join(journal::FILE))
+            .unwrap()
+            .unwrap();
+        let mark = connect(&dir.join("budget/ledger.db"))
+            .unwrap()
+            .query_row("SELECT epoch, through FROM journal", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap_or((0, 0));
+        (contents, mark)
+    }
+
+    #[test]
+    fn journal_entries_the_database_lacks_are_committed_on_open_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        for i in 0..5 {
+            let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.2).unwrap();
+            ledger
+                .settle(hold, settlement(0.1, &format!("r{i}")))
+                .wait()
+                .unwrap();
+        }
+        writer.shutdown().unwrap();
+        drop(ledger);
+        let (contents, mark) = journal_state(dir.path());
+        assert_eq!(contents.entries.len(), 5);
+        assert_eq!(mark, (contents.epoch as i64, 5));
+        // As a kill -9 leaves it: five journaled, three committed (the mark
+        // says so, as the same transactions did), and a torn sixth.
+        let db = connect(&dir.path().join("budget/ledger.db")).unwrap();
+        db.execute_batch(
+            "DELETE FROM charges WHERE request_id IN ('r3', 'r4');
+             UPDATE journal SET through = 3;",
+        )
+        .unwrap();
+        drop(db);
+        {
+            use std::io::Write;
+            let path = dir.path().join("budget").join(journal::FILE);
+            let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            file.write_all(b"[6,[[\"day\",\"al").unwrap();
+        }
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert!((spent(&ledger, "day", TODAY) - 0.5).abs() < 1e-9);
+        writer.shutdown().unwrap();
+        drop(ledger);
+        // And again: nothing is committed twice.
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert!((spent(&ledger, "day", TODAY) - 0.5).abs() < 1e-9);
+        let (contents, _) = journal_state(dir.path());
+        assert!(contents.entries.is_empty(), "a fresh journal after replay");
+        // A second process cannot open it meanwhile.
+        let err = Ledger::open(dir.path(), ts(NOW)).unwrap_err();
+        assert!(matches!(err, LedgerError::InUse(_)), "{err}");
+        assert!(err.to_string().contains("ledger.lock"), "{err}");
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_journal_of_another_epoch_is_committed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        writer.shutdown().unwrap();
+        drop(ledger);
+        // A journal the database has never seen (its epoch is ahead).
+        let path = dir.path().join("budget").join(journal::FILE);
+        let mut journal = Journal::create(&path, 99).unwrap();
+        let row = |id: &str| Row {
+            budget_id: "day".into(),
+            scope_key: "alice".into(),
+            window_start_ns: to_ns(ts(&format!("{TODAY}T00:00:00Z"))).unwrap(),
+            usd_nanos: 250_000_000,
+            request_id: id.into(),
+            at_ns: to_ns(ts(NOW)).unwrap(),
+            estimated: false,
+        };
+        journal.append(&[row("a")]).unwrap();
+        journal.append(&[row("b")]).unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        assert!((spent(&ledger, "day", TODAY) - 0.5).abs() < 1e-9);
+        let (contents, _) = journal_state(dir.path());
+        assert_eq!(contents.epoch, 100);
+        writer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_grown_journal_is_emptied_once_the_database_has_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let path = dir.path().join("budget").join(journal::FILE);
+        let first_epoch = journal::read(&path).unwrap().unwrap().epoch;
+        let mut n = 0;
+        while std::fs::metadata(&path).unwrap().len() <= journal::ROTATE_BYTES {
+            let hold = ledger.reserve(&[charge("day", TODAY, 1e12)], 0.01).unwrap();
+            ledger
+                .settle(hold, settlement(0.001, &format!("request-{n:08}")))
+                .wait()
+                .unwrap();
+            n += 1;
+        }
+        ledger.flush().wait().unwrap();
+        let total = 0.001 * n as f64;
+        wait_for("the journal to be renewed", || {
+            journal::read(&path).unwrap().unwrap().epoch > first_epoch
+        });
+        // One more after the renewal: both files' charges count, once.
+        let hold = ledger.reserve(&[charge("day", TODAY, 1e12)], 0.01).unwrap();
+        ledger
+            .settle(hold, settlement(0.001, "after"))
+            .wait()
+            .unwrap();
+        writer.shutdown().unwrap();
+        drop(ledger);
+        let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
+        let spent = spent(&ledger, "day", TODAY);
+        assert!((spent - total - 0.001).abs() < 1e-6, "{spent} vs {total}");
+        writer.shutdown().unwrap();
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < until,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

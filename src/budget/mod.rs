@@ -14,6 +14,7 @@
 //! charges, and the proxy pipeline builds on all of them.
 
 pub mod admission;
+pub mod journal;
 pub mod ledger;
 pub mod pricing;
 pub mod ratelimit;

@@ -70,7 +70,7 @@ pub(crate) fn find_abn_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize
     let d = abn.digits();
     let first = u32::from(d[0]).checked_sub(1)?;
     let sum = first * 10 + weighted_sum(&d[1..], &[1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
-    if sum % 89 != 0 {
+    if !sum.is_multiple_of(89) {
         return None;
     }
     if abn.separator.is_some() {
@@ -93,7 +93,7 @@ pub(crate) fn find_acn_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize
 /// The TFN starting at the digit run `run`, if any.
 pub(crate) fn find_tfn_at(bytes: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     let tfn = grouped::read(bytes, run, 9, THREE_THREE_THREE)?;
-    if weighted_sum(tfn.digits(), &[1, 4, 3, 7, 5, 8, 6, 9, 10]) % 11 != 0 {
+    if !weighted_sum(tfn.digits(), &[1, 4, 3, 7, 5, 8, 6, 9, 10]).is_multiple_of(11) {
         return None;
     }
     with_context(tfn, bytes, TFN_CONTEXT)

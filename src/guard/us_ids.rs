@@ -119,7 +119,7 @@ pub(crate) fn find_routing_at(bytes: &[u8], run: Range<usize>) -> Option<Range<u
         .zip([3u32, 7, 1].iter().cycle())
         .map(|(&digit, &w)| u32::from(digit) * w)
         .sum();
-    let valid = federal_reserve && weighted % 10 == 0;
+    let valid = federal_reserve && weighted.is_multiple_of(10);
     (valid && context::appears_before(bytes, routing.span.start, ROUTING_CONTEXT))
         .then_some(routing.span)
 }
