@@ -841,22 +841,33 @@ fn run_writer(
     let take_spill = || std::mem::take(&mut *spill.lock().unwrap_or_else(PoisonError::into_inner));
     // Ends when told to stop, or when every sender (all `Ledger` clones and
     // the `LedgerWriter`) is gone.
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut drained = false;
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => {
-                    drained = true;
-                    break;
+    'jobs: loop {
+        let mut batch = Vec::new();
+        loop {
+            let mut drained = false;
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
-        }
-        // Spilled jobs are newer than everything queued (see `enqueue`):
-        // only after the queue.
-        if drained {
-            batch.append(&mut take_spill());
+            // Spilled jobs are newer than everything queued (see
+            // `enqueue`): only once the queue is empty.
+            if drained {
+                batch.append(&mut take_spill());
+            }
+            if !batch.is_empty() {
+                break;
+            }
+            // Nothing anywhere: wait. A job spilled from now on is followed
+            // by a `Wake` on the (then empty) queue.
+            match jobs.recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break 'jobs,
+            }
         }
         let stop = batch.iter().any(|job| matches!(job, Job::Stop(_)));
         if stop {
@@ -1162,6 +1173,14 @@ mod tests {
         for c in committed {
             c.wait().unwrap();
         }
+        // The writer takes the spill behind the queue, batch after batch,
+        // until a flush queued behind them all resolves.
+        ledger.flush().wait().unwrap();
+        let rows: i64 = connect(&dir.path().join("budget/ledger.db"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM charges", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, n as i64);
         writer.shutdown().unwrap();
         drop(ledger);
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
