@@ -75,6 +75,10 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Charges the request path may queue before `settle` waits for the writer.
 const QUEUE_CAPACITY: usize = 4096;
 
+/// How long the writer lets journaled charges gather before the next
+/// commit (they are durable already; a flush waits at most this more).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Most jobs written in one transaction, so one commit's latency stays small.
 const MAX_BATCH: usize = 1024;
 
@@ -907,6 +911,13 @@ fn run_writer(
         if !stop {
             let _ = dirty.try_send(false);
         }
+        // Nobody waits for journaled charges: let the next ones gather for
+        // a moment, so that one commit (and no wake-up per call) covers
+        // many. A batch someone waited for was a flush, reset or stop.
+        let waited = batch
+            .iter()
+            .any(|job| !matches!(job, Job::Charges { ack: None, .. } | Job::Wake));
+        let linger = !waited && !stop;
         for job in batch {
             let ack = match job {
                 Job::Charges { ack: Some(ack), .. }
@@ -919,6 +930,9 @@ fn run_writer(
         }
         if stop {
             break;
+        }
+        if linger {
+            std::thread::sleep(LINGER);
         }
     }
     if let Ok(thread) = sync_thread {
