@@ -96,6 +96,20 @@ fn staged_root() -> tempfile::TempDir {
     root
 }
 
+/// `systemd-analyze verify` passes on `units`.
+fn systemd_verify(units: &[PathBuf]) {
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 fn outpost(args: &[&str]) -> support::process::CmdOutput {
     outpost_cli(args, None, Duration::from_secs(60))
 }
@@ -208,18 +222,11 @@ fn install_stages_a_verified_service_trusts_the_ca_and_uninstall_undoes_it_all()
         )
         .unwrap();
     }
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&staged_unit)
-        .arg(check.join("outpost-ca-prune.service"))
-        .arg(check.join("outpost-ca-prune.timer"))
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    systemd_verify(&[
+        staged_unit.clone(),
+        check.join("outpost-ca-prune.service"),
+        check.join("outpost-ca-prune.timer"),
+    ]);
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=yes"])
         .arg(&staged_unit)
@@ -633,16 +640,7 @@ fn a_user_install_stays_in_the_home_directory_trusts_its_nss_db_and_uninstall_re
         ),
     )
     .unwrap();
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(check.join("outpost.service"))
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    systemd_verify(&[check.join("outpost.service")]);
     std::fs::remove_dir_all(&check).unwrap();
     let environment =
         std::fs::read_to_string(home.join(".config/environment.d/90-outpost.conf")).unwrap();
