@@ -927,3 +927,55 @@ fn an_install_that_fails_half_way_is_undone_by_uninstall() {
     assert_eq!(out.code, Some(0), "{}", out.describe());
     assert_eq!(snapshot(root.path()), before);
 }
+
+#[test]
+fn an_nss_database_with_a_password_is_skipped_and_the_install_goes_on() {
+    let root = staged_root();
+    let r = root.path().to_string_lossy().to_string();
+    let open_db = root.path().join("home/ana/.pki/nssdb");
+    let locked_db = root.path().join("home/bob/.pki/nssdb");
+    for db in [&open_db, &locked_db] {
+        std::fs::create_dir_all(db).unwrap();
+    }
+    run_ok(
+        "certutil",
+        &[
+            "-N",
+            "--empty-password",
+            "-d",
+            &format!("sql:{}", open_db.display()),
+        ],
+    );
+    let password = root.path().join("password");
+    std::fs::write(&password, "bob's secret\n").unwrap();
+    run_ok(
+        "certutil",
+        &[
+            "-N",
+            "-f",
+            &password.to_string_lossy(),
+            "-d",
+            &format!("sql:{}", locked_db.display()),
+        ],
+    );
+    let out = outpost(&["install", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(out.stdout_text().contains("skipped"), "{}", out.describe());
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(root.path().join("etc/outpost/install-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dbs: Vec<&str> = manifest["trust"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["db"].as_str())
+        .collect();
+    assert_eq!(dbs, [open_db.to_string_lossy()], "{manifest}");
+    let listed = |db: &Path| run_ok("certutil", &["-L", "-d", &format!("sql:{}", db.display())]);
+    assert!(listed(&open_db).contains("Outpost CA "));
+    assert!(!listed(&locked_db).contains("Outpost CA"));
+    let out = outpost(&["uninstall", "--root", &r]);
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(!listed(&open_db).contains("Outpost CA"));
+}

@@ -771,12 +771,19 @@ fn sh_quote(value: &str) -> String {
     }
 }
 
-fn run_command(command: &[String]) -> anyhow::Result<()> {
+/// `command` with no terminal input: a tool that would prompt (`certutil`
+/// on a password-protected NSS database) fails instead of waiting.
+fn command(command: &[String]) -> anyhow::Result<std::process::Command> {
     let (program, args) = command.split_first().context("empty command")?;
-    let out = std::process::Command::new(program)
-        .args(args)
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    Ok(cmd)
+}
+
+fn run_command(command: &[String]) -> anyhow::Result<()> {
+    let out = self::command(command)?
         .output()
-        .with_context(|| format!("cannot run {program}"))?;
+        .with_context(|| format!("cannot run {}", command[0]))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);

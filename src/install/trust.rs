@@ -304,7 +304,16 @@ pub fn add(
     match store {
         Store::Nss { .. } | Store::Java { .. } => {
             let command = tool_command(store, ca, Tool::Add(file_arg)).context("a tool store")?;
-            ins.try_run(command)
+            let held = ins.try_run(command)?;
+            if !held && !ins.options.dry_run {
+                // `certutil -A` on a database it may not write trust to
+                // still stores the certificate, untrusted: take it back
+                // out, since the manifest will not list this store.
+                if let Some(undo) = tool_command(store, ca, Tool::Remove) {
+                    let _ = super::run_command(&undo);
+                }
+            }
+            Ok(held)
         }
         Store::Keychain { keychain, admin } => {
             let mut command = vec!["security".to_string(), "add-trusted-cert".to_string()];
@@ -398,6 +407,12 @@ fn tool_command(store: &Store, ca: &CaCert, tool: Tool) -> Option<Vec<String>> {
                 "-n".into(),
                 ca.nickname(),
             ]);
+            if !matches!(tool, Tool::Check) {
+                // An empty password: a database protected by one is
+                // refused at once (and skipped) instead of prompting on the
+                // terminal in the middle of an install.
+                command.extend(["-f".into(), "/dev/null".into()]);
+            }
             if let Tool::Add(file) = tool {
                 command.extend(["-i".into(), file]);
             }
@@ -433,10 +448,7 @@ fn tool_command(store: &Store, ca: &CaCert, tool: Tool) -> Option<Vec<String>> {
 /// ask, or whose tool is gone).
 pub fn holds(store: &Store, ca: &CaCert) -> Option<bool> {
     let command = tool_command(store, ca, Tool::Check)?;
-    let out = std::process::Command::new(&command[0])
-        .args(&command[1..])
-        .output()
-        .ok()?;
+    let out = super::command(&command).ok()?.output().ok()?;
     Some(out.status.success())
 }
 
