@@ -216,12 +216,19 @@ pub async fn send(
             ),
         ));
     };
-    let (method, uri, headers, version) = (
-        req.method().clone(),
-        req.uri().clone(),
-        req.headers().clone(),
-        req.version(),
-    );
+    // Kept only for a call that can fall back: its head, to send it again.
+    let again = match replay {
+        Some(body) if gateway.config.fallback_direct => Some((
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+                req.version(),
+            ),
+            body,
+        )),
+        _ => None,
+    };
     let direct = forward::upstream_request(route, req).map_err(|err| {
         Refusal::upstream(
             ErrorKind::UpstreamUnavailable,
@@ -234,34 +241,24 @@ pub async fn send(
             response,
             fell_back: false,
         }),
-        Err(err) => {
-            fall_back(
-                state,
-                route,
-                gateway,
-                err,
-                (method, uri, headers, version),
-                replay,
-            )
-            .await
-        }
+        Err(err) => match again {
+            Some(again) if err.kind == ErrorKind::UpstreamUnavailable => {
+                fall_back(state, route, err, again).await
+            }
+            _ => Err(err.into()),
+        },
     }
 }
 
 type Head = (http::Method, Uri, http::HeaderMap, http::Version);
 
+/// `fallback = "direct"`: the same inspected bytes, to the provider.
 async fn fall_back(
     state: &ProxyState,
     route: &Route,
-    gateway: &Gateway,
     err: UpstreamError,
-    (method, uri, headers, version): Head,
-    replay: Option<Bytes>,
+    ((method, uri, headers, version), body): (Head, Bytes),
 ) -> Result<Sent, Refusal> {
-    let unreachable = err.kind == ErrorKind::UpstreamUnavailable;
-    let (true, true, Some(body)) = (gateway.config.fallback_direct, unreachable, replay) else {
-        return Err(err.into());
-    };
     tracing::warn!(
         "{}; sending the call direct (gateway fallback = \"direct\")",
         err.message
