@@ -96,6 +96,15 @@ pub enum LedgerError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The lock file or the charge journal could not be read or written
+    /// (the host's fault: permissions, disk).
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// SQLite refused an open, query or commit (disk full, corrupt file,
     /// another process holding a lock past the busy timeout).
     #[error("ledger database: {0}")]
@@ -989,14 +998,14 @@ fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path).map_err(|source| LedgerError::Dir {
+    let file = options.open(path).map_err(|source| LedgerError::File {
         path: path.to_path_buf(),
         source,
     })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::InUse(path.to_path_buf())),
-        Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Dir {
+        Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::File {
             path: path.to_path_buf(),
             source,
         }),
@@ -1006,7 +1015,7 @@ fn lock(path: &Path) -> Result<std::fs::File, LedgerError> {
 /// Commit the journal's entries that the database does not have (a killed
 /// agent's last charges), sync, and start the next epoch's journal.
 fn replay(conn: &mut Connection, path: &Path) -> Result<Journal, LedgerError> {
-    let io = |source| LedgerError::Dir {
+    let io = |source| LedgerError::File {
         path: path.to_path_buf(),
         source,
     };
@@ -1168,6 +1177,16 @@ mod tests {
             .spent_usd
     }
 
+    /// Reserve `reserve_usd` on `charge` and settle `usd` as `request_id`,
+    /// waiting until it is durable.
+    fn settle_one(ledger: &Ledger, charge: Charge, reserve_usd: f64, usd: f64, request_id: &str) {
+        let hold = ledger.reserve(&[charge], reserve_usd).unwrap();
+        ledger
+            .settle(hold, settlement(usd, request_id))
+            .wait()
+            .unwrap();
+    }
+
     #[test]
     fn a_burst_past_the_writer_queue_never_blocks_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -1253,8 +1272,7 @@ mod tests {
     fn spend_is_restored_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
-        ledger.settle(hold, settlement(0.3, "r1")).wait().unwrap();
+        settle_one(&ledger, charge("day", TODAY, 1.0), 0.5, 0.3, "r1");
         writer.shutdown().unwrap();
         drop(ledger);
 
@@ -1269,8 +1287,7 @@ mod tests {
     fn a_version_1_ledger_is_migrated_with_its_charges() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
-        ledger.settle(hold, settlement(0.3, "r1")).wait().unwrap();
+        settle_one(&ledger, charge("day", TODAY, 1.0), 0.5, 0.3, "r1");
         writer.shutdown().unwrap();
         drop(ledger);
         // Make it the version 1 schema: AUTOINCREMENT on `charges.seq`.
@@ -1293,8 +1310,7 @@ mod tests {
 
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         assert_eq!(spent(&ledger, "day", TODAY), 0.3);
-        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.5).unwrap();
-        ledger.settle(hold, settlement(0.2, "r2")).wait().unwrap();
+        settle_one(&ledger, charge("day", TODAY, 1.0), 0.5, 0.2, "r2");
         writer.shutdown().unwrap();
         let conn = connect(&path).unwrap();
         let version: i64 = conn
@@ -1342,11 +1358,13 @@ mod tests {
         };
         let (ledger, _writer) = Ledger::open(Path::new(&dir), ts(NOW)).unwrap();
         for i in 1.. {
-            let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.01).unwrap();
-            ledger
-                .settle(hold, settlement(0.01, &format!("r{i}")))
-                .wait()
-                .unwrap();
+            settle_one(
+                &ledger,
+                charge("day", TODAY, 1e9),
+                0.01,
+                0.01,
+                &format!("r{i}"),
+            );
             println!("committed {i}");
         }
     }
@@ -1517,8 +1535,7 @@ mod tests {
     fn snapshot_lists_spent_reserved_limit_and_window() {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
-        let hold = ledger.reserve(&[charge("day", TODAY, 2.0)], 0.5).unwrap();
-        ledger.settle(hold, settlement(0.4, "r1")).wait().unwrap();
+        settle_one(&ledger, charge("day", TODAY, 2.0), 0.5, 0.4, "r1");
         let _held = ledger.reserve(&[charge("day", TODAY, 2.0)], 0.3).unwrap();
         let lines = ledger
             .snapshot(ts(NOW), &[rule("day", 2.0), rule("unused", 5.0)])
@@ -1543,8 +1560,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         writer.shutdown().unwrap();
-        let hold = ledger.reserve(&[charge("day", TODAY, 1.0)], 0.1).unwrap();
-        ledger.settle(hold, settlement(0.1, "late")).wait().unwrap();
+        settle_one(&ledger, charge("day", TODAY, 1.0), 0.1, 0.1, "late");
         // Counted in memory now, and by the next agent.
         assert_eq!(spent(&ledger, "day", TODAY), 0.1);
         drop(ledger);
@@ -1572,11 +1588,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
         for i in 0..5 {
-            let hold = ledger.reserve(&[charge("day", TODAY, 1e9)], 0.2).unwrap();
-            ledger
-                .settle(hold, settlement(0.1, &format!("r{i}")))
-                .wait()
-                .unwrap();
+            settle_one(
+                &ledger,
+                charge("day", TODAY, 1e9),
+                0.2,
+                0.1,
+                &format!("r{i}"),
+            );
         }
         writer.shutdown().unwrap();
         drop(ledger);
@@ -1649,11 +1667,13 @@ mod tests {
         let first_epoch = journal::read(&path).unwrap().unwrap().epoch;
         let mut n = 0;
         while std::fs::metadata(&path).unwrap().len() <= journal::ROTATE_BYTES {
-            let hold = ledger.reserve(&[charge("day", TODAY, 1e12)], 0.01).unwrap();
-            ledger
-                .settle(hold, settlement(0.001, &format!("request-{n:08}")))
-                .wait()
-                .unwrap();
+            settle_one(
+                &ledger,
+                charge("day", TODAY, 1e12),
+                0.01,
+                0.001,
+                &format!("request-{n:08}"),
+            );
             n += 1;
         }
         ledger.flush().wait().unwrap();
@@ -1662,11 +1682,7 @@ mod tests {
             journal::read(&path).unwrap().unwrap().epoch > first_epoch
         });
         // One more after the renewal: both files' charges count, once.
-        let hold = ledger.reserve(&[charge("day", TODAY, 1e12)], 0.01).unwrap();
-        ledger
-            .settle(hold, settlement(0.001, "after"))
-            .wait()
-            .unwrap();
+        settle_one(&ledger, charge("day", TODAY, 1e12), 0.01, 0.001, "after");
         writer.shutdown().unwrap();
         drop(ledger);
         let (ledger, writer) = Ledger::open(dir.path(), ts(NOW)).unwrap();
